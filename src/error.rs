@@ -1,0 +1,60 @@
+//! One error type for the whole tool. The variant decides the exit status, the text is
+//! the one line an operator reads. No variant ever carries a signature or key material:
+//! every constructor site formats its own message from non-secret facts.
+
+use std::fmt;
+
+/// Exit statuses, documented in the README and in `--help`.
+pub mod exit {
+    /// All well.
+    pub const OK: i32 = 0;
+    /// Fatal runtime error (database unreadable, disk full, ...).
+    pub const RUNTIME: i32 = 1;
+    /// Usage or configuration error: nothing was done.
+    pub const USAGE: i32 = 2;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Bad input or configuration; nothing was changed.
+    Usage(String),
+    /// Something failed while working (database, file system).
+    Runtime(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    pub fn runtime(msg: impl Into<String>) -> Self {
+        Error::Runtime(msg.into())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Runtime(_) => exit::RUNTIME,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        // SQLite messages name tables and constraints, never bound values, so they are
+        // safe to show even when a statement carried a signature.
+        Error::Runtime(format!("database error: {e}"))
+    }
+}

@@ -1,0 +1,32 @@
+//! stream-agency: keeps Claws Network agents' funding streams alive, counts the windows
+//! per chain epoch and bills them on the StreamAgencyEscrow contract.
+//!
+//! One module per concern: `cli` (arguments), `config` (runtime options), `store` (SQLite),
+//! `keys` (addresses, PEM, signing), `http`/`stream`/`gateway` (network clients),
+//! `schedule` (renewal policy), `tick`/`run` (the job), `manage` (enrollment commands),
+//! `report` (read-only views).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod keys;
+pub mod manage;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod store;
+pub mod stream;
+pub mod tick;
+
+#[cfg(test)]
+mod testdata;
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,133 @@
+//! When to call `/stream` next: the renewal policy, pure and unit-tested.
+//!
+//! Continuity comes first: a renewal is planned `lead` before the window ends; refusals and
+//! faults back off (30 s, 60 s, 120 s, then 180 s) but never wait past the known window end.
+
+use crate::stream::Answer;
+
+/// Retry interval for the agent's own problems (bad signature, not registered).
+pub const AGENT_PROBLEM_RETRY_MS: i64 = 15 * 60 * 1000;
+/// No attempt is planned sooner than this after the last one, whatever the answers say.
+pub const MIN_RETRY_MS: i64 = 500;
+const BACKOFF_S: [i64; 4] = [30, 60, 120, 180];
+
+/// The backoff of the `step`-th attempt in a row without a new window (1-based).
+pub fn backoff_ms(step: u32) -> i64 {
+    let i = (step.max(1) as usize - 1).min(BACKOFF_S.len() - 1);
+    BACKOFF_S[i] * 1000
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub lead_ms: i64,
+    pub jitter_ms: i64,
+}
+
+/// The next attempt and the agent's new backoff step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub next_attempt_ms: i64,
+    pub backoff_step: u32,
+}
+
+impl Policy {
+    fn jitter(&self) -> i64 {
+        fastrand::i64(0..=self.jitter_ms)
+    }
+
+    /// Plans after an answer at `now`. `known_end` is the window end known before it.
+    pub fn plan(&self, answer: &Answer, now: i64, known_end: Option<i64>, step: u32) -> Plan {
+        let step_up = step.saturating_add(1);
+        // Backoff plus jitter, but never past a window end still ahead of us.
+        let backoff_capped = |end: Option<i64>| {
+            let next = now + backoff_ms(step_up) + self.jitter();
+            match end {
+                Some(end) if end > now => next.min(end),
+                _ => next,
+            }
+        };
+        let (next, backoff_step) = match *answer {
+            Answer::Opened { end_ms } => (end_ms - self.lead_ms + self.jitter(), 0),
+            Answer::AlreadyStreaming { again_at_ms: Some(at), .. } => {
+                (at.max(now) + self.jitter(), step_up)
+            }
+            Answer::AlreadyStreaming { end_ms, again_at_ms: None } => {
+                (backoff_capped(end_ms.or(known_end)), step_up)
+            }
+            Answer::RateLimited { retry_after_ms: Some(wait) } => (now + wait + self.jitter(), step_up),
+            Answer::Rejected => (now + AGENT_PROBLEM_RETRY_MS + self.jitter(), step_up),
+            // A window without an end cannot be scheduled from: ask again after a backoff.
+            Answer::OpenedWithoutEnd => (now + backoff_ms(step_up) + self.jitter(), step_up),
+            Answer::RateLimited { retry_after_ms: None } | Answer::Transient => {
+                (backoff_capped(known_end), step_up)
+            }
+        };
+        Plan { next_attempt_ms: next.max(now + MIN_RETRY_MS), backoff_step }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+    const NO_JITTER: Policy = Policy { lead_ms: 360_000, jitter_ms: 0 };
+
+    fn next(answer: Answer, known_end: Option<i64>, step: u32) -> i64 {
+        NO_JITTER.plan(&answer, NOW, known_end, step).next_attempt_ms
+    }
+
+    #[test]
+    fn renewal_is_planned_lead_before_the_end_plus_jitter() {
+        let end = NOW + 1_800_000;
+        assert_eq!(next(Answer::Opened { end_ms: end }, None, 3), end - 360_000);
+        assert_eq!(NO_JITTER.plan(&Answer::Opened { end_ms: end }, NOW, None, 3).backoff_step, 0);
+        let jittered = Policy { lead_ms: 360_000, jitter_ms: 20_000 };
+        for _ in 0..200 {
+            let n = jittered.plan(&Answer::Opened { end_ms: end }, NOW, None, 0).next_attempt_ms;
+            assert!((end - 360_000..=end - 340_000).contains(&n), "{n}");
+        }
+    }
+
+    #[test]
+    fn already_streaming_waits_for_can_stream_again_at_never_before() {
+        let at = NOW + 42_000;
+        let a = Answer::AlreadyStreaming { end_ms: None, again_at_ms: Some(at) };
+        assert_eq!(next(a, None, 0), at);
+        let p = Policy { lead_ms: 10_000, jitter_ms: 1_000 };
+        for _ in 0..100 {
+            let n = p.plan(&a, NOW, None, 0).next_attempt_ms;
+            assert!((at..=at + 1_000).contains(&n));
+        }
+    }
+
+    #[test]
+    fn backoff_ladder_is_capped_at_the_known_end() {
+        let far = Answer::AlreadyStreaming { end_ms: None, again_at_ms: None };
+        assert_eq!(next(far, None, 0), NOW + 30_000);
+        assert_eq!(next(far, None, 1), NOW + 60_000);
+        assert_eq!(next(far, None, 2), NOW + 120_000);
+        assert_eq!(next(far, None, 9), NOW + 180_000);
+        let end = NOW + 45_000;
+        assert_eq!(next(far, Some(end), 1), end);
+        let with_end = Answer::AlreadyStreaming { end_ms: Some(NOW + 5_000), again_at_ms: None };
+        assert_eq!(next(with_end, Some(NOW + 99_000), 0), NOW + 5_000);
+        assert_eq!(next(Answer::Transient, Some(NOW + 10_000), 0), NOW + 10_000);
+        // An end already behind us does not cap anything.
+        assert_eq!(next(Answer::Transient, Some(NOW - 1), 0), NOW + 30_000);
+    }
+
+    #[test]
+    fn faults_and_agent_problems() {
+        assert_eq!(
+            next(Answer::RateLimited { retry_after_ms: Some(7_000) }, Some(NOW + 1), 0),
+            NOW + 7_000
+        );
+        assert_eq!(next(Answer::Rejected, Some(NOW + 1_000), 0), NOW + 15 * 60_000);
+        assert_eq!(next(Answer::OpenedWithoutEnd, None, 0), NOW + 30_000);
+        // Never a hot loop, whatever the service says.
+        let stale = Answer::AlreadyStreaming { end_ms: None, again_at_ms: Some(NOW - 10) };
+        assert_eq!(next(stale, None, 0), NOW + MIN_RETRY_MS);
+        assert_eq!(next(Answer::Opened { end_ms: NOW }, None, 0), NOW + MIN_RETRY_MS);
+    }
+}

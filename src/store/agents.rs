@@ -1,0 +1,289 @@
+//! Agents: enrollment, pause/resume/remove, the due list and each renewal's outcome.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{usage, Store};
+use crate::error::{Error, Result};
+use crate::keys::{Address, Secret};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Enrolled {
+    New,
+    Updated,
+}
+
+/// An agent whose renewal is due, with what the renewal needs.
+#[derive(Debug)]
+pub struct DueAgent {
+    pub id: i64,
+    pub address: String,
+    pub signature: Secret,
+    pub expected_end_ms: Option<i64>,
+    pub backoff_step: u32,
+}
+
+/// How an attempt ends for the agent's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A new window opened.
+    Renewed,
+    /// Nothing new, nothing wrong ("already streaming").
+    Neutral,
+    /// An error, kept in `last_error` and shown by `report`.
+    Failed(String),
+}
+
+/// Everything one `/stream` call changes, written in one transaction.
+#[derive(Debug)]
+pub struct Renewal<'a> {
+    pub agent_id: i64,
+    pub attempted_ms: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<u16>,
+    pub reason: &'a str,
+    pub end_stream_ms: Option<i64>,
+    pub can_stream_again_at_ms: Option<i64>,
+    pub body_excerpt: &'a str,
+    pub verdict: Verdict,
+    /// The window to count, identified by its end; `observed` when found already open.
+    pub window: Option<(i64, bool)>,
+    /// Highest epoch seen before the attempt: the window's epoch is at least this.
+    pub min_epoch: Option<i64>,
+    pub expected_end_ms: Option<i64>,
+    pub next_attempt_ms: i64,
+    pub backoff_step: u32,
+}
+
+impl Store {
+    pub fn agent_id(&self, address: &Address) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM agents WHERE address = ?1",
+                [address.to_bech32()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn require_agent(&self, address: &Address) -> Result<i64> {
+        self.agent_id(address)?.ok_or_else(|| {
+            Error::usage(format!(
+                "unknown agent {address}: enroll it first (see `report` for enrolled agents)"
+            ))
+        })
+    }
+
+    /// Adds an agent, or updates a known one's signature and fee and reactivates it.
+    pub fn enroll(&mut self, address: &Address, signature: &str, fee_bps: u32, now: i64) -> Result<Enrolled> {
+        let tx = self.conn.transaction()?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)",
+            [address.to_bech32()],
+            |r| r.get(0),
+        )?;
+        // A re-enrolled agent is tried at once: its new signature may fix an old error.
+        tx.execute(
+            "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
+             ON CONFLICT (address) DO UPDATE SET
+                stream_signature = excluded.stream_signature,
+                fee_bps = excluded.fee_bps,
+                status = 'active',
+                next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
+                backoff_step = 0,
+                updated_ms = excluded.updated_ms",
+            params![address.to_bech32(), signature, fee_bps, now],
+        )?;
+        tx.commit()?;
+        Ok(if known { Enrolled::Updated } else { Enrolled::New })
+    }
+
+    /// Pauses or resumes; a resumed agent is due at once if its slot passed while paused.
+    pub fn set_status(&self, address: &Address, active: bool, now: i64) -> Result<bool> {
+        let id = self.require_agent(address)?;
+        let status = if active { "active" } else { "paused" };
+        let changed = self.conn.execute(
+            "UPDATE agents SET status = ?2, updated_ms = ?3,
+                    next_attempt_ms = CASE WHEN ?2 = 'active' THEN MIN(next_attempt_ms, ?3) ELSE next_attempt_ms END
+             WHERE id = ?1 AND status <> ?2",
+            params![id, status, now],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Deletes an agent and its records. Refuses while windows wait for billing, unless forced.
+    /// Returns the number of unbilled windows dropped.
+    pub fn remove(&mut self, address: &Address, force: bool) -> Result<i64> {
+        let id = self.require_agent(address)?;
+        let unbilled = usage::unbilled_windows(&self.conn, id)?;
+        if unbilled > 0 && !force {
+            return Err(Error::usage(format!(
+                "agent {address} has {unbilled} counted windows not yet billed: bill them first, or pass --force to drop them"
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(unbilled)
+    }
+
+    /// Active agents whose attempt is due, most urgent (earliest window end, unknown first) first.
+    pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, address, stream_signature, expected_end_ms, backoff_step FROM agents
+             WHERE status = 'active' AND next_attempt_ms <= ?1
+             ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id",
+        )?;
+        let rows = stmt.query_map([now], |r| {
+            Ok(DueAgent {
+                id: r.get(0)?,
+                address: r.get(1)?,
+                signature: Secret::new(r.get(2)?),
+                expected_end_ms: r.get(3)?,
+                backoff_step: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest next attempt of any active agent.
+    pub fn next_due_ms(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_attempt_ms) FROM agents WHERE status = 'active'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Writes one attempt: its row, the window it counts (at most once) and the agent's
+    /// new schedule, in one transaction. Returns whether a new window was recorded.
+    pub fn record_renewal(&mut self, r: &Renewal) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let counted = match r.window {
+            Some((end, observed)) => {
+                usage::insert_window(&tx, r.agent_id, end, r.attempted_ms, observed, r.min_epoch)?
+            }
+            None => false,
+        };
+        tx.prepare_cached(
+            "INSERT INTO attempts (agent_id, attempted_ms, duration_ms, ok, status_code, reason,
+                                   end_stream_ms, can_stream_again_at_ms, counted, body_excerpt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            r.agent_id,
+            r.attempted_ms,
+            r.duration_ms,
+            r.verdict == Verdict::Renewed,
+            r.status_code,
+            r.reason,
+            r.end_stream_ms,
+            r.can_stream_again_at_ms,
+            counted,
+            r.body_excerpt,
+        ])?;
+        let (renewed, failed_error) = match &r.verdict {
+            Verdict::Renewed => (true, None),
+            Verdict::Neutral => (false, None),
+            Verdict::Failed(e) => (false, Some(e.as_str())),
+        };
+        tx.prepare_cached(
+            "UPDATE agents SET
+                success_count = success_count + ?2,
+                failure_count = failure_count + ?3,
+                last_success_ms = CASE WHEN ?2 THEN ?4 ELSE last_success_ms END,
+                last_error = CASE WHEN ?2 THEN NULL WHEN ?3 THEN ?5 ELSE last_error END,
+                failing_since_ms = CASE WHEN ?2 THEN NULL WHEN ?3 THEN COALESCE(failing_since_ms, ?4)
+                                        ELSE failing_since_ms END,
+                last_attempt_ms = ?4,
+                expected_end_ms = COALESCE(?6, expected_end_ms),
+                next_attempt_ms = ?7,
+                backoff_step = ?8,
+                updated_ms = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            r.agent_id,
+            renewed,
+            failed_error.is_some(),
+            r.attempted_ms,
+            failed_error,
+            r.expected_end_ms,
+            r.next_attempt_ms,
+            r.backoff_step,
+        ])?;
+        tx.commit()?;
+        Ok(counted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory_store;
+
+    fn alice() -> Address {
+        Address::parse("claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn").unwrap()
+    }
+
+    fn renewal(id: i64, end: i64) -> Renewal<'static> {
+        Renewal {
+            agent_id: id,
+            attempted_ms: 1_000,
+            duration_ms: 3,
+            status_code: Some(200),
+            reason: "renewed",
+            end_stream_ms: Some(end),
+            can_stream_again_at_ms: None,
+            body_excerpt: "",
+            verdict: Verdict::Renewed,
+            window: Some((end, false)),
+            min_epoch: Some(4),
+            expected_end_ms: Some(end),
+            next_attempt_ms: end - 100,
+            backoff_step: 0,
+        }
+    }
+
+    #[test]
+    fn enroll_twice_updates_and_replayed_windows_count_once() {
+        let mut s = memory_store();
+        assert_eq!(s.enroll(&alice(), "aa", 500, 10).unwrap(), Enrolled::New);
+        assert_eq!(s.enroll(&alice(), "bb", 700, 20).unwrap(), Enrolled::Updated);
+        let id = s.agent_id(&alice()).unwrap().unwrap();
+        assert!(s.record_renewal(&renewal(id, 5_000)).unwrap());
+        assert!(!s.record_renewal(&renewal(id, 5_000)).unwrap(), "replayed answer");
+        assert!(s.record_renewal(&renewal(id, 9_000)).unwrap());
+        let (ok, attempts): (i64, i64) = s
+            .conn
+            .query_row(
+                "SELECT success_count, (SELECT COUNT(*) FROM attempts) FROM agents",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((ok, attempts), (3, 3));
+        let err = s.remove(&alice(), false).unwrap_err().to_string();
+        assert!(err.contains("2 counted windows"), "{err}");
+        assert_eq!(s.remove(&alice(), true).unwrap(), 2);
+        assert!(s.agent_id(&alice()).unwrap().is_none());
+        let left: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM stream_windows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn paused_agents_are_never_due() {
+        let mut s = memory_store();
+        s.enroll(&alice(), "aa", 500, 10).unwrap();
+        assert_eq!(s.due_agents(10).unwrap().len(), 1);
+        assert!(s.set_status(&alice(), false, 11).unwrap());
+        assert!(!s.set_status(&alice(), false, 11).unwrap());
+        assert!(s.due_agents(100).unwrap().is_empty());
+        assert!(s.set_status(&alice(), true, 12).unwrap());
+        assert_eq!(s.due_agents(12).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,135 @@
+//! The SQLite database: opening, schema migrations and small key/value facts.
+//!
+//! Queries live next to their concern: `agents` (enrollment and renewal outcomes),
+//! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping).
+
+pub mod agents;
+pub mod usage;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+
+use crate::error::{Error, Result};
+
+/// Numbered plain-SQL migrations from `sql/`, applied in order and recorded in
+/// `PRAGMA user_version`.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../sql/0001_initial.sql"))])
+}
+
+/// The schema version this binary writes.
+const SCHEMA_VERSION: usize = 1;
+
+pub struct Store {
+    pub conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display();
+        if path.is_dir() {
+            return Err(Error::usage(format!(
+                "database path {shown} is a directory: give a file path with --db"
+            )));
+        }
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::runtime(format!("cannot create database {shown}: {e}")))?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| Error::runtime(format!("cannot open database {shown}: {e}")))?;
+        let not_sqlite = |e: rusqlite::Error| {
+            Error::runtime(format!(
+                "{shown} is not a stream-agency database ({e}): check --db / STREAM_AGENCY_DB"
+            ))
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(not_sqlite)?;
+        // WAL: readers (report, sqlite3 scripts) never block the tick. NORMAL sync is
+        // crash-safe for a killed process; only an OS crash can lose the last commits.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(not_sqlite)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(not_sqlite)?;
+        migrations().to_latest(&mut conn).map_err(|e| match e {
+            rusqlite_migration::Error::MigrationDefinition(
+                rusqlite_migration::MigrationDefinitionError::DatabaseTooFarAhead,
+            ) => Error::runtime(format!(
+                "database {shown} has a newer schema than this binary knows ({} migrations): upgrade stream-agency",
+                SCHEMA_VERSION
+            )),
+            rusqlite_migration::Error::RusqliteError { err, .. } => not_sqlite(err),
+            other => Error::runtime(format!("cannot migrate database {shown}: {other}")),
+        })?;
+        Ok(Store { conn })
+    }
+
+    pub fn schema_version() -> usize {
+        SCHEMA_VERSION
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn meta_get_i64(&self, key: &str) -> Result<Option<i64>> {
+        Ok(self.meta_get(key)?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn memory_store() -> Store {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+    migrations().to_latest(&mut conn).unwrap();
+    Store { conn }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+        let v: usize = { let mut c = Connection::open_in_memory().unwrap(); migrations().to_latest(&mut c).unwrap(); c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap() };
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_file_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(Store::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Idempotent.
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer schema"), "{err}");
+    }
+}

@@ -1,0 +1,210 @@
+//! One tick: learn the epoch, renew every agent that is due (most urgent first), attribute
+//! the new windows to their epochs. Each agent's outcome is committed on its own, so a crash
+//! mid-tick loses nothing already done.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::config::RuntimeConfig;
+use crate::error::Result;
+use crate::gateway::Gateway;
+use crate::store::agents::{DueAgent, Renewal, Verdict};
+use crate::store::usage::{EpochObservation, EpochTiming};
+use crate::store::Store;
+use crate::stream::{Answer, StreamClient};
+use crate::{http, now_ms};
+
+const ROUND_DURATION_KEY: &str = "round_duration_ms";
+
+/// The long-lived pieces a tick works with.
+pub struct Agency {
+    pub store: Store,
+    pub cfg: RuntimeConfig,
+    stream: StreamClient,
+    gateway: Gateway,
+    /// Set by SIGTERM/SIGINT: finish the agent in hand, start no other.
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Default)]
+pub struct TickSummary {
+    pub epoch: Option<i64>,
+    pub due: usize,
+    pub renewed: usize,
+    pub already_streaming: usize,
+    pub failed: usize,
+    pub windows_recorded: usize,
+    pub windows_attributed: usize,
+    pub interrupted: bool,
+    pub next_due_ms: Option<i64>,
+}
+
+impl fmt::Display for TickSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.epoch {
+            Some(e) => write!(f, "tick: epoch {e}")?,
+            None => write!(f, "tick: epoch unknown (gateway unreachable)")?,
+        }
+        write!(
+            f,
+            "; {} due: {} renewed, {} already streaming, {} failed; {} new windows, {} counted into epochs",
+            self.due, self.renewed, self.already_streaming, self.failed, self.windows_recorded, self.windows_attributed
+        )?;
+        if self.interrupted {
+            write!(f, "; interrupted")?;
+        }
+        match self.next_due_ms {
+            Some(next) => write!(f, "; next attempt in {}s", ((next - now_ms()).max(0) + 999) / 1000),
+            None => write!(f, "; no active agents"),
+        }
+    }
+}
+
+impl Agency {
+    pub fn new(store: Store, cfg: RuntimeConfig) -> Agency {
+        let agent = http::agent(cfg.timeout);
+        Agency {
+            stream: StreamClient::new(agent.clone(), &cfg.stream_url),
+            gateway: Gateway::new(agent, &cfg.epoch_api_url),
+            store,
+            cfg,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn tick(&mut self) -> Result<TickSummary> {
+        let mut summary = TickSummary::default();
+        // 1. The epoch, every tick: usage is counted even before billing is on.
+        let epoch = self.observe_epoch(&mut summary)?;
+        summary.epoch = epoch;
+        // 2-3. Renew what is due; continuity first, so even without an epoch.
+        let due = self.store.due_agents(now_ms())?;
+        summary.due = due.len();
+        let min_epoch = self.store.max_epoch_seen()?;
+        for agent in &due {
+            if self.stop.load(Ordering::SeqCst) {
+                summary.interrupted = true;
+                break;
+            }
+            self.renew(agent, min_epoch, &mut summary)?;
+        }
+        // 4. A second look at the epoch places the windows just opened, exactly, even
+        //    when the epoch changed during the tick.
+        if summary.windows_recorded > 0 {
+            if let Some(current) = self.observe_epoch(&mut summary)? {
+                summary.epoch = Some(current);
+            }
+        }
+        summary.next_due_ms = self.store.next_due_ms()?;
+        Ok(summary)
+    }
+
+    /// Asks the gateway for the epoch and attributes waiting windows. `None` when the
+    /// gateway does not answer: the tick goes on without it.
+    fn observe_epoch(&mut self, summary: &mut TickSummary) -> Result<Option<i64>> {
+        let status = match self.gateway.network_status() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("epoch unknown this tick, renewing anyway: {e}");
+                return Ok(None);
+            }
+        };
+        let obs = EpochObservation {
+            epoch: status.epoch,
+            observed_ms: now_ms(),
+            rounds_passed: status.rounds_passed,
+        };
+        let current = self.store.observe_epoch(&obs)?;
+        let (waiting, needs_timing) = self.store.unattributed_windows(obs.observed_ms, current)?;
+        if waiting > 0 {
+            let timing = if needs_timing {
+                self.round_duration_ms().map(|round_ms| EpochTiming {
+                    round_ms,
+                    rounds_per_epoch: status.rounds_per_epoch,
+                })
+            } else {
+                None
+            };
+            summary.windows_attributed += self.store.attribute_windows(&obs, current, timing)?;
+        }
+        Ok(Some(current))
+    }
+
+    /// The chain's round duration, cached in the database after the first answer.
+    fn round_duration_ms(&self) -> Option<i64> {
+        if let Ok(Some(ms)) = self.store.meta_get_i64(ROUND_DURATION_KEY) {
+            return Some(ms);
+        }
+        match self.gateway.network_config() {
+            Ok(c) if c.round_duration_ms > 0 => {
+                if let Err(e) = self.store.meta_set(ROUND_DURATION_KEY, &c.round_duration_ms.to_string()) {
+                    log::warn!("cannot cache the round duration: {e}");
+                }
+                Some(c.round_duration_ms)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!("round duration unknown, windows wait for their epoch: {e}");
+                None
+            }
+        }
+    }
+
+    fn renew(&mut self, agent: &DueAgent, min_epoch: Option<i64>, summary: &mut TickSummary) -> Result<()> {
+        let attempted_ms = now_ms();
+        let reply = self.stream.renew(&agent.address, &agent.signature);
+        let now = now_ms();
+        let plan = self.cfg.policy.plan(&reply.answer, now, agent.expected_end_ms, agent.backoff_step);
+        let (verdict, window, expected_end) = match &reply.answer {
+            Answer::Opened { end_ms } => (Verdict::Renewed, Some((*end_ms, false)), Some(*end_ms)),
+            Answer::AlreadyStreaming { end_ms, .. } => {
+                let observed = end_ms.filter(|_| self.cfg.count_observed_windows).map(|e| (e, true));
+                (Verdict::Neutral, observed, *end_ms)
+            }
+            _ => (Verdict::Failed(reply.reason.clone()), None, None),
+        };
+        match &verdict {
+            Verdict::Renewed => summary.renewed += 1,
+            Verdict::Neutral => summary.already_streaming += 1,
+            Verdict::Failed(reason) => {
+                summary.failed += 1;
+                log::warn!("renewal of {} failed: {reason}", agent.address);
+            }
+        }
+        let counted = self.store.record_renewal(&Renewal {
+            agent_id: agent.id,
+            attempted_ms,
+            duration_ms: reply.duration_ms,
+            status_code: reply.status,
+            reason: &reply.reason,
+            end_stream_ms: match reply.answer {
+                Answer::Opened { end_ms } => Some(end_ms),
+                Answer::AlreadyStreaming { end_ms, .. } => end_ms,
+                _ => None,
+            },
+            can_stream_again_at_ms: match reply.answer {
+                Answer::AlreadyStreaming { again_at_ms, .. } => again_at_ms,
+                _ => None,
+            },
+            body_excerpt: &reply.excerpt,
+            verdict,
+            window,
+            min_epoch,
+            expected_end_ms: expected_end,
+            next_attempt_ms: plan.next_attempt_ms,
+            backoff_step: plan.backoff_step,
+        })?;
+        if counted {
+            summary.windows_recorded += 1;
+        }
+        log::debug!(
+            "{}: {} in {} ms, next attempt at {}",
+            agent.address,
+            reply.reason,
+            reply.duration_ms,
+            plan.next_attempt_ms
+        );
+        Ok(())
+    }
+}
