@@ -103,6 +103,8 @@ impl Agency {
     /// Asks the gateway for the epoch and attributes waiting windows. `None` when the
     /// gateway does not answer: the tick goes on without it.
     fn observe_epoch(&mut self, summary: &mut TickSummary) -> Result<Option<i64>> {
+        // The time before asking: the answer's epoch bounds every window opened until then.
+        let observed_ms = now_ms();
         let status = match self.gateway.network_status() {
             Ok(s) => s,
             Err(e) => {
@@ -112,7 +114,7 @@ impl Agency {
         };
         let obs = EpochObservation {
             epoch: status.epoch,
-            observed_ms: now_ms(),
+            observed_ms,
             rounds_passed: status.rounds_passed,
         };
         let current = self.store.observe_epoch(&obs)?;
@@ -175,6 +177,7 @@ impl Agency {
         let counted = self.store.record_renewal(&Renewal {
             agent_id: agent.id,
             attempted_ms,
+            answered_ms: now,
             duration_ms: reply.duration_ms,
             status_code: reply.status,
             reason: &reply.reason,

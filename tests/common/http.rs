@@ -1,0 +1,78 @@
+//! A minimal HTTP/1.1 server for the fakes: keep-alive, Content-Length bodies, each answer
+//! written in one write with TCP_NODELAY (no delayed-ACK stalls distorting timings).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use super::Action;
+
+/// Serves `handler(method, path, body)` on an ephemeral 127.0.0.1 port; returns the base URL.
+pub fn serve<F>(handler: F) -> String
+where
+    F: Fn(&str, &str, &str) -> Action + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handler = std::sync::Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let handler = handler.clone();
+            std::thread::spawn(move || connection(stream, &*handler));
+        }
+    });
+    url
+}
+
+fn connection(stream: TcpStream, handler: &dyn Fn(&str, &str, &str) -> Action) {
+    stream.set_nodelay(true).ok();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body = String::from_utf8_lossy(&body);
+        match handler(&method, &path, &body) {
+            Action::Close => return,
+            Action::Answer(code, text, headers) => {
+                let mut out = format!(
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                    text.len()
+                );
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&text);
+                if writer.write_all(out.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

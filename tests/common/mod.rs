@@ -1,0 +1,409 @@
+//! Test harness: a fake Claws Network on 127.0.0.1 (stream service + gateway) and helpers
+//! to run the built binary against it.
+//!
+//! The fake keeps its own record of every window it granted (with the epoch it granted it
+//! in), so tests compare the tool's database against the service's truth.
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stream_agency::keys::{self, Address};
+
+pub fn now_ms() -> i64 {
+    stream_agency::now_ms()
+}
+
+/// The vector wallets: (name, address, stream signature hex).
+pub fn wallets() -> Vec<(String, String, String)> {
+    let v = vectors();
+    let mut out = Vec::new();
+    for (name, w) in v["wallets"].as_object().unwrap() {
+        out.push((
+            name.clone(),
+            w["address_claw"].as_str().unwrap().to_string(),
+            w["signed_messages"]["stream"]["signature_hex"].as_str().unwrap().to_string(),
+        ));
+    }
+    out
+}
+
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+pub fn vectors() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(data_dir().join("claws-vectors.json")).unwrap()).unwrap()
+}
+
+/// When the fake stream service accepts a renewal.
+#[derive(Clone, Copy, Debug)]
+pub enum RenewalPolicy {
+    /// Accepted in the last `accept_before_ms` of the window.
+    Early { accept_before_ms: i64 },
+    /// Accepted only once the window has ended; the 403 says when
+    /// (`can_stream_again_at`) or only gives `end_stream`.
+    AfterEnd { say_when: bool },
+}
+
+/// A planned misbehaviour of the next `/stream` request.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and body (and `Retry-After`).
+    Status(u16, String, Option<u32>),
+    /// Close the connection without an answer.
+    Close,
+    /// Wait this long before handling the request.
+    Delay(u64),
+    /// Grant the renewal, then close without answering (the reply is lost).
+    LostReply,
+    /// Answer with the previous answer to this agent again (a replay).
+    Replay,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+    pub epoch: i64,
+}
+
+pub struct State {
+    pub t0: i64,
+    pub epoch_base: i64,
+    pub epoch_ms: i64,
+    pub round_ms: i64,
+    pub window_ms: i64,
+    pub policy: RenewalPolicy,
+    /// Addresses registered with the stream service (`None`: everyone).
+    pub registered: Option<HashSet<String>>,
+    pub windows: HashMap<String, Vec<Window>>,
+    pub last_answer: HashMap<String, (u16, String)>,
+    pub stream_faults: VecDeque<Fault>,
+    pub gateway_down: bool,
+    pub stream_requests: usize,
+    pub status_requests: usize,
+}
+
+impl State {
+    pub fn epoch_at(&self, t: i64) -> i64 {
+        self.epoch_base + (t - self.t0).div_euclid(self.epoch_ms)
+    }
+
+    /// Windows granted per (address, epoch).
+    pub fn granted_per_epoch(&self) -> HashMap<(String, i64), i64> {
+        let mut out = HashMap::new();
+        for (addr, ws) in &self.windows {
+            for w in ws {
+                *out.entry((addr.clone(), w.epoch)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// The longest time any agent went without a window between its first and last one.
+    pub fn max_gap_ms(&self) -> i64 {
+        let mut worst = 0;
+        for ws in self.windows.values() {
+            for pair in ws.windows(2) {
+                worst = worst.max(pair[1].start - pair[0].end);
+            }
+        }
+        worst
+    }
+
+    fn current_end(&self, addr: &str) -> Option<i64> {
+        self.windows.get(addr).and_then(|w| w.last()).map(|w| w.end)
+    }
+
+    fn grant(&mut self, addr: &str, now: i64) -> (u16, String) {
+        let end = now + self.window_ms;
+        let epoch = self.epoch_at(now);
+        self.windows.entry(addr.to_string()).or_default().push(Window { start: now, end, epoch });
+        (200, json!({"end_stream": end, "message": "stream started"}).to_string())
+    }
+
+    fn stream(&mut self, body: &str) -> (u16, String) {
+        let Ok(req) = serde_json::from_str::<Value>(body) else {
+            return (400, r#"{"error":"bad json"}"#.into());
+        };
+        let addr = req["address"].as_str().unwrap_or("");
+        let sig = req["signature"].as_str().unwrap_or("");
+        let valid = match (Address::parse(addr), keys::parse_signature_hex(sig)) {
+            (Ok(a), Ok(s)) => req["message"] == "stream" && keys::verify_message(&a, b"stream", &s),
+            _ => false,
+        };
+        if !valid {
+            return (401, r#"{"error":"invalid signature"}"#.into());
+        }
+        if let Some(reg) = &self.registered {
+            if !reg.contains(addr) {
+                return (404, r#"{"error":"agent not registered"}"#.into());
+            }
+        }
+        let now = now_ms();
+        let Some(end) = self.current_end(addr) else {
+            return self.grant(addr, now);
+        };
+        let open_at = match self.policy {
+            RenewalPolicy::Early { accept_before_ms } => end - accept_before_ms,
+            RenewalPolicy::AfterEnd { .. } => end,
+        };
+        if now >= open_at {
+            return self.grant(addr, now);
+        }
+        let mut answer = json!({"error": "Agent is already streaming", "end_stream": end});
+        if matches!(self.policy, RenewalPolicy::Early { .. } | RenewalPolicy::AfterEnd { say_when: true }) {
+            answer["can_stream_again_at"] = json!(open_at);
+        }
+        (403, answer.to_string())
+    }
+
+    fn network_status(&self) -> (u16, String) {
+        let now = now_ms();
+        let into_epoch = (now - self.t0).rem_euclid(self.epoch_ms);
+        let data = json!({"status": {
+            "erd_epoch_number": self.epoch_at(now),
+            "erd_current_round": (now - self.t0) / self.round_ms,
+            "erd_rounds_passed_in_current_epoch": into_epoch / self.round_ms,
+            "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
+            "erd_nonce": (now - self.t0) / self.round_ms,
+        }});
+        (200, json!({"data": data, "error": "", "code": "successful"}).to_string())
+    }
+
+    fn network_config(&self) -> (u16, String) {
+        let data = json!({"config": {
+            "erd_chain_id": "C",
+            "erd_min_gas_price": 1_000_000_000u64,
+            "erd_min_gas_limit": 50_000,
+            "erd_gas_per_data_byte": 1_500,
+            "erd_round_duration": self.round_ms,
+            "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
+        }});
+        (200, json!({"data": data, "error": "", "code": "successful"}).to_string())
+    }
+}
+
+/// What the handler decided to do with a connection.
+pub enum Action {
+    Answer(u16, String, Vec<(String, String)>),
+    Close,
+}
+
+pub struct FakeClaws {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl FakeClaws {
+    pub fn start(window_ms: i64, policy: RenewalPolicy, epoch_ms: i64) -> FakeClaws {
+        let state = Arc::new(Mutex::new(State {
+            t0: now_ms(),
+            epoch_base: 100,
+            epoch_ms,
+            round_ms: 1,
+            window_ms,
+            policy,
+            registered: None,
+            windows: HashMap::new(),
+            last_answer: HashMap::new(),
+            stream_faults: VecDeque::new(),
+            gateway_down: false,
+            stream_requests: 0,
+            status_requests: 0,
+        }));
+        let handler_state = state.clone();
+        let url = http::serve(move |method, path, body| handle(&handler_state, method, path, body));
+        FakeClaws { url, state }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn stream_url(&self) -> String {
+        format!("{}/stream", self.url)
+    }
+}
+
+fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action {
+    let answer = |(code, body): (u16, String)| Action::Answer(code, body, Vec::new());
+    match (method, path) {
+        ("POST", "/stream") => {
+            let fault = {
+                let mut s = state.lock().unwrap();
+                s.stream_requests += 1;
+                s.stream_faults.pop_front()
+            };
+            let addr = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["address"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            match fault {
+                Some(Fault::Delay(ms)) => std::thread::sleep(Duration::from_millis(ms)),
+                Some(Fault::Close) => return Action::Close,
+                Some(Fault::Status(code, body, retry_after)) => {
+                    let headers = retry_after
+                        .map(|s| vec![("Retry-After".to_string(), s.to_string())])
+                        .unwrap_or_default();
+                    return Action::Answer(code, body, headers);
+                }
+                Some(Fault::Replay) => {
+                    let s = state.lock().unwrap();
+                    if let Some(last) = s.last_answer.get(&addr) {
+                        return answer(last.clone());
+                    }
+                }
+                Some(Fault::LostReply) => {
+                    state.lock().unwrap().stream(body);
+                    return Action::Close;
+                }
+                None => {}
+            }
+            let mut s = state.lock().unwrap();
+            let reply = s.stream(body);
+            s.last_answer.insert(addr, reply.clone());
+            answer(reply)
+        }
+        (_, p) if state.lock().unwrap().gateway_down && p.starts_with("/network") => {
+            answer((503, r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into()))
+        }
+        ("GET", "/network/status/4294967295") => {
+            let mut s = state.lock().unwrap();
+            s.status_requests += 1;
+            answer(s.network_status())
+        }
+        ("GET", "/network/config") => answer(state.lock().unwrap().network_config()),
+        _ => answer((404, r#"{"data":null,"error":"no route","code":"bad_request"}"#.into())),
+    }
+}
+
+/// A scratch directory with a database path, and the binary to run in it.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("agency.db");
+        Sandbox { dir, db }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stream-agency"));
+        cmd.arg("--db").arg(&self.db).args(args).current_dir(self.dir.path());
+        cmd.env_remove("RUST_LOG");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("STREAM_AGENCY_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let out: Output = self.command(args).output().unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "{args:?} failed: {}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
+    pub fn enroll_all(&self) {
+        for (_, addr, sig) in wallets() {
+            self.ok(&["enroll", "--address", &addr, "--signature", &sig]);
+        }
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn conn(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.db).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    /// usage_windows per (address, epoch).
+    pub fn usage(&self) -> HashMap<(String, i64), i64> {
+        let c = self.conn();
+        let mut stmt = c
+            .prepare("SELECT a.address, u.epoch, u.windows FROM usage_windows u JOIN agents a ON a.id = u.agent_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    pub fn file_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.db).unwrap_or_default()
+    }
+}
+
+/// Runtime flags pointing the tool at the fake.
+pub fn net_args(fake: &FakeClaws) -> Vec<String> {
+    vec![
+        "--stream-url".into(),
+        fake.stream_url(),
+        "--epoch-api-url".into(),
+        fake.url.clone(),
+    ]
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub fn terminate(child: Child) -> (i32, String, String) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
