@@ -51,12 +51,19 @@ pub struct BillingConfig {
 }
 
 fn env_name(option: &str) -> String {
-    format!("STREAM_AGENCY_{}", option.replace('-', "_").to_ascii_uppercase())
+    format!(
+        "STREAM_AGENCY_{}",
+        option.replace('-', "_").to_ascii_uppercase()
+    )
 }
 
 /// The flag's value, else the environment's, else None.
 fn string_opt(flag: Option<String>, option: &str) -> Option<String> {
-    flag.or_else(|| std::env::var(env_name(option)).ok().filter(|v| !v.is_empty()))
+    flag.or_else(|| {
+        std::env::var(env_name(option))
+            .ok()
+            .filter(|v| !v.is_empty())
+    })
 }
 
 fn u64_opt(flag: Option<u64>, option: &str, default: u64) -> Result<u64> {
@@ -78,7 +85,11 @@ fn switch(flag: bool, option: &str) -> Result<bool> {
     if flag {
         return Ok(true);
     }
-    match std::env::var(env_name(option)).unwrap_or_default().to_ascii_lowercase().as_str() {
+    match std::env::var(env_name(option))
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "" | "0" | "false" | "no" | "off" => Ok(false),
         "1" | "true" | "yes" | "on" => Ok(true),
         _ => Err(Error::usage(format!(
@@ -134,7 +145,10 @@ impl RuntimeArgs {
             None
         };
         Ok(RuntimeConfig {
-            policy: Policy { lead_ms: lead as i64 * 1000, jitter_ms: jitter as i64 * 1000 },
+            policy: Policy {
+                lead_ms: lead as i64 * 1000,
+                jitter_ms: jitter as i64 * 1000,
+            },
             stream_url: url(self.stream_url, "stream-url", DEFAULT_STREAM_URL)?,
             epoch_api_url: url(self.epoch_api_url, "epoch-api-url", DEFAULT_API_URL)?,
             count_observed_windows: switch(self.count_observed_windows, "count-observed-windows")?,
@@ -147,23 +161,35 @@ impl RuntimeArgs {
         let escrow = string_opt(self.escrow_contract.clone(), "escrow-contract").ok_or_else(|| {
             Error::usage("--billing-enabled needs --escrow-contract claw1... (the StreamAgencyEscrow contract)")
         })?;
-        let escrow = Address::parse(&escrow)
-            .map_err(|e| Error::usage(format!("--escrow-contract: {e}")))?;
+        let escrow =
+            Address::parse(&escrow).map_err(|e| Error::usage(format!("--escrow-contract: {e}")))?;
         let pem = self
             .operator_pem
             .clone()
             .or_else(|| string_opt(None, "operator-pem").map(PathBuf::from))
-            .ok_or_else(|| Error::usage("--billing-enabled needs --operator-pem FILE (the operator's wallet)"))?;
+            .ok_or_else(|| {
+                Error::usage("--billing-enabled needs --operator-pem FILE (the operator's wallet)")
+            })?;
         check_private_file(&pem, "operator PEM")?;
         let operator = Wallet::from_pem_file(&pem)?;
-        let chain = string_opt(self.billing_chain.clone(), "billing-chain").unwrap_or_else(|| "C".into());
-        if chain.is_empty() || chain.len() > 32 || !chain.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(Error::usage("--billing-chain must be a short alphanumeric chain id, e.g. C"));
+        let chain =
+            string_opt(self.billing_chain.clone(), "billing-chain").unwrap_or_else(|| "C".into());
+        if chain.is_empty() || chain.len() > 32 || !chain.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(Error::usage(
+                "--billing-chain must be a short alphanumeric chain id, e.g. C",
+            ));
         }
         let gas_limit = u64_opt(self.billing_gas_limit, "billing-gas-limit", 25_000_000)?;
-        let gas_price = u64_opt(self.billing_gas_price, "billing-gas-price", 20_000_000_000_000)?;
+        let gas_price = u64_opt(
+            self.billing_gas_price,
+            "billing-gas-price",
+            20_000_000_000_000,
+        )?;
         if gas_limit == 0 || gas_price == 0 {
-            return Err(Error::usage("--billing-gas-limit and --billing-gas-price must be positive"));
+            return Err(Error::usage(
+                "--billing-gas-limit and --billing-gas-price must be positive",
+            ));
         }
         Ok(BillingConfig {
             escrow,

@@ -45,7 +45,10 @@ fn field_i64(v: &Value, name: &str) -> Result<i64, String> {
 
 impl Gateway {
     pub fn new(agent: ureq::Agent, base: &str) -> Self {
-        Gateway { agent, base: base.trim_end_matches('/').to_string() }
+        Gateway {
+            agent,
+            base: base.trim_end_matches('/').to_string(),
+        }
     }
 
     /// Sends a request and returns `data`, or a one-line error (status, gateway's message).
@@ -54,20 +57,32 @@ impl Gateway {
         let reply = http::send(self.agent.request(method, &url), body)
             .map_err(|e| format!("gateway {path}: {e}"))?;
         let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            format!("gateway {path}: HTTP {} with a body that is not JSON", reply.status)
+            format!(
+                "gateway {path}: HTTP {} with a body that is not JSON",
+                reply.status
+            )
         })?;
         let code = json.get("code").and_then(Value::as_str).unwrap_or("");
         if !(200..300).contains(&reply.status) || code != "successful" {
             let error = json.get("error").and_then(Value::as_str).unwrap_or("");
-            let error: String = error.chars().filter(|c| !c.is_control()).take(300).collect();
-            return Err(format!("gateway {path}: HTTP {} {code}: {error}", reply.status));
+            let error: String = error
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect();
+            return Err(format!(
+                "gateway {path}: HTTP {} {code}: {error}",
+                reply.status
+            ));
         }
         Ok(json.get("data").cloned().unwrap_or(Value::Null))
     }
 
     pub fn network_status(&self) -> Result<NetworkStatus, String> {
         let data = self.call("GET", "/network/status/4294967295", None)?;
-        let s = data.get("status").ok_or("gateway status answer lacks data.status")?;
+        let s = data
+            .get("status")
+            .ok_or("gateway status answer lacks data.status")?;
         Ok(NetworkStatus {
             epoch: field_i64(s, "erd_epoch_number")?,
             rounds_passed: field_i64(s, "erd_rounds_passed_in_current_epoch")?,
@@ -77,7 +92,9 @@ impl Gateway {
 
     pub fn network_config(&self) -> Result<NetworkConfig, String> {
         let data = self.call("GET", "/network/config", None)?;
-        let c = data.get("config").ok_or("gateway config answer lacks data.config")?;
+        let c = data
+            .get("config")
+            .ok_or("gateway config answer lacks data.config")?;
         let num = |name: &str| {
             json_u64(c.get(name)).ok_or_else(|| format!("gateway config lacks a numeric {name}"))
         };

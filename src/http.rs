@@ -50,7 +50,12 @@ pub fn send(request: ureq::Request, body: Option<&str>) -> Result<Reply, String>
         .map_err(|e| format!("reading the answer failed: {e}"))?;
     let truncated = body.len() as u64 > MAX_BODY;
     body.truncate(MAX_BODY as usize);
-    Ok(Reply { status, body, truncated, retry_after })
+    Ok(Reply {
+        status,
+        body,
+        truncated,
+        retry_after,
+    })
 }
 
 fn describe_transport(t: &ureq::Transport) -> String {

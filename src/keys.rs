@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use bech32::primitives::decode::{
-    CheckedHrpstring, CheckedHrpstringError, CharError, ChecksumError, UncheckedHrpstringError,
+    CharError, CheckedHrpstring, CheckedHrpstringError, ChecksumError, UncheckedHrpstringError,
 };
 use bech32::{Bech32, Hrp};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -52,13 +52,21 @@ impl Address {
         if s.is_empty() {
             return Err("empty address".into());
         }
+        if s.len() > 90 {
+            return Err(format!(
+                "wrong address length {}: a bech32 address has at most 90 characters, a claw address {ADDRESS_LEN}",
+                s.len()
+            ));
+        }
         if !s.is_ascii() || s.chars().any(|c| c.is_ascii_control()) {
             return Err("address contains non-ASCII or control characters".into());
         }
         let has_lower = s.chars().any(|c| c.is_ascii_lowercase());
         let has_upper = s.chars().any(|c| c.is_ascii_uppercase());
         if has_lower && has_upper {
-            return Err("mixed-case address: bech32 must be all lowercase (or all uppercase)".into());
+            return Err(
+                "mixed-case address: bech32 must be all lowercase (or all uppercase)".into(),
+            );
         }
         let lower = s.to_ascii_lowercase();
         let Some(sep) = lower.rfind('1') else {
@@ -101,7 +109,9 @@ fn describe_bech32_error(e: CheckedHrpstringError) -> String {
         }
         CheckedHrpstringError::Checksum(other) => format!("bad bech32 checksum ({other})"),
         CheckedHrpstringError::Parse(UncheckedHrpstringError::Char(CharError::InvalidChar(c))) => {
-            format!("invalid bech32 character {c:?} (bech32 excludes 1, b, i, o after the separator)")
+            format!(
+                "invalid bech32 character {c:?} (bech32 excludes 1, b, i, o after the separator)"
+            )
         }
         CheckedHrpstringError::Parse(UncheckedHrpstringError::Char(CharError::MixedCase)) => {
             "mixed-case address".into()
@@ -262,7 +272,10 @@ pub fn parse_pem(text: &str) -> Result<Vec<Wallet>, String> {
                 .and_then(|l| l.strip_suffix("-----"))
             {
                 if end != label {
-                    return Err(format!("line {}: END label does not match BEGIN label", m + 1));
+                    return Err(format!(
+                        "line {}: END label does not match BEGIN label",
+                        m + 1
+                    ));
                 }
                 ended = true;
                 break;
@@ -272,8 +285,8 @@ pub fn parse_pem(text: &str) -> Result<Vec<Wallet>, String> {
         if !ended {
             return Err(format!("key {}: missing END line", wallets.len() + 1));
         }
-        let (_, label_address) = Address::parse_any_hrp(label)
-            .map_err(|e| format!("label address is invalid: {e}"))?;
+        let (_, label_address) =
+            Address::parse_any_hrp(label).map_err(|e| format!("label address is invalid: {e}"))?;
         let hex_text = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
             .map_err(|_| "key body is not valid base64".to_string())?;
@@ -323,7 +336,10 @@ mod tests {
             let addr = Address::parse(w["address_claw"].as_str().unwrap()).unwrap();
             assert_eq!(&addr.as_bytes()[..], &public[..], "{name}");
             assert_eq!(addr.to_bech32(), w["address_claw"].as_str().unwrap());
-            assert_eq!(addr.to_bech32_with("erd"), w["address_erd"].as_str().unwrap());
+            assert_eq!(
+                addr.to_bech32_with("erd"),
+                w["address_erd"].as_str().unwrap()
+            );
             let (hrp, erd) = Address::parse_any_hrp(w["address_erd"].as_str().unwrap()).unwrap();
             assert_eq!((hrp.as_str(), erd), ("erd", addr));
         }
@@ -341,7 +357,10 @@ mod tests {
             (good[..good.len() - 1].to_string() + "m", "checksum"),
             (good[..40].to_string(), "length"),
             (format!("{good}q"), "length"),
-            ("clawqyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypef".into(), "separator"),
+            (
+                "clawqyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypef".into(),
+                "separator",
+            ),
             (good.replace("qyu5", "qyb5"), "character"),
             (String::new(), "empty"),
         ];
@@ -350,7 +369,9 @@ mod tests {
             assert!(err.contains(expected), "{input:?}: {err}");
         }
         assert_eq!(
-            Address::parse(&good.to_ascii_uppercase()).unwrap().to_bech32(),
+            Address::parse(&good.to_ascii_uppercase())
+                .unwrap()
+                .to_bech32(),
             good
         );
     }
@@ -386,8 +407,12 @@ mod tests {
         let v = vectors();
         for w in v["wallets"].as_object().unwrap().values() {
             for file in ["pem_file", "pem_file_erd_label"] {
-                let wallet = Wallet::from_pem_file(&wallet_path(w[file].as_str().unwrap())).unwrap();
-                assert_eq!(wallet.address().to_bech32(), w["address_claw"].as_str().unwrap());
+                let wallet =
+                    Wallet::from_pem_file(&wallet_path(w[file].as_str().unwrap())).unwrap();
+                assert_eq!(
+                    wallet.address().to_bech32(),
+                    w["address_claw"].as_str().unwrap()
+                );
             }
         }
     }
@@ -402,10 +427,11 @@ mod tests {
 
         // Same seed, public half replaced by bob's key.
         let body: String = alice.lines().filter(|l| !l.starts_with("-----")).collect();
-        let mut hex_text = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
-        hex_text[64..].copy_from_slice(
-            b"8049d639e5a6980d1cd2392abcce41029cda74a1563523a202f09641cc2618f8",
-        );
+        let mut hex_text = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        hex_text[64..]
+            .copy_from_slice(b"8049d639e5a6980d1cd2392abcce41029cda74a1563523a202f09641cc2618f8");
         let forged = format!(
             "-----BEGIN PRIVATE KEY for {alice_addr}-----\n{}\n-----END PRIVATE KEY for {alice_addr}-----\n",
             base64::engine::general_purpose::STANDARD.encode(hex_text)
@@ -420,8 +446,14 @@ mod tests {
         let hex128 = "ab".repeat(64);
         assert!(parse_signature_hex(&hex128).is_ok());
         assert!(parse_signature_hex(&format!("0x{hex128}")).is_ok());
-        assert!(parse_signature_hex(&hex128[..126]).unwrap_err().contains("126"));
-        assert!(parse_signature_hex(&format!("{hex128}00")).unwrap_err().contains("130"));
-        assert!(parse_signature_hex(&"zz".repeat(64)).unwrap_err().contains("not hex"));
+        assert!(parse_signature_hex(&hex128[..126])
+            .unwrap_err()
+            .contains("126"));
+        assert!(parse_signature_hex(&format!("{hex128}00"))
+            .unwrap_err()
+            .contains("130"));
+        assert!(parse_signature_hex(&"zz".repeat(64))
+            .unwrap_err()
+            .contains("not hex"));
     }
 }

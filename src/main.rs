@@ -36,8 +36,12 @@ fn main() {
 }
 
 fn db_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("STREAM_AGENCY_DB").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("stream-agency.db"))
+    flag.or_else(|| {
+        std::env::var_os("STREAM_AGENCY_DB")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from("stream-agency.db"))
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -45,7 +49,11 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::InitDb(_) => {
             Store::open(&db)?;
-            println!("database {} ready (schema version {})", db.display(), Store::schema_version());
+            println!(
+                "database {} ready (schema version {})",
+                db.display(),
+                Store::schema_version()
+            );
         }
         Command::Enroll(a) => manage::enroll(&db, &a.address, &a.signature, a.fee_bps)?,
         Command::EnrollFromPem(a) => manage::enroll_from_pem(&db, &a.pem, a.fee_bps)?,

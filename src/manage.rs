@@ -26,7 +26,8 @@ pub fn check_fee(fee_bps: u32) -> Result<u32> {
 pub fn enroll(db: &Path, address: &str, signature: &str, fee_bps: u32) -> Result<()> {
     let address = parse_address(address)?;
     let fee_bps = check_fee(fee_bps)?;
-    let sig = keys::parse_signature_hex(signature).map_err(|e| Error::usage(format!("--signature: {e}")))?;
+    let sig = keys::parse_signature_hex(signature)
+        .map_err(|e| Error::usage(format!("--signature: {e}")))?;
     if !keys::verify_message(&address, STREAM_MESSAGE.as_bytes(), &sig) {
         return Err(Error::usage(format!(
             "--signature is not {address}'s signature of \"{STREAM_MESSAGE}\": sign it with that agent's wallet"

@@ -13,7 +13,8 @@ use crate::store::{usage, Store};
 pub fn utc(ms: Option<i64>) -> String {
     match ms {
         Some(ms) if ms >= 0 => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64))
+                .to_string()
         }
         _ => "-".into(),
     }
@@ -32,7 +33,13 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         let text: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
             .collect();
         println!("{}", text.join("  ").trim_end());
     };
@@ -74,8 +81,16 @@ pub fn report(store: &Store) -> Result<()> {
     }
     print_table(
         &[
-            "ADDRESS", "STATUS", "FEE_BPS", "RENEWED", "FAILED", "PENDING", "BILLED", "NEXT_ATTEMPT",
-            "WINDOW_END", "LAST_ERROR",
+            "ADDRESS",
+            "STATUS",
+            "FEE_BPS",
+            "RENEWED",
+            "FAILED",
+            "PENDING",
+            "BILLED",
+            "NEXT_ATTEMPT",
+            "WINDOW_END",
+            "LAST_ERROR",
         ],
         &rows,
     );
@@ -84,7 +99,9 @@ pub fn report(store: &Store) -> Result<()> {
 
 pub fn attempts(store: &Store, address: &Address, limit: u32) -> Result<()> {
     let id = store.agent_id(address)?.ok_or_else(|| {
-        Error::usage(format!("unknown agent {address}: see `report` for enrolled agents"))
+        Error::usage(format!(
+            "unknown agent {address}: see `report` for enrolled agents"
+        ))
     })?;
     let mut stmt = store.conn.prepare(
         "SELECT attempted_ms, ok, status_code, duration_ms, counted, end_stream_ms, reason, body_excerpt
@@ -94,18 +111,39 @@ pub fn attempts(store: &Store, address: &Address, limit: u32) -> Result<()> {
         .query_map(params![id, limit], |r| {
             Ok(vec![
                 utc(r.get(0)?),
-                if r.get::<_, bool>(1)? { "yes".into() } else { "no".into() },
-                r.get::<_, Option<u16>>(2)?.map_or("-".into(), |s| s.to_string()),
+                if r.get::<_, bool>(1)? {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                r.get::<_, Option<u16>>(2)?
+                    .map_or("-".into(), |s| s.to_string()),
                 r.get::<_, i64>(3)?.to_string(),
-                if r.get::<_, bool>(4)? { "yes".into() } else { "no".into() },
+                if r.get::<_, bool>(4)? {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
                 utc(r.get(5)?),
                 r.get::<_, String>(6)?,
-                or_dash(r.get::<_, Option<String>>(7)?.map(|e| e.chars().take(80).collect())),
+                or_dash(
+                    r.get::<_, Option<String>>(7)?
+                        .map(|e| e.chars().take(80).collect()),
+                ),
             ])
         })?
         .collect::<Result<Vec<_>, _>>()?;
     print_table(
-        &["TIME", "OK", "HTTP", "MS", "COUNTED", "END_STREAM", "REASON", "BODY"],
+        &[
+            "TIME",
+            "OK",
+            "HTTP",
+            "MS",
+            "COUNTED",
+            "END_STREAM",
+            "REASON",
+            "BODY",
+        ],
         &rows,
     );
     Ok(())
@@ -124,7 +162,8 @@ pub fn billing_attempts(store: &Store, limit: u32) -> Result<()> {
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?.to_string(),
                 r.get::<_, i64>(3)?.to_string(),
-                r.get::<_, Option<i64>>(4)?.map_or("-".into(), |n| n.to_string()),
+                r.get::<_, Option<i64>>(4)?
+                    .map_or("-".into(), |n| n.to_string()),
                 or_dash(r.get(5)?),
                 r.get::<_, String>(6)?,
                 or_dash(r.get(7)?),
@@ -132,7 +171,9 @@ pub fn billing_attempts(store: &Store, limit: u32) -> Result<()> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     print_table(
-        &["TIME", "AGENT", "EPOCH", "WINDOWS", "NONCE", "TX_HASH", "STATUS", "REASON"],
+        &[
+            "TIME", "AGENT", "EPOCH", "WINDOWS", "NONCE", "TX_HASH", "STATUS", "REASON",
+        ],
         &rows,
     );
     Ok(())

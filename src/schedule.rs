@@ -48,21 +48,29 @@ impl Policy {
         };
         let (next, backoff_step) = match *answer {
             Answer::Opened { end_ms } => (end_ms - self.lead_ms + self.jitter(), 0),
-            Answer::AlreadyStreaming { again_at_ms: Some(at), .. } => {
-                (at.max(now) + self.jitter(), step_up)
-            }
-            Answer::AlreadyStreaming { end_ms, again_at_ms: None } => {
-                (backoff_capped(end_ms.or(known_end)), step_up)
-            }
-            Answer::RateLimited { retry_after_ms: Some(wait) } => (now + wait + self.jitter(), step_up),
+            Answer::AlreadyStreaming {
+                again_at_ms: Some(at),
+                ..
+            } => (at.max(now) + self.jitter(), step_up),
+            Answer::AlreadyStreaming {
+                end_ms,
+                again_at_ms: None,
+            } => (backoff_capped(end_ms.or(known_end)), step_up),
+            Answer::RateLimited {
+                retry_after_ms: Some(wait),
+            } => (now + wait + self.jitter(), step_up),
             Answer::Rejected => (now + AGENT_PROBLEM_RETRY_MS + self.jitter(), step_up),
             // A window without an end cannot be scheduled from: ask again after a backoff.
             Answer::OpenedWithoutEnd => (now + backoff_ms(step_up) + self.jitter(), step_up),
-            Answer::RateLimited { retry_after_ms: None } | Answer::Transient => {
-                (backoff_capped(known_end), step_up)
+            Answer::RateLimited {
+                retry_after_ms: None,
             }
+            | Answer::Transient => (backoff_capped(known_end), step_up),
         };
-        Plan { next_attempt_ms: next.max(now + MIN_RETRY_MS), backoff_step }
+        Plan {
+            next_attempt_ms: next.max(now + MIN_RETRY_MS),
+            backoff_step,
+        }
     }
 }
 
@@ -71,20 +79,35 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_000_000;
-    const NO_JITTER: Policy = Policy { lead_ms: 360_000, jitter_ms: 0 };
+    const NO_JITTER: Policy = Policy {
+        lead_ms: 360_000,
+        jitter_ms: 0,
+    };
 
     fn next(answer: Answer, known_end: Option<i64>, step: u32) -> i64 {
-        NO_JITTER.plan(&answer, NOW, known_end, step).next_attempt_ms
+        NO_JITTER
+            .plan(&answer, NOW, known_end, step)
+            .next_attempt_ms
     }
 
     #[test]
     fn renewal_is_planned_lead_before_the_end_plus_jitter() {
         let end = NOW + 1_800_000;
         assert_eq!(next(Answer::Opened { end_ms: end }, None, 3), end - 360_000);
-        assert_eq!(NO_JITTER.plan(&Answer::Opened { end_ms: end }, NOW, None, 3).backoff_step, 0);
-        let jittered = Policy { lead_ms: 360_000, jitter_ms: 20_000 };
+        assert_eq!(
+            NO_JITTER
+                .plan(&Answer::Opened { end_ms: end }, NOW, None, 3)
+                .backoff_step,
+            0
+        );
+        let jittered = Policy {
+            lead_ms: 360_000,
+            jitter_ms: 20_000,
+        };
         for _ in 0..200 {
-            let n = jittered.plan(&Answer::Opened { end_ms: end }, NOW, None, 0).next_attempt_ms;
+            let n = jittered
+                .plan(&Answer::Opened { end_ms: end }, NOW, None, 0)
+                .next_attempt_ms;
             assert!((end - 360_000..=end - 340_000).contains(&n), "{n}");
         }
     }
@@ -92,9 +115,15 @@ mod tests {
     #[test]
     fn already_streaming_waits_for_can_stream_again_at_never_before() {
         let at = NOW + 42_000;
-        let a = Answer::AlreadyStreaming { end_ms: None, again_at_ms: Some(at) };
+        let a = Answer::AlreadyStreaming {
+            end_ms: None,
+            again_at_ms: Some(at),
+        };
         assert_eq!(next(a, None, 0), at);
-        let p = Policy { lead_ms: 10_000, jitter_ms: 1_000 };
+        let p = Policy {
+            lead_ms: 10_000,
+            jitter_ms: 1_000,
+        };
         for _ in 0..100 {
             let n = p.plan(&a, NOW, None, 0).next_attempt_ms;
             assert!((at..=at + 1_000).contains(&n));
@@ -103,14 +132,20 @@ mod tests {
 
     #[test]
     fn backoff_ladder_is_capped_at_the_known_end() {
-        let far = Answer::AlreadyStreaming { end_ms: None, again_at_ms: None };
+        let far = Answer::AlreadyStreaming {
+            end_ms: None,
+            again_at_ms: None,
+        };
         assert_eq!(next(far, None, 0), NOW + 30_000);
         assert_eq!(next(far, None, 1), NOW + 60_000);
         assert_eq!(next(far, None, 2), NOW + 120_000);
         assert_eq!(next(far, None, 9), NOW + 180_000);
         let end = NOW + 45_000;
         assert_eq!(next(far, Some(end), 1), end);
-        let with_end = Answer::AlreadyStreaming { end_ms: Some(NOW + 5_000), again_at_ms: None };
+        let with_end = Answer::AlreadyStreaming {
+            end_ms: Some(NOW + 5_000),
+            again_at_ms: None,
+        };
         assert_eq!(next(with_end, Some(NOW + 99_000), 0), NOW + 5_000);
         assert_eq!(next(Answer::Transient, Some(NOW + 10_000), 0), NOW + 10_000);
         // An end already behind us does not cap anything.
@@ -120,14 +155,29 @@ mod tests {
     #[test]
     fn faults_and_agent_problems() {
         assert_eq!(
-            next(Answer::RateLimited { retry_after_ms: Some(7_000) }, Some(NOW + 1), 0),
+            next(
+                Answer::RateLimited {
+                    retry_after_ms: Some(7_000)
+                },
+                Some(NOW + 1),
+                0
+            ),
             NOW + 7_000
         );
-        assert_eq!(next(Answer::Rejected, Some(NOW + 1_000), 0), NOW + 15 * 60_000);
+        assert_eq!(
+            next(Answer::Rejected, Some(NOW + 1_000), 0),
+            NOW + 15 * 60_000
+        );
         assert_eq!(next(Answer::OpenedWithoutEnd, None, 0), NOW + 30_000);
         // Never a hot loop, whatever the service says.
-        let stale = Answer::AlreadyStreaming { end_ms: None, again_at_ms: Some(NOW - 10) };
+        let stale = Answer::AlreadyStreaming {
+            end_ms: None,
+            again_at_ms: Some(NOW - 10),
+        };
         assert_eq!(next(stale, None, 0), NOW + MIN_RETRY_MS);
-        assert_eq!(next(Answer::Opened { end_ms: NOW }, None, 0), NOW + MIN_RETRY_MS);
+        assert_eq!(
+            next(Answer::Opened { end_ms: NOW }, None, 0),
+            NOW + MIN_RETRY_MS
+        );
     }
 }

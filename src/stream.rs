@@ -15,7 +15,10 @@ pub enum Answer {
     /// 2xx without a usable `end_stream`: something started, we cannot identify it.
     OpenedWithoutEnd,
     /// 403 "already streaming": nothing new started.
-    AlreadyStreaming { end_ms: Option<i64>, again_at_ms: Option<i64> },
+    AlreadyStreaming {
+        end_ms: Option<i64>,
+        again_at_ms: Option<i64>,
+    },
     /// 429, with `Retry-After` in ms when given.
     RateLimited { retry_after_ms: Option<i64> },
     /// 400/401/403/404: bad signature or agent not registered. The agent's own problem.
@@ -42,7 +45,10 @@ pub struct StreamClient {
 
 impl StreamClient {
     pub fn new(agent: ureq::Agent, url: &str) -> Self {
-        StreamClient { agent, url: url.to_string() }
+        StreamClient {
+            agent,
+            url: url.to_string(),
+        }
     }
 
     /// One renewal attempt.
@@ -172,7 +178,12 @@ mod tests {
     use super::*;
 
     fn reply(status: u16, body: &str) -> http::Reply {
-        http::Reply { status, body: body.as_bytes().to_vec(), truncated: false, retry_after: None }
+        http::Reply {
+            status,
+            body: body.as_bytes().to_vec(),
+            truncated: false,
+            retry_after: None,
+        }
     }
 
     #[test]
@@ -188,19 +199,37 @@ mod tests {
             Answer::Opened { end_ms: end }
         );
         assert_eq!(classify(&reply(200, "<html>")).0, Answer::OpenedWithoutEnd);
-        assert_eq!(classify(&reply(200, r#"{"end_stream":-5}"#)).0, Answer::OpenedWithoutEnd);
         assert_eq!(
-            classify(&reply(403, r#"{"error":"Already Streaming","can_stream_again_at":1800000000000}"#)).0,
-            Answer::AlreadyStreaming { end_ms: None, again_at_ms: Some(end) }
+            classify(&reply(200, r#"{"end_stream":-5}"#)).0,
+            Answer::OpenedWithoutEnd
         );
-        assert_eq!(classify(&reply(403, r#"{"error":"forbidden"}"#)).0, Answer::Rejected);
+        assert_eq!(
+            classify(&reply(
+                403,
+                r#"{"error":"Already Streaming","can_stream_again_at":1800000000000}"#
+            ))
+            .0,
+            Answer::AlreadyStreaming {
+                end_ms: None,
+                again_at_ms: Some(end)
+            }
+        );
+        assert_eq!(
+            classify(&reply(403, r#"{"error":"forbidden"}"#)).0,
+            Answer::Rejected
+        );
         assert_eq!(classify(&reply(401, "")).0, Answer::Rejected);
         assert_eq!(classify(&reply(404, "")).0, Answer::Rejected);
         assert_eq!(classify(&reply(503, "")).0, Answer::Transient);
         assert_eq!(classify(&reply(302, "")).0, Answer::Transient);
         let mut limited = reply(429, "");
         limited.retry_after = Some("7".into());
-        assert_eq!(classify(&limited).0, Answer::RateLimited { retry_after_ms: Some(7_000) });
+        assert_eq!(
+            classify(&limited).0,
+            Answer::RateLimited {
+                retry_after_ms: Some(7_000)
+            }
+        );
         let mut huge = reply(200, &format!(r#"{{"end_stream":{end}}}"#));
         huge.truncated = true;
         assert_eq!(classify(&huge).0, Answer::OpenedWithoutEnd);

@@ -55,7 +55,11 @@ impl fmt::Display for TickSummary {
             write!(f, "; interrupted")?;
         }
         match self.next_due_ms {
-            Some(next) => write!(f, "; next attempt in {}s", ((next - now_ms()).max(0) + 999) / 1000),
+            Some(next) => write!(
+                f,
+                "; next attempt in {}s",
+                ((next - now_ms()).max(0) + 999) / 1000
+            ),
             None => write!(f, "; no active agents"),
         }
     }
@@ -140,7 +144,10 @@ impl Agency {
         }
         match self.gateway.network_config() {
             Ok(c) if c.round_duration_ms > 0 => {
-                if let Err(e) = self.store.meta_set(ROUND_DURATION_KEY, &c.round_duration_ms.to_string()) {
+                if let Err(e) = self
+                    .store
+                    .meta_set(ROUND_DURATION_KEY, &c.round_duration_ms.to_string())
+                {
                     log::warn!("cannot cache the round duration: {e}");
                 }
                 Some(c.round_duration_ms)
@@ -153,15 +160,27 @@ impl Agency {
         }
     }
 
-    fn renew(&mut self, agent: &DueAgent, min_epoch: Option<i64>, summary: &mut TickSummary) -> Result<()> {
+    fn renew(
+        &mut self,
+        agent: &DueAgent,
+        min_epoch: Option<i64>,
+        summary: &mut TickSummary,
+    ) -> Result<()> {
         let attempted_ms = now_ms();
         let reply = self.stream.renew(&agent.address, &agent.signature);
         let now = now_ms();
-        let plan = self.cfg.policy.plan(&reply.answer, now, agent.expected_end_ms, agent.backoff_step);
+        let plan = self.cfg.policy.plan(
+            &reply.answer,
+            now,
+            agent.expected_end_ms,
+            agent.backoff_step,
+        );
         let (verdict, window, expected_end) = match &reply.answer {
             Answer::Opened { end_ms } => (Verdict::Renewed, Some((*end_ms, false)), Some(*end_ms)),
             Answer::AlreadyStreaming { end_ms, .. } => {
-                let observed = end_ms.filter(|_| self.cfg.count_observed_windows).map(|e| (e, true));
+                let observed = end_ms
+                    .filter(|_| self.cfg.count_observed_windows)
+                    .map(|e| (e, true));
                 (Verdict::Neutral, observed, *end_ms)
             }
             _ => (Verdict::Failed(reply.reason.clone()), None, None),

@@ -18,7 +18,15 @@ fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize) {
     let fake = FakeClaws::start(WINDOW_MS, policy, EPOCH_MS);
     let sb = Sandbox::new();
     sb.enroll_all();
-    let mut args = vec!["run", "--lead-seconds", "2", "--jitter-seconds", "1", "--poll-seconds", "1"];
+    let mut args = vec![
+        "run",
+        "--lead-seconds",
+        "2",
+        "--jitter-seconds",
+        "1",
+        "--poll-seconds",
+        "1",
+    ];
     let net = net_args(&fake);
     args.extend(net.iter().map(String::as_str));
     let child = sb.spawn(&args);
@@ -29,15 +37,24 @@ fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize) {
     // Let the last renewals' epochs be attributed (end of their tick).
     std::thread::sleep(Duration::from_millis(300));
     let (code, _out, err) = terminate(child);
-    assert!(enough, "agents did not reach {windows} windows; stderr: {err}");
+    assert!(
+        enough,
+        "agents did not reach {windows} windows; stderr: {err}"
+    );
     assert_eq!(code, 0, "run must exit 0 on SIGTERM; stderr: {err}");
 
     let state = fake.state();
     let granted = state.granted_per_epoch();
     let counted = sb.usage();
-    assert_eq!(counted, granted, "usage_windows must equal the windows granted per (agent, epoch)");
+    assert_eq!(
+        counted, granted,
+        "usage_windows must equal the windows granted per (agent, epoch)"
+    );
     let epochs: std::collections::HashSet<i64> = granted.keys().map(|k| k.1).collect();
-    assert!(epochs.len() >= 3, "the test must span several epochs: {epochs:?}");
+    assert!(
+        epochs.len() >= 3,
+        "the test must span several epochs: {epochs:?}"
+    );
     let pending = sb.query_i64("SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL");
     assert_eq!(pending, 0);
     let total: usize = state.windows.values().map(Vec::len).sum();
@@ -46,9 +63,17 @@ fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize) {
 
 #[test]
 fn renewal_accepted_before_the_end_never_lapses() {
-    let (gap, total) = run_until(RenewalPolicy::Early { accept_before_ms: 2_000 }, 5);
+    let (gap, total) = run_until(
+        RenewalPolicy::Early {
+            accept_before_ms: 2_000,
+        },
+        5,
+    );
     println!("early policy: {total} windows, max gap {gap} ms");
-    assert!(gap <= 0, "a window lapsed for {gap} ms although renewal was accepted early");
+    assert!(
+        gap <= 0,
+        "a window lapsed for {gap} ms although renewal was accepted early"
+    );
 }
 
 #[test]

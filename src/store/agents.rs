@@ -77,7 +77,13 @@ impl Store {
     }
 
     /// Adds an agent, or updates a known one's signature and fee and reactivates it.
-    pub fn enroll(&mut self, address: &Address, signature: &str, fee_bps: u32, now: i64) -> Result<Enrolled> {
+    pub fn enroll(
+        &mut self,
+        address: &Address,
+        signature: &str,
+        fee_bps: u32,
+        now: i64,
+    ) -> Result<Enrolled> {
         let tx = self.conn.transaction()?;
         let known: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)",
@@ -98,7 +104,11 @@ impl Store {
             params![address.to_bech32(), signature, fee_bps, now],
         )?;
         tx.commit()?;
-        Ok(if known { Enrolled::Updated } else { Enrolled::New })
+        Ok(if known {
+            Enrolled::Updated
+        } else {
+            Enrolled::New
+        })
     }
 
     /// Pauses or resumes; a resumed agent is due at once if its slot passed while paused.
@@ -253,10 +263,16 @@ mod tests {
     fn enroll_twice_updates_and_replayed_windows_count_once() {
         let mut s = memory_store();
         assert_eq!(s.enroll(&alice(), "aa", 500, 10).unwrap(), Enrolled::New);
-        assert_eq!(s.enroll(&alice(), "bb", 700, 20).unwrap(), Enrolled::Updated);
+        assert_eq!(
+            s.enroll(&alice(), "bb", 700, 20).unwrap(),
+            Enrolled::Updated
+        );
         let id = s.agent_id(&alice()).unwrap().unwrap();
         assert!(s.record_renewal(&renewal(id, 5_000)).unwrap());
-        assert!(!s.record_renewal(&renewal(id, 5_000)).unwrap(), "replayed answer");
+        assert!(
+            !s.record_renewal(&renewal(id, 5_000)).unwrap(),
+            "replayed answer"
+        );
         assert!(s.record_renewal(&renewal(id, 9_000)).unwrap());
         let (ok, attempts): (i64, i64) = s
             .conn

@@ -112,7 +112,12 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
-        let v: usize = { let mut c = Connection::open_in_memory().unwrap(); migrations().to_latest(&mut c).unwrap(); c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap() };
+        let v: usize = {
+            let mut c = Connection::open_in_memory().unwrap();
+            migrations().to_latest(&mut c).unwrap();
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        };
         assert_eq!(v, SCHEMA_VERSION);
     }
 

@@ -63,7 +63,13 @@ pub fn unbilled_windows(conn: &Connection, agent_id: i64) -> Result<i64> {
 }
 
 /// Where an epoch boundary lies, estimated from an observation.
-fn estimate_epoch(opened_ms: i64, lower: i64, obs: &EpochObservation, current: i64, t: EpochTiming) -> i64 {
+fn estimate_epoch(
+    opened_ms: i64,
+    lower: i64,
+    obs: &EpochObservation,
+    current: i64,
+    t: EpochTiming,
+) -> i64 {
     let epoch_start = obs.observed_ms - obs.rounds_passed * t.round_ms;
     let epoch_len = (t.rounds_per_epoch * t.round_ms).max(1);
     let estimate = if opened_ms >= epoch_start {
@@ -117,7 +123,9 @@ impl Store {
                 "SELECT agent_id, end_stream_ms, opened_ms, min_epoch FROM stream_windows
                  WHERE epoch IS NULL AND opened_ms <= ?1",
             )?
-            .query_map([obs.observed_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map([obs.observed_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         let mut counted = 0;
         for (agent_id, end_ms, opened_ms, min_epoch) in pending {
@@ -151,7 +159,10 @@ mod tests {
     use crate::keys::Address;
     use crate::store::memory_store;
 
-    const TIMING: EpochTiming = EpochTiming { round_ms: 100, rounds_per_epoch: 10 };
+    const TIMING: EpochTiming = EpochTiming {
+        round_ms: 100,
+        rounds_per_epoch: 10,
+    };
 
     fn usage(s: &Store) -> Vec<(i64, i64)> {
         s.conn
@@ -167,28 +178,40 @@ mod tests {
     fn windows_are_split_at_the_epoch_boundary_and_counted_once() {
         let mut s = memory_store();
         let alice =
-            Address::parse("claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn").unwrap();
+            Address::parse("claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn")
+                .unwrap();
         s.enroll(&alice, "aa", 500, 0).unwrap();
         // Epoch 7 began at t=10_000; epoch length 1_000 ms.
         for (end, opened, min_epoch) in [
-            (1, 9_100, Some(6)), // before the boundary: epoch 6
+            (1, 9_100, Some(6)),  // before the boundary: epoch 6
             (2, 10_050, Some(6)), // after it: epoch 7
-            (3, 8_500, None),    // gateway was down since the start: epoch 5
+            (3, 8_500, None),     // gateway was down since the start: epoch 5
             (4, 10_300, Some(7)), // exact: bounds agree
             (5, 10_900, Some(7)), // opened after the observation: waits
         ] {
             assert!(insert_window(&s.conn, 1, end, opened, false, min_epoch).unwrap());
         }
-        let obs = EpochObservation { epoch: 7, observed_ms: 10_500, rounds_passed: 5 };
+        let obs = EpochObservation {
+            epoch: 7,
+            observed_ms: 10_500,
+            rounds_passed: 5,
+        };
         assert_eq!(s.observe_epoch(&obs).unwrap(), 7);
-        assert_eq!(s.unattributed_windows(obs.observed_ms, 7).unwrap(), (4, true));
+        assert_eq!(
+            s.unattributed_windows(obs.observed_ms, 7).unwrap(),
+            (4, true)
+        );
         // Without timing only the exact window can be attributed.
         assert_eq!(s.attribute_windows(&obs, 7, None).unwrap(), 1);
         assert_eq!(s.attribute_windows(&obs, 7, Some(TIMING)).unwrap(), 3);
         assert_eq!(s.attribute_windows(&obs, 7, Some(TIMING)).unwrap(), 0);
         assert_eq!(usage(&s), vec![(5, 1), (6, 1), (7, 2)]);
         // A lagging gateway never moves the current epoch back.
-        let lagging = EpochObservation { epoch: 6, observed_ms: 11_000, rounds_passed: 0 };
+        let lagging = EpochObservation {
+            epoch: 6,
+            observed_ms: 11_000,
+            rounds_passed: 0,
+        };
         assert_eq!(s.observe_epoch(&lagging).unwrap(), 7);
         assert_eq!(s.attribute_windows(&lagging, 7, Some(TIMING)).unwrap(), 1);
         assert_eq!(usage(&s), vec![(5, 1), (6, 1), (7, 3)]);

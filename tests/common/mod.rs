@@ -28,7 +28,10 @@ pub fn wallets() -> Vec<(String, String, String)> {
         out.push((
             name.clone(),
             w["address_claw"].as_str().unwrap().to_string(),
-            w["signed_messages"]["stream"]["signature_hex"].as_str().unwrap().to_string(),
+            w["signed_messages"]["stream"]["signature_hex"]
+                .as_str()
+                .unwrap()
+                .to_string(),
         ));
     }
     out
@@ -39,7 +42,8 @@ pub fn data_dir() -> PathBuf {
 }
 
 pub fn vectors() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(data_dir().join("claws-vectors.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(data_dir().join("claws-vectors.json")).unwrap())
+        .unwrap()
 }
 
 /// When the fake stream service accepts a renewal.
@@ -125,8 +129,18 @@ impl State {
     fn grant(&mut self, addr: &str, now: i64) -> (u16, String) {
         let end = now + self.window_ms;
         let epoch = self.epoch_at(now);
-        self.windows.entry(addr.to_string()).or_default().push(Window { start: now, end, epoch });
-        (200, json!({"end_stream": end, "message": "stream started"}).to_string())
+        self.windows
+            .entry(addr.to_string())
+            .or_default()
+            .push(Window {
+                start: now,
+                end,
+                epoch,
+            });
+        (
+            200,
+            json!({"end_stream": end, "message": "stream started"}).to_string(),
+        )
     }
 
     fn stream(&mut self, body: &str) -> (u16, String) {
@@ -159,7 +173,10 @@ impl State {
             return self.grant(addr, now);
         }
         let mut answer = json!({"error": "Agent is already streaming", "end_stream": end});
-        if matches!(self.policy, RenewalPolicy::Early { .. } | RenewalPolicy::AfterEnd { say_when: true }) {
+        if matches!(
+            self.policy,
+            RenewalPolicy::Early { .. } | RenewalPolicy::AfterEnd { say_when: true }
+        ) {
             answer["can_stream_again_at"] = json!(open_at);
         }
         (403, answer.to_string())
@@ -175,7 +192,10 @@ impl State {
             "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
             "erd_nonce": (now - self.t0) / self.round_ms,
         }});
-        (200, json!({"data": data, "error": "", "code": "successful"}).to_string())
+        (
+            200,
+            json!({"data": data, "error": "", "code": "successful"}).to_string(),
+        )
     }
 
     fn network_config(&self) -> (u16, String) {
@@ -187,7 +207,10 @@ impl State {
             "erd_round_duration": self.round_ms,
             "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
         }});
-        (200, json!({"data": data, "error": "", "code": "successful"}).to_string())
+        (
+            200,
+            json!({"data": data, "error": "", "code": "successful"}).to_string(),
+        )
     }
 }
 
@@ -272,16 +295,20 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             s.last_answer.insert(addr, reply.clone());
             answer(reply)
         }
-        (_, p) if state.lock().unwrap().gateway_down && p.starts_with("/network") => {
-            answer((503, r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into()))
-        }
+        (_, p) if state.lock().unwrap().gateway_down && p.starts_with("/network") => answer((
+            503,
+            r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into(),
+        )),
         ("GET", "/network/status/4294967295") => {
             let mut s = state.lock().unwrap();
             s.status_requests += 1;
             answer(s.network_status())
         }
         ("GET", "/network/config") => answer(state.lock().unwrap().network_config()),
-        _ => answer((404, r#"{"data":null,"error":"no route","code":"bad_request"}"#.into())),
+        _ => answer((
+            404,
+            r#"{"data":null,"error":"no route","code":"bad_request"}"#.into(),
+        )),
     }
 }
 
@@ -306,7 +333,10 @@ impl Sandbox {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stream-agency"));
-        cmd.arg("--db").arg(&self.db).args(args).current_dir(self.dir.path());
+        cmd.arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .current_dir(self.dir.path());
         cmd.env_remove("RUST_LOG");
         for (k, _) in std::env::vars() {
             if k.starts_with("STREAM_AGENCY_") {
@@ -339,7 +369,11 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn conn(&self) -> rusqlite::Connection {

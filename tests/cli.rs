@@ -1,0 +1,343 @@
+//! Commands against good and bad input: bad input gets a one-line error naming the problem,
+//! a non-zero exit status, and leaves the database byte-for-byte unchanged.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+fn alice() -> (String, String) {
+    let (_, a, s) = wallets().into_iter().find(|w| w.0 == "alice").unwrap();
+    (a, s)
+}
+
+fn bob() -> (String, String) {
+    let (_, a, s) = wallets().into_iter().find(|w| w.0 == "bob").unwrap();
+    (a, s)
+}
+
+/// A database holding alice, and its bytes.
+fn seeded() -> (Sandbox, Vec<u8>) {
+    let sb = Sandbox::new();
+    let (a, s) = alice();
+    sb.ok(&["enroll", "--address", &a, "--signature", &s]);
+    let bytes = sb.file_bytes();
+    (sb, bytes)
+}
+
+/// Runs a command that must fail with `code`, one line on stderr containing `expect`,
+/// and no change to the database.
+fn refused(sb: &Sandbox, before: &[u8], args: &[&str], code: i32, expect: &str) {
+    let r = sb.run(args);
+    let shown: Vec<String> = args.iter().map(|a| a.chars().take(80).collect()).collect();
+    let args = &shown;
+    assert_eq!(
+        r.code, code,
+        "{args:?}: stdout {} stderr {}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        r.stderr.contains(expect),
+        "{args:?}: expected {expect:?} in {:?}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line, got {:?}",
+        r.stderr
+    );
+    assert_eq!(sb.file_bytes(), before, "{args:?} changed the database");
+    let wal = sb.db.with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "{args:?} left a WAL behind"
+    );
+}
+
+#[test]
+fn enroll_refuses_bad_addresses_signatures_and_fees() {
+    let (sb, before) = seeded();
+    let (a, s) = alice();
+    let (b, bob_sig) = bob();
+    let test_sig = vectors()["wallets"]["alice"]["signed_messages"]["test"]["signature_hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mixed = a.replacen('q', "Q", 1);
+    let erd = vectors()["wallets"]["alice"]["address_erd"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad_checksum = format!("{}q", &a[..a.len() - 1]);
+    let long = "x".repeat(100_000);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![mixed, s.clone()], "mixed-case"),
+        (vec![erd, s.clone()], "HRP"),
+        (vec![bad_checksum, s.clone()], "checksum"),
+        (vec![a[..30].to_string(), s.clone()], "length"),
+        (
+            vec!["'; DROP TABLE agents; --".into(), s.clone()],
+            "--address",
+        ),
+        (vec![format!("{a}\u{7}"), s.clone()], "control"),
+        (vec![long.clone(), s.clone()], "length"),
+        (vec![a.clone(), s[..100].to_string()], "100 hex characters"),
+        (vec![a.clone(), format!("{s}00")], "130 hex characters"),
+        (vec![a.clone(), "zz".repeat(64)], "not hex"),
+        (vec![a.clone(), bob_sig.clone()], "is not"),
+        (vec![a.clone(), test_sig], "is not"),
+        (vec![b.clone(), s.clone()], "is not"),
+        (vec![a.clone(), long], "hex"),
+    ];
+    for (args, expect) in cases {
+        refused(
+            &sb,
+            &before,
+            &["enroll", "--address", &args[0], "--signature", &args[1]],
+            2,
+            expect,
+        );
+    }
+    for fee in ["0", "10001"] {
+        refused(
+            &sb,
+            &before,
+            &[
+                "enroll",
+                "--address",
+                &a,
+                "--signature",
+                &s,
+                "--fee-bps",
+                fee,
+            ],
+            2,
+            "1..=10000",
+        );
+    }
+    for fee in ["-1", "99999999999999999999", "ten"] {
+        let r = sb.run(&[
+            "enroll",
+            "--address",
+            &a,
+            "--signature",
+            &s,
+            "--fee-bps",
+            fee,
+        ]);
+        assert_eq!(r.code, 2, "fee {fee}: {}", r.stderr);
+        assert!(r.stderr.contains("fee-bps"), "{}", r.stderr);
+        assert_eq!(sb.file_bytes(), before);
+    }
+    // Nothing stored for a refused enrollment into a fresh database either.
+    let fresh = Sandbox::new();
+    let r = fresh.run(&["enroll", "--address", &a, "--signature", &bob_sig]);
+    assert_eq!(r.code, 2);
+    assert!(
+        !fresh.db.exists(),
+        "a refused enrollment must not create the database"
+    );
+}
+
+#[test]
+fn enroll_updates_a_known_agent_and_never_prints_signatures() {
+    let (sb, _) = seeded();
+    let (a, s) = alice();
+    let out = sb.ok(&[
+        "enroll",
+        "--address",
+        &a,
+        "--signature",
+        &format!("0x{s}"),
+        "--fee-bps",
+        "750",
+    ]);
+    assert!(out.contains("updated") && out.contains("750"), "{out}");
+    sb.ok(&["pause", "--address", &a]);
+    assert_eq!(
+        sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'paused'"),
+        1
+    );
+    sb.ok(&["enroll", "--address", &a, "--signature", &s]);
+    assert_eq!(
+        sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'active' AND fee_bps = 500"),
+        1
+    );
+    let report = sb.ok(&["report"]);
+    assert!(report.contains(&a) && report.contains("500"), "{report}");
+    let attempts = sb.ok(&["attempts", "--address", &a]);
+    let billing = sb.ok(&["billing-attempts"]);
+    for text in [&out, &report, &attempts, &billing] {
+        assert!(
+            !text.to_lowercase().contains(&s[..32]),
+            "a signature leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn enroll_from_pem_signs_natively_and_checks_the_file() {
+    let sb = Sandbox::new();
+    let (a, s) = alice();
+    let out = sb.ok(&[
+        "enroll-from-pem",
+        "--pem",
+        data_dir().join("alice.erd.pem").to_str().unwrap(),
+    ]);
+    assert!(out.contains(&a), "{out}");
+    let stored: String = sb
+        .conn()
+        .query_row("SELECT stream_signature FROM agents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, s, "the native signature equals the reference SDK's");
+    let before = sb.file_bytes();
+
+    let pem = std::fs::read_to_string(data_dir().join("alice.pem")).unwrap();
+    let mismatched = sb.dir.path().join("mismatched.pem");
+    std::fs::write(&mismatched, pem.replace(&a, &bob().0)).unwrap();
+    let garbage = sb.dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY for x-----\n!!!\n-----END PRIVATE KEY for x-----\n",
+    )
+    .unwrap();
+    let unreadable = sb.dir.path().join("unreadable.pem");
+    std::fs::write(&unreadable, &pem).unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let dir = sb.dir.path().to_str().unwrap().to_string();
+    let cases = [
+        (mismatched.to_str().unwrap().to_string(), "label"),
+        (
+            garbage.to_str().unwrap().to_string(),
+            "label address is invalid",
+        ),
+        (dir, "directory"),
+        ("/nonexistent/alice.pem".to_string(), "cannot read"),
+    ];
+    for (path, expect) in cases {
+        refused(
+            &sb,
+            &before,
+            &["enroll-from-pem", "--pem", &path],
+            2,
+            expect,
+        );
+    }
+    // Root reads anything; only check unreadable files where permissions bind.
+    if unsafe { libc::geteuid() } != 0 {
+        refused(
+            &sb,
+            &before,
+            &["enroll-from-pem", "--pem", unreadable.to_str().unwrap()],
+            2,
+            "cannot read",
+        );
+    }
+}
+
+#[test]
+fn pause_resume_remove_need_a_known_agent_and_remove_guards_unbilled_windows() {
+    let (sb, before) = seeded();
+    let (a, _) = alice();
+    let (b, _) = bob();
+    for cmd in ["pause", "resume", "remove"] {
+        refused(&sb, &before, &[cmd, "--address", &b], 2, "unknown agent");
+        refused(&sb, &before, &[cmd, "--address", "nope"], 2, "--address");
+    }
+    refused(
+        &sb,
+        &before,
+        &["attempts", "--address", &b],
+        2,
+        "unknown agent",
+    );
+    sb.conn()
+        .execute(
+            "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (1, 7, 3)",
+            [],
+        )
+        .unwrap();
+    let before = sb.file_bytes();
+    refused(
+        &sb,
+        &before,
+        &["remove", "--address", &a],
+        2,
+        "3 counted windows not yet billed",
+    );
+    let out = sb.ok(&["remove", "--address", &a, "--force"]);
+    assert!(out.contains("3 unbilled windows were dropped"), "{out}");
+    assert_eq!(sb.query_i64("SELECT COUNT(*) FROM usage_windows"), 0);
+}
+
+#[test]
+fn runtime_options_are_checked_before_anything_is_done() {
+    let (sb, before) = seeded();
+    let pem = sb.dir.path().join("operator.pem");
+    std::fs::copy(data_dir().join("bob.pem"), &pem).unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pem = pem.to_str().unwrap();
+    let escrow = "claw1qqqqqqqqqqqqqpgqnlglzrzv598wqgx6zlhjr6rky2k694jtkgcqdfq0ge";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--lead-seconds", "10", "--jitter-seconds", "10"],
+            "below --lead-seconds",
+        ),
+        (vec!["--lead-seconds", "0"], "--lead-seconds"),
+        (vec!["--stream-url", "ftp://x"], "--stream-url"),
+        (vec!["--billing-enabled"], "--escrow-contract"),
+        (
+            vec!["--billing-enabled", "--escrow-contract", "claw1xyz"],
+            "--escrow-contract",
+        ),
+        (
+            vec!["--billing-enabled", "--escrow-contract", escrow],
+            "--operator-pem",
+        ),
+        (
+            vec![
+                "--billing-enabled",
+                "--escrow-contract",
+                escrow,
+                "--operator-pem",
+                pem,
+            ],
+            "chmod 600",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let mut args = vec!["tick"];
+        args.extend(extra);
+        refused(&sb, &before, &args, 2, expect);
+    }
+    let r = sb
+        .command(&["tick"])
+        .env("STREAM_AGENCY_LEAD_SECONDS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("STREAM_AGENCY_LEAD_SECONDS"));
+}
+
+#[test]
+fn databases_that_are_not_ours_are_refused() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        &sb.db,
+        b"this is not a database, just text that is long enough to look like a header",
+    )
+    .unwrap();
+    let before = sb.file_bytes();
+    refused(&sb, &before, &["report"], 1, "not a stream-agency database");
+
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    sb.ok(&["init-db"]);
+    sb.conn().pragma_update(None, "user_version", 42).unwrap();
+    let before = sb.file_bytes();
+    refused(&sb, &before, &["report"], 1, "newer schema");
+    let mode = std::fs::metadata(&sb.db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "database must be created 0600");
+}
