@@ -1,9 +1,46 @@
 //! Client of the chain gateway (MultiversX proxy routes). Every answer is
 //! `{"data": ..., "error": "...", "code": "successful" | "..."}`.
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::http;
+
+/// Why a gateway call gave no data.
+#[derive(Debug, Clone)]
+pub enum GatewayError {
+    /// No usable answer: connection failed, timed out, or the body was not JSON.
+    NoAnswer(String),
+    /// The gateway answered with an error (HTTP status and its message).
+    Refused { status: u16, message: String },
+}
+
+impl GatewayError {
+    /// A 4xx answer: the gateway understood the request and said no.
+    pub fn is_client_refusal(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Refused {
+                status: 400..=499,
+                ..
+            }
+        )
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::NoAnswer(m) | GatewayError::Refused { message: m, .. } => f.write_str(m),
+        }
+    }
+}
+
+impl From<GatewayError> for String {
+    fn from(e: GatewayError) -> String {
+        e.to_string()
+    }
+}
 
 pub struct Gateway {
     agent: ureq::Agent,
@@ -51,16 +88,21 @@ impl Gateway {
         }
     }
 
-    /// Sends a request and returns `data`, or a one-line error (status, gateway's message).
-    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+    /// Sends a request and returns `data`, or why not.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Value, GatewayError> {
         let url = format!("{}{path}", self.base);
         let reply = http::send(self.agent.request(method, &url), body)
-            .map_err(|e| format!("gateway {path}: {e}"))?;
+            .map_err(|e| GatewayError::NoAnswer(format!("gateway {path}: {e}")))?;
         let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            format!(
+            GatewayError::NoAnswer(format!(
                 "gateway {path}: HTTP {} with a body that is not JSON",
                 reply.status
-            )
+            ))
         })?;
         let code = json.get("code").and_then(Value::as_str).unwrap_or("");
         if !(200..300).contains(&reply.status) || code != "successful" {
@@ -70,10 +112,10 @@ impl Gateway {
                 .filter(|c| !c.is_control())
                 .take(300)
                 .collect();
-            return Err(format!(
-                "gateway {path}: HTTP {} {code}: {error}",
-                reply.status
-            ));
+            return Err(GatewayError::Refused {
+                status: reply.status,
+                message: format!("gateway {path}: HTTP {} {code}: {error}", reply.status),
+            });
         }
         Ok(json.get("data").cloned().unwrap_or(Value::Null))
     }
@@ -109,5 +151,123 @@ impl Gateway {
             gas_per_data_byte: num("erd_gas_per_data_byte")?,
             round_duration_ms: field_i64(c, "erd_round_duration")?,
         })
+    }
+}
+
+/// What became of a `/transaction/send`.
+#[derive(Debug)]
+pub enum Sent {
+    /// Accepted; the transaction's hash.
+    Accepted(String),
+    /// Refused (4xx): the transaction is not in the pool and its nonce is free again.
+    Refused(String),
+    /// No answer, or a server error: it may or may not be in the pool.
+    Unknown(String),
+}
+
+impl Gateway {
+    pub fn account_nonce(&self, address: &str) -> Result<u64, String> {
+        let data = self.call("GET", &format!("/address/{address}"), None)?;
+        json_u64(data.get("account").and_then(|a| a.get("nonce")))
+            .ok_or_else(|| "gateway account answer lacks data.account.nonce".to_string())
+    }
+
+    pub fn send_transaction(&self, body: &str) -> Sent {
+        match self.call("POST", "/transaction/send", Some(body)) {
+            Ok(data) => match data.get("txHash").and_then(Value::as_str) {
+                Some(hash) if !hash.is_empty() && hash.len() <= 128 => {
+                    Sent::Accepted(hash.to_string())
+                }
+                _ => Sent::Unknown("gateway accepted the transaction without a txHash".into()),
+            },
+            Err(e) if e.is_client_refusal() => Sent::Refused(e.to_string()),
+            Err(e) => Sent::Unknown(e.to_string()),
+        }
+    }
+
+    /// `pending`, `success`, `fail`, `invalid`; `None` when the gateway does not know it.
+    pub fn transaction_status(&self, hash: &str) -> Result<Option<String>, String> {
+        match self.call("GET", &format!("/transaction/{hash}/status"), None) {
+            Ok(data) => Ok(data
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_string)),
+            Err(GatewayError::Refused { status: 404, .. }) => Ok(None),
+            Err(e @ GatewayError::Refused { .. }) if e.to_string().contains("not found") => {
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The contract's error message of a failed transaction (its `signalError` event).
+    pub fn transaction_error(&self, hash: &str) -> Result<Option<String>, String> {
+        let data = self.call(
+            "GET",
+            &format!("/transaction/{hash}?withResults=true"),
+            None,
+        )?;
+        let events = data
+            .pointer("/transaction/logs/events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for event in events {
+            if event.get("identifier").and_then(Value::as_str) != Some("signalError") {
+                continue;
+            }
+            let topic = event
+                .pointer("/topics/1")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(topic)
+                .unwrap_or_default();
+            return Ok(Some(
+                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// A contract view: the decoded `returnData` items.
+    pub fn query(
+        &self,
+        contract: &str,
+        function: &str,
+        args: &[String],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let body = serde_json::json!({"scAddress": contract, "funcName": function, "args": args})
+            .to_string();
+        let data = self.call("POST", "/vm-values/query", Some(&body))?;
+        let result = data.get("data").unwrap_or(&data);
+        let code = result
+            .get("returnCode")
+            .and_then(Value::as_str)
+            .unwrap_or("ok");
+        if code != "ok" {
+            let message = result
+                .get("returnMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(format!("view {function} failed: {code} {message}"));
+        }
+        let items = result
+            .get("returnData")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        items
+            .iter()
+            .map(|item| match item {
+                Value::Null => Ok(Vec::new()),
+                Value::String(s) => base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|_| format!("view {function}: returnData is not base64")),
+                _ => Err(format!(
+                    "view {function}: returnData is not a list of strings"
+                )),
+            })
+            .collect()
     }
 }

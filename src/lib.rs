@@ -6,9 +6,11 @@
 //! `schedule` (renewal policy), `tick`/`run` (the job), `manage` (enrollment commands),
 //! `report` (read-only views).
 
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod escrow;
 pub mod gateway;
 pub mod http;
 pub mod keys;
@@ -19,6 +21,7 @@ pub mod schedule;
 pub mod store;
 pub mod stream;
 pub mod tick;
+pub mod tx;
 
 #[cfg(test)]
 mod testdata;

@@ -63,7 +63,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Tick(a) => {
             let cfg = a.runtime_args().resolve()?;
             let mut agency = Agency::new(Store::open(&db)?, cfg);
-            println!("{}", agency.tick()?);
+            let summary = agency.tick()?;
+            println!("{summary}");
+            if let Some(blocked) = summary.billing.and_then(|b| b.blocked) {
+                return Err(Error::usage(format!("billing stopped: {blocked}")));
+            }
         }
         Command::Run(a) => {
             let cfg = a.runtime_args().resolve()?;
@@ -79,9 +83,4 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::BillingAttempts(a) => report::billing_attempts(&Store::open(&db)?, a.limit)?,
     }
     Ok(())
-}
-
-#[allow(dead_code)]
-fn _assert_error_is_send(e: Error) -> Box<dyn std::error::Error + Send> {
-    Box::new(e)
 }

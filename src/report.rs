@@ -53,11 +53,21 @@ fn or_dash(v: Option<String>) -> String {
     v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
 }
 
+/// Atto-CLAW (10^-18) as CLAW with four decimals.
+pub fn claw(atto: u128) -> String {
+    let unit = 1_000_000_000_000_000_000u128;
+    format!("{}.{:04}", atto / unit, (atto % unit) / 100_000_000_000_000)
+}
+
 pub fn report(store: &Store) -> Result<()> {
+    let window_reward = store.meta_window_reward()?;
     let mut stmt = store.conn.prepare(
         "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
                 (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
                    FROM usage_windows u WHERE u.agent_id = a.id AND u.billed = 1),
+                (SELECT COALESCE(SUM(u.clipped_windows), 0) FROM usage_windows u WHERE u.agent_id = a.id),
+                (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
+                   WHERE u.agent_id = a.id AND u.outcome LIKE 'expired%'),
                 a.next_attempt_ms, a.expected_end_ms, a.last_error
          FROM agents a ORDER BY a.address",
     )?;
@@ -66,17 +76,29 @@ pub fn report(store: &Store) -> Result<()> {
     while let Some(r) = query.next()? {
         let id: i64 = r.get(0)?;
         let active = r.get::<_, String>(2)? == "active";
+        let fee_bps: i64 = r.get(3)?;
+        let pending = usage::unbilled_windows(&store.conn, id)?;
+        let due = window_reward.map_or("-".into(), |reward| {
+            claw(crate::escrow::due_atto(
+                reward,
+                pending as u64,
+                fee_bps as u64,
+            ))
+        });
         rows.push(vec![
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?.to_string(),
+            fee_bps.to_string(),
             r.get::<_, i64>(4)?.to_string(),
             r.get::<_, i64>(5)?.to_string(),
-            usage::unbilled_windows(&store.conn, id)?.to_string(),
+            pending.to_string(),
             r.get::<_, i64>(6)?.to_string(),
-            if active { utc(r.get(7)?) } else { "-".into() },
-            utc(r.get(8)?),
-            or_dash(r.get(9)?),
+            r.get::<_, i64>(7)?.to_string(),
+            r.get::<_, i64>(8)?.to_string(),
+            due,
+            if active { utc(r.get(9)?) } else { "-".into() },
+            utc(r.get(10)?),
+            or_dash(r.get(11)?),
         ]);
     }
     print_table(
@@ -88,13 +110,43 @@ pub fn report(store: &Store) -> Result<()> {
             "FAILED",
             "PENDING",
             "BILLED",
+            "CLIPPED",
+            "EXPIRED",
+            "DUE_CLAW",
             "NEXT_ATTEMPT",
             "WINDOW_END",
             "LAST_ERROR",
         ],
         &rows,
     );
+    for warning in expiry_warnings(store)? {
+        println!("warning: {warning}");
+    }
     Ok(())
+}
+
+/// Unbilled epochs that pass the contract's backbill limit when the next epoch begins.
+pub fn expiry_warnings(store: &Store) -> Result<Vec<String>> {
+    let (Some(current), Some(limit)) = (
+        store.max_epoch_seen()?,
+        store.meta_get_i64("escrow_max_backbill_epochs")?,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = store.conn.prepare(
+        "SELECT a.address, u.epoch, u.windows FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+         WHERE u.billed = 0 AND u.outcome IS NULL AND ?1 - u.epoch >= ?2 ORDER BY u.epoch, a.address",
+    )?;
+    let rows = stmt
+        .query_map(params![current, limit], |r| {
+            let (address, epoch, windows): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(format!(
+                "{address} epoch {epoch} ({windows} windows) can no longer be billed once epoch {} begins",
+                epoch + limit + 1
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 pub fn attempts(store: &Store, address: &Address, limit: u32) -> Result<()> {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::billing::{Biller, BillingSummary};
 use crate::config::RuntimeConfig;
 use crate::error::Result;
 use crate::gateway::Gateway;
@@ -23,6 +24,9 @@ pub struct Agency {
     pub cfg: RuntimeConfig,
     stream: StreamClient,
     gateway: Gateway,
+    biller: Option<Biller>,
+    /// Rounds passed in the current epoch at the last observation.
+    rounds_passed: i64,
     /// Set by SIGTERM/SIGINT: finish the agent in hand, start no other.
     pub stop: Arc<AtomicBool>,
 }
@@ -38,6 +42,7 @@ pub struct TickSummary {
     pub windows_attributed: usize,
     pub interrupted: bool,
     pub next_due_ms: Option<i64>,
+    pub billing: Option<BillingSummary>,
 }
 
 impl fmt::Display for TickSummary {
@@ -61,14 +66,21 @@ impl fmt::Display for TickSummary {
                 ((next - now_ms()).max(0) + 999) / 1000
             ),
             None => write!(f, "; no active agents"),
+        }?;
+        if let Some(b) = &self.billing {
+            write!(f, "; {b}")?;
         }
+        Ok(())
     }
 }
 
 impl Agency {
-    pub fn new(store: Store, cfg: RuntimeConfig) -> Agency {
+    pub fn new(store: Store, mut cfg: RuntimeConfig) -> Agency {
         let agent = http::agent(cfg.timeout);
+        let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));
         Agency {
+            biller,
+            rounds_passed: 0,
             stream: StreamClient::new(agent.clone(), &cfg.stream_url),
             gateway: Gateway::new(agent, &cfg.epoch_api_url),
             store,
@@ -100,6 +112,14 @@ impl Agency {
                 summary.epoch = Some(current);
             }
         }
+        // 5. Bill closed epochs, once the epoch is known this tick.
+        if let (Some(biller), Some(current)) = (self.biller.as_mut(), summary.epoch) {
+            let billing = biller.bill(&mut self.store, current, self.rounds_passed, &self.stop)?;
+            if let Some(blocked) = &billing.blocked {
+                log::error!("billing stopped: {blocked}");
+            }
+            summary.billing = Some(billing);
+        }
         summary.next_due_ms = self.store.next_due_ms()?;
         Ok(summary)
     }
@@ -122,6 +142,7 @@ impl Agency {
             rounds_passed: status.rounds_passed,
         };
         let current = self.store.observe_epoch(&obs)?;
+        self.rounds_passed = status.rounds_passed;
         let (waiting, needs_timing) = self.store.unattributed_windows(obs.observed_ms, current)?;
         if waiting > 0 {
             let timing = if needs_timing {

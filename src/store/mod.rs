@@ -4,6 +4,7 @@
 //! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping).
 
 pub mod agents;
+pub mod billing;
 pub mod usage;
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -5,6 +5,7 @@
 //! in), so tests compare the tool's database against the service's truth.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod http;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -14,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stream_agency::keys::{self, Address};
 
 pub fn now_ms() -> i64 {
     stream_agency::now_ms()
@@ -91,6 +91,7 @@ pub struct State {
     pub last_answer: HashMap<String, (u16, String)>,
     pub stream_faults: VecDeque<Fault>,
     pub gateway_down: bool,
+    pub chain: chain::Chain,
     pub stream_requests: usize,
     pub status_requests: usize,
 }
@@ -122,6 +123,13 @@ impl State {
         worst
     }
 
+    /// Lets the chain execute the transactions whose time has come.
+    pub fn advance(&mut self) {
+        let (t0, base, len) = (self.t0, self.epoch_base, self.epoch_ms);
+        self.chain
+            .advance(now_ms(), &|t| base + (t - t0).div_euclid(len));
+    }
+
     fn current_end(&self, addr: &str) -> Option<i64> {
         self.windows.get(addr).and_then(|w| w.last()).map(|w| w.end)
     }
@@ -149,10 +157,7 @@ impl State {
         };
         let addr = req["address"].as_str().unwrap_or("");
         let sig = req["signature"].as_str().unwrap_or("");
-        let valid = match (Address::parse(addr), keys::parse_signature_hex(sig)) {
-            (Ok(a), Ok(s)) => req["message"] == "stream" && keys::verify_message(&a, b"stream", &s),
-            _ => false,
-        };
+        let valid = req["message"] == "stream" && chain::valid_stream_signature(addr, sig);
         if !valid {
             return (401, r#"{"error":"invalid signature"}"#.into());
         }
@@ -200,7 +205,7 @@ impl State {
 
     fn network_config(&self) -> (u16, String) {
         let data = json!({"config": {
-            "erd_chain_id": "C",
+            "erd_chain_id": self.chain.chain_id,
             "erd_min_gas_price": 1_000_000_000u64,
             "erd_min_gas_limit": 50_000,
             "erd_gas_per_data_byte": 1_500,
@@ -239,6 +244,7 @@ impl FakeClaws {
             last_answer: HashMap::new(),
             stream_faults: VecDeque::new(),
             gateway_down: false,
+            chain: chain::Chain::default(),
             stream_requests: 0,
             status_requests: 0,
         }));
@@ -295,10 +301,64 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             s.last_answer.insert(addr, reply.clone());
             answer(reply)
         }
-        (_, p) if state.lock().unwrap().gateway_down && p.starts_with("/network") => answer((
+        _ if state.lock().unwrap().gateway_down => answer((
             503,
             r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into(),
         )),
+        ("POST", "/transaction/send") => {
+            let fault = state.lock().unwrap().chain.send_faults.pop_front();
+            match fault {
+                Some(chain::SendFault::Refuse(m)) => {
+                    let body = json!({"data": null, "error": m, "code": "bad_request"}).to_string();
+                    return answer((400, body));
+                }
+                Some(chain::SendFault::Delay(ms)) => std::thread::sleep(Duration::from_millis(ms)),
+                Some(chain::SendFault::SlowReply(ms)) => {
+                    let reply = {
+                        let mut s = state.lock().unwrap();
+                        s.advance();
+                        s.chain.send(body, now_ms())
+                    };
+                    std::thread::sleep(Duration::from_millis(ms));
+                    return answer(reply);
+                }
+                Some(chain::SendFault::LostReply) => {
+                    let mut s = state.lock().unwrap();
+                    s.advance();
+                    s.chain.send(body, now_ms());
+                    return Action::Close;
+                }
+                None => {}
+            }
+            let mut s = state.lock().unwrap();
+            s.advance();
+            answer(s.chain.send(body, now_ms()))
+        }
+        ("POST", "/vm-values/query") => {
+            let mut s = state.lock().unwrap();
+            s.advance();
+            answer(s.chain.query(body))
+        }
+        ("GET", p) if p.starts_with("/address/") => {
+            let mut s = state.lock().unwrap();
+            s.advance();
+            answer(s.chain.account(&p["/address/".len()..]))
+        }
+        ("GET", p) if p.starts_with("/transaction/") => {
+            let mut s = state.lock().unwrap();
+            s.advance();
+            let rest = &p["/transaction/".len()..];
+            if let Some(hash) = rest.strip_suffix("/status") {
+                answer(s.chain.status(hash))
+            } else if let Some(hash) = rest.strip_suffix("?withResults=true") {
+                answer(s.chain.with_results(hash))
+            } else {
+                answer((
+                    404,
+                    r#"{"data":null,"error":"no route","code":"bad_request"}"#.into(),
+                ))
+            }
+        }
         ("GET", "/network/status/4294967295") => {
             let mut s = state.lock().unwrap();
             s.status_requests += 1;

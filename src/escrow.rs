@@ -1,0 +1,345 @@
+//! The `StreamAgencyEscrow` contract as the biller sees it: its views (decoded), its guards,
+//! and what each of its failure messages means for us.
+
+use crate::gateway::Gateway;
+use crate::keys::Address;
+use crate::tx::u64_arg;
+
+/// From `getConfig()`.
+#[derive(Debug, Clone)]
+pub struct EscrowConfig {
+    pub operator: Address,
+    pub window_reward: u128,
+    pub max_backbill_epochs: u64,
+    pub hard_max_windows_per_epoch: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Active,
+    Paused,
+    Suspended,
+    Cancelled,
+    Other(u8),
+}
+
+/// From `getAgentInfo(agent)`.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub fee_bps: u64,
+    pub max_windows_per_epoch: u64,
+    pub max_charge_per_epoch: u128,
+    pub status: AgentStatus,
+    pub joined_epoch: u64,
+    pub last_billed_epoch: u64,
+}
+
+/// Minimal big-endian bytes as a number; saturates beyond u128.
+pub fn big_uint(bytes: &[u8]) -> u128 {
+    let significant: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
+    if significant.len() > 16 {
+        return u128::MAX;
+    }
+    significant
+        .iter()
+        .fold(0u128, |n, &b| (n << 8) | u128::from(b))
+}
+
+fn small_uint(bytes: &[u8], what: &str) -> Result<u64, String> {
+    u64::try_from(big_uint(bytes)).map_err(|_| format!("escrow view: {what} does not fit in u64"))
+}
+
+/// Reads the nested encoding of `getAgentInfo`, field by field.
+struct Nested<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Nested<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("escrow view: agent info is truncated".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn sized(&mut self) -> Result<&'a [u8], String> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        self.take(len)
+    }
+}
+
+pub fn decode_agent_info(bytes: &[u8]) -> Result<AgentInfo, String> {
+    let mut r = Nested { bytes };
+    let fee_bps = r.u64()?;
+    let max_windows_per_epoch = r.u64()?;
+    let max_charge_per_epoch = big_uint(r.sized()?);
+    let _credit_score = r.u64()?;
+    let status = match r.u8()? {
+        0 => AgentStatus::Active,
+        1 => AgentStatus::Paused,
+        2 => AgentStatus::Suspended,
+        3 => AgentStatus::Cancelled,
+        n => AgentStatus::Other(n),
+    };
+    let _used_promo = r.u8()?;
+    let joined_epoch = r.u64()?;
+    let last_billed_epoch = r.u64()?;
+    let _metadata = r.sized()?;
+    Ok(AgentInfo {
+        fee_bps,
+        max_windows_per_epoch,
+        max_charge_per_epoch,
+        status,
+        joined_epoch,
+        last_billed_epoch,
+    })
+}
+
+pub fn decode_config(items: &[Vec<u8>]) -> Result<EscrowConfig, String> {
+    if items.len() < 9 {
+        return Err(format!(
+            "escrow getConfig returned {} items, expected 9",
+            items.len()
+        ));
+    }
+    let operator: [u8; 32] = items[1]
+        .as_slice()
+        .try_into()
+        .map_err(|_| "escrow getConfig: operator is not a 32-byte address".to_string())?;
+    Ok(EscrowConfig {
+        operator: Address::from_bytes(operator),
+        window_reward: big_uint(&items[2]),
+        max_backbill_epochs: small_uint(&items[7], "max_backbill_epochs")?,
+        hard_max_windows_per_epoch: small_uint(&items[8], "hard_max_windows_per_epoch")?,
+    })
+}
+
+/// The most windows the contract will accept for this agent and epoch: its per-agent cap,
+/// the global hard cap, and `window_reward * windows * fee_bps / 10000 <= max_charge`.
+pub fn allowed_windows(windows: u64, info: &AgentInfo, config: &EscrowConfig) -> u64 {
+    let mut allowed = windows
+        .min(info.max_windows_per_epoch)
+        .min(config.hard_max_windows_per_epoch);
+    let per_window = config
+        .window_reward
+        .saturating_mul(u128::from(info.fee_bps));
+    if per_window > 0 {
+        // floor(n * per_window / 10000) <= max  <=>  n <= ((max + 1) * 10000 - 1) / per_window
+        let bound = info
+            .max_charge_per_epoch
+            .saturating_add(1)
+            .saturating_mul(10_000)
+            .saturating_sub(1)
+            / per_window;
+        allowed = allowed.min(u64::try_from(bound).unwrap_or(u64::MAX));
+    }
+    allowed
+}
+
+/// The due of `windows` in atto-CLAW, as the contract computes it.
+pub fn due_atto(window_reward: u128, windows: u64, fee_bps: u64) -> u128 {
+    window_reward
+        .saturating_mul(u128::from(windows))
+        .saturating_mul(u128::from(fee_bps))
+        / 10_000
+}
+
+/// What a failed `billEpoch` means, by the contract's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Wrong operator key: stop billing until the configuration is fixed.
+    WrongOperator,
+    /// Already billed on chain: done.
+    AlreadyBilled,
+    /// Too old: lost for good.
+    Expired,
+    /// Can never be billed, for the stated reason.
+    Final(String),
+    /// Try again later (epoch not closed on the contract's shard yet, a guard changed).
+    Retry(String),
+    /// No known message: retried a few times, then given up.
+    Unknown(String),
+}
+
+pub fn classify_failure(message: Option<&str>) -> Failure {
+    let Some(m) = message else {
+        return Failure::Unknown("failed without a contract message".into());
+    };
+    let has = |s: &str| m.contains(s);
+    if has("Only operator") {
+        Failure::WrongOperator
+    } else if has("Epoch already billed") {
+        Failure::AlreadyBilled
+    } else if has("Epoch too old to bill") {
+        Failure::Expired
+    } else if has("Epoch not closed yet")
+        || has("Exceeds max windows per epoch")
+        || has("Exceeds global windows hard cap")
+        || has("Exceeds agent max charge per epoch")
+    {
+        Failure::Retry(m.to_string())
+    } else if has("Agent not enrolled")
+        || has("Agent cancelled")
+        || has("Cannot bill before join epoch")
+        || has("Epoch already passed in billing order")
+        || has("Windows must be positive")
+    {
+        Failure::Final(m.to_string())
+    } else {
+        Failure::Unknown(m.to_string())
+    }
+}
+
+/// The contract's views, through the billing gateway.
+pub struct Escrow<'a> {
+    pub gateway: &'a Gateway,
+    pub contract: String,
+}
+
+impl Escrow<'_> {
+    pub fn config(&self) -> Result<EscrowConfig, String> {
+        decode_config(&self.gateway.query(&self.contract, "getConfig", &[])?)
+    }
+
+    pub fn agent_info(&self, agent: &Address) -> Result<Option<AgentInfo>, String> {
+        let items = self
+            .gateway
+            .query(&self.contract, "getAgentInfo", &[agent.to_hex()])?;
+        match items.first() {
+            None => Ok(None),
+            Some(bytes) if bytes.is_empty() => Ok(None),
+            Some(bytes) => decode_agent_info(bytes).map(Some),
+        }
+    }
+
+    /// `Some(state index)` once the epoch was billed.
+    pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<u8>, String> {
+        let items = self.gateway.query(
+            &self.contract,
+            "getEpochState",
+            &[agent.to_hex(), u64_arg(epoch)],
+        )?;
+        Ok(items.first().map(|b| b.last().copied().unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(max_windows: u64, max_charge: u128, fee_bps: u64) -> AgentInfo {
+        AgentInfo {
+            fee_bps,
+            max_windows_per_epoch: max_windows,
+            max_charge_per_epoch: max_charge,
+            status: AgentStatus::Active,
+            joined_epoch: 0,
+            last_billed_epoch: 0,
+        }
+    }
+
+    fn config(reward: u128, hard: u64) -> EscrowConfig {
+        EscrowConfig {
+            operator: Address::from_bytes([0; 32]),
+            window_reward: reward,
+            max_backbill_epochs: 10,
+            hard_max_windows_per_epoch: hard,
+        }
+    }
+
+    #[test]
+    fn guards_clip_to_the_highest_allowed_count() {
+        assert_eq!(
+            allowed_windows(47, &info(100, u128::MAX, 500), &config(1_000, 1_000)),
+            47
+        );
+        assert_eq!(
+            allowed_windows(47, &info(40, u128::MAX, 500), &config(1_000, 1_000)),
+            40
+        );
+        assert_eq!(
+            allowed_windows(47, &info(100, u128::MAX, 500), &config(1_000, 30)),
+            30
+        );
+        // reward 1000 * fee 500 / 10000 = 50 per window; max charge 1000 => 20 windows.
+        assert_eq!(
+            allowed_windows(47, &info(100, 1_000, 500), &config(1_000, 1_000)),
+            20
+        );
+        assert_eq!(due_atto(1_000, 20, 500), 1_000);
+        assert_eq!(due_atto(1_000, 21, 500), 1_050);
+        // Floor division: 3 windows of 33.33 = 99.99 -> due 99 <= 99.
+        assert_eq!(
+            allowed_windows(5, &info(100, 99, 3_333), &config(100, 100)),
+            3
+        );
+        assert_eq!(due_atto(100, 3, 3_333), 99);
+        assert_eq!(due_atto(100, 4, 3_333), 133);
+    }
+
+    #[test]
+    fn agent_info_nested_encoding_decodes() {
+        let mut b = Vec::new();
+        b.extend(500u64.to_be_bytes());
+        b.extend(48u64.to_be_bytes());
+        b.extend(2u32.to_be_bytes());
+        b.extend([0x01, 0x00]);
+        b.extend(7u64.to_be_bytes());
+        b.push(3);
+        b.push(1);
+        b.extend(12u64.to_be_bytes());
+        b.extend(15u64.to_be_bytes());
+        b.extend(3u32.to_be_bytes());
+        b.extend(b"abc");
+        let i = decode_agent_info(&b).unwrap();
+        assert_eq!(
+            (i.fee_bps, i.max_windows_per_epoch, i.max_charge_per_epoch),
+            (500, 48, 256)
+        );
+        assert_eq!(
+            (i.status, i.joined_epoch, i.last_billed_epoch),
+            (AgentStatus::Cancelled, 12, 15)
+        );
+        assert!(decode_agent_info(&b[..20]).is_err());
+    }
+
+    #[test]
+    fn failure_messages_are_classified() {
+        assert_eq!(
+            classify_failure(Some("Only operator")),
+            Failure::WrongOperator
+        );
+        assert_eq!(
+            classify_failure(Some("Epoch already billed")),
+            Failure::AlreadyBilled
+        );
+        assert_eq!(
+            classify_failure(Some("Epoch too old to bill")),
+            Failure::Expired
+        );
+        assert!(matches!(
+            classify_failure(Some("Epoch not closed yet")),
+            Failure::Retry(_)
+        ));
+        assert!(matches!(
+            classify_failure(Some("Agent cancelled")),
+            Failure::Final(_)
+        ));
+        assert!(matches!(classify_failure(None), Failure::Unknown(_)));
+        assert_eq!(big_uint(&[]), 0);
+        assert_eq!(big_uint(&[1, 0]), 256);
+        assert_eq!(big_uint(&[1; 17]), u128::MAX);
+    }
+}

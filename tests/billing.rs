@@ -1,0 +1,551 @@
+//! Exactly-once billing against the fake chain, which enforces the escrow contract's rules
+//! and the nonce rules and executes transactions a little after they are sent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::chain::{EscrowAgent, SendFault, BOB, CONTRACT};
+use common::*;
+
+struct Bill {
+    fake: FakeClaws,
+    sb: Sandbox,
+    pem: PathBuf,
+    ids: HashMap<String, i64>,
+}
+
+const ALICE: &str = "claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn";
+const CAROL: &str = "claw1k2s324ww2g0yj38qn2ch2jwctdy8mnfxep94q9arncc6xecg3xaq368h7r";
+
+/// Three agents enrolled with the agency and on the escrow; bob is the operator.
+fn setup(window_ms: i64, epoch_ms: i64) -> Bill {
+    let fake = FakeClaws::start(
+        window_ms,
+        RenewalPolicy::Early {
+            accept_before_ms: window_ms / 2,
+        },
+        epoch_ms,
+    );
+    let sb = Sandbox::new();
+    sb.enroll_all();
+    let pem = sb.dir.path().join("operator.pem");
+    std::fs::copy(data_dir().join("bob.pem"), &pem).unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    {
+        let mut s = fake.state();
+        for (_, addr, _) in wallets() {
+            s.chain.agents.insert(addr, EscrowAgent::default());
+        }
+    }
+    let ids = wallets()
+        .into_iter()
+        .map(|(_, addr, _)| {
+            let id = sb
+                .conn()
+                .query_row("SELECT id FROM agents WHERE address = ?1", [&addr], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            (addr, id)
+        })
+        .collect();
+    Bill { fake, sb, pem, ids }
+}
+
+impl Bill {
+    fn args(&self, cmd: &str) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            cmd.into(),
+            "--lead-seconds".into(),
+            "1".into(),
+            "--jitter-seconds".into(),
+            "0".into(),
+        ];
+        a.extend(net_args(&self.fake));
+        a.extend(
+            [
+                "--billing-enabled",
+                "--escrow-contract",
+                CONTRACT,
+                "--operator-pem",
+                self.pem.to_str().unwrap(),
+                "--billing-proxy",
+                &self.fake.url,
+            ]
+            .map(String::from),
+        );
+        a
+    }
+
+    fn tick(&self) -> Ran {
+        let args = self.args("tick");
+        self.sb
+            .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn current_epoch(&self) -> i64 {
+        let s = self.fake.state();
+        s.epoch_at(now_ms())
+    }
+
+    /// Counted usage for past epochs, as renewals would have left it.
+    fn usage(&self, address: &str, epoch: i64, windows: i64) {
+        self.sb
+            .conn()
+            .execute(
+                "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (?1, ?2, ?3)",
+                [self.ids[address], epoch, windows],
+            )
+            .unwrap();
+    }
+
+    /// Pauses every agent so that no renewal adds windows while billing settles.
+    fn pause_all(&self) {
+        for (_, addr, _) in wallets() {
+            self.sb.ok(&["pause", "--address", &addr]);
+        }
+    }
+
+    /// Ticks until nothing is in flight and every closed epoch is settled.
+    fn tick_until_settled(&self) {
+        let settled = wait_for(Duration::from_secs(60), || {
+            let r = self.tick();
+            assert!(r.code == 0, "tick failed: {}{}", r.stdout, r.stderr);
+            std::thread::sleep(Duration::from_millis(200));
+            let current = self.current_epoch();
+            self.sb.query_i64(&format!(
+                "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
+                      + (SELECT COUNT(*) FROM usage_windows WHERE billed = 0 AND outcome IS NULL AND epoch < {current})"
+            )) == 0
+        });
+        assert!(
+            settled,
+            "billing did not settle: {}",
+            self.sb.ok(&["billing-attempts", "--limit", "50"])
+        );
+    }
+
+    /// Every (agent, epoch) billed by us is billed on chain once, with the windows we sent.
+    fn assert_billed_exactly_once(&self) {
+        let s = self.fake.state();
+        let mut successes: HashMap<(String, u64), usize> = HashMap::new();
+        for e in s.chain.executed.iter().filter(|e| e.error.is_none()) {
+            *successes.entry((e.agent.clone(), e.epoch)).or_default() += 1;
+        }
+        assert!(
+            successes.values().all(|&n| n == 1),
+            "an epoch was billed twice: {successes:?}"
+        );
+        let conn = self.sb.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.address, u.epoch, u.windows, u.billed_windows, u.clipped_windows FROM usage_windows u
+                 JOIN agents a ON a.id = u.agent_id WHERE u.billed = 1",
+            )
+            .unwrap();
+        let rows: Vec<(String, i64, i64, Option<i64>, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (addr, epoch, windows, billed, clipped) in rows {
+            let on_chain = s.chain.billed.get(&(addr.clone(), epoch as u64)).copied();
+            assert_eq!(
+                on_chain.map(|w| w as i64),
+                billed.or(Some(windows)),
+                "{addr} epoch {epoch}"
+            );
+            assert_eq!(
+                billed.unwrap_or(windows) + clipped,
+                windows,
+                "{addr} epoch {epoch}"
+            );
+        }
+    }
+
+    fn nonces_have_no_gap(&self) {
+        let s = self.fake.state();
+        let nonces: Vec<u64> = s.chain.executed.iter().map(|e| e.nonce).collect();
+        assert_eq!(nonces, (0..nonces.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn run_bills_every_closed_epoch_once_with_the_counted_windows() {
+    let b = setup(1_200, 1_500);
+    let args = b.args("run");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--poll-seconds", "1"]);
+    let child = b.sb.spawn(&args);
+    let enough = wait_for(Duration::from_secs(90), || {
+        let s = b.fake.state();
+        let billed_epochs: std::collections::HashSet<u64> =
+            s.chain.billed.keys().map(|k| k.1).collect();
+        billed_epochs.len() >= 4
+    });
+    let (code, _, err) = terminate(child);
+    assert!(enough, "run did not bill 4 epochs: {err}");
+    assert_eq!(code, 0, "{err}");
+    b.pause_all();
+    // The epoch of the last renewals must close before it can be billed.
+    let last = b
+        .fake
+        .state()
+        .granted_per_epoch()
+        .keys()
+        .map(|k| k.1)
+        .max()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
+    b.tick_until_settled();
+
+    // Every counted window was granted, and every closed epoch is billed with all of them.
+    let granted = b.fake.state().granted_per_epoch();
+    assert_eq!(b.sb.usage(), granted);
+    let s = b.fake.state();
+    for ((addr, epoch), windows) in &granted {
+        assert_eq!(
+            s.chain.billed.get(&(addr.clone(), *epoch as u64)).copied(),
+            Some(*windows as u64),
+            "{addr} {epoch}"
+        );
+    }
+    let avoidable: Vec<_> = s
+        .chain
+        .executed
+        .iter()
+        .filter_map(|e| e.error.clone())
+        .filter(|m| m != "Epoch not closed yet")
+        .collect();
+    assert!(
+        avoidable.is_empty(),
+        "failures the views could have predicted: {avoidable:?}"
+    );
+    println!(
+        "billed {} (agent, epoch) pairs, {} windows, {} transactions, {} failed on the epoch race",
+        s.chain.billed.len(),
+        s.chain.billed.values().sum::<u64>(),
+        s.chain.executed.len(),
+        s.chain
+            .executed
+            .iter()
+            .filter(|e| e.error.is_some())
+            .count()
+    );
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
+
+#[test]
+fn epochs_of_an_agent_go_out_in_order_one_at_a_time() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    for epoch in [e - 3, e - 2, e - 1] {
+        b.usage(ALICE, epoch, 2);
+    }
+    b.usage(CAROL, e - 1, 5);
+    let first = b.tick();
+    assert!(
+        first.stdout.contains("2 sent"),
+        "one per agent per tick: {}",
+        first.stdout
+    );
+    b.tick_until_settled();
+    let s = b.fake.state();
+    let alice: Vec<u64> = s
+        .chain
+        .executed
+        .iter()
+        .filter(|x| x.agent == ALICE)
+        .map(|x| x.epoch)
+        .collect();
+    assert_eq!(alice, vec![(e - 3) as u64, (e - 2) as u64, (e - 1) as u64]);
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
+
+#[test]
+fn epoch_boundary_race_is_retried_not_lost() {
+    let b = setup(3_600_000, 2_000);
+    b.fake.state().chain.shard_lag_ms = 1_000;
+    b.pause_all();
+    // Wait for a fresh epoch, then bill the one that just closed while the shard lags.
+    let e = b.current_epoch();
+    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > e));
+    b.usage(ALICE, e, 3);
+    b.tick();
+    b.tick_until_settled();
+    let s = b.fake.state();
+    let tries: Vec<Option<String>> = s.chain.executed.iter().map(|x| x.error.clone()).collect();
+    assert_eq!(
+        tries.first().cloned().flatten().as_deref(),
+        Some("Epoch not closed yet"),
+        "{tries:?}"
+    );
+    assert_eq!(s.chain.billed.get(&(ALICE.to_string(), e as u64)), Some(&3));
+    drop(s);
+    assert!(b
+        .sb
+        .ok(&["billing-attempts"])
+        .contains("will retry: Epoch not closed yet"));
+    b.assert_billed_exactly_once();
+}
+
+#[test]
+fn guards_clip_and_the_remainder_is_recorded() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    {
+        let mut s = b.fake.state();
+        s.chain.agents.get_mut(ALICE).unwrap().max_windows = 2;
+        // window_reward 1e15 * fee 500 / 10000 = 5e13 per window; max charge 1.6e14 => 3 windows.
+        s.chain.agents.get_mut(CAROL).unwrap().max_charge = 160_000_000_000_000;
+    }
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 1, 5);
+    b.usage(CAROL, e - 1, 7);
+    b.tick_until_settled();
+    let s = b.fake.state();
+    assert_eq!(
+        s.chain.billed.get(&(ALICE.to_string(), (e - 1) as u64)),
+        Some(&2)
+    );
+    assert_eq!(
+        s.chain.billed.get(&(CAROL.to_string(), (e - 1) as u64)),
+        Some(&3)
+    );
+    assert!(s.chain.executed.iter().all(|x| x.error.is_none()));
+    drop(s);
+    assert_eq!(
+        b.sb.query_i64("SELECT SUM(clipped_windows) FROM usage_windows"),
+        3 + 4
+    );
+    let report = b.sb.ok(&["report"]);
+    let alice_row = report
+        .lines()
+        .find(|l| l.starts_with(ALICE))
+        .unwrap()
+        .to_string();
+    let cols: Vec<&str> = alice_row.split_whitespace().collect();
+    assert_eq!(
+        (cols[6], cols[7]),
+        ("2", "3"),
+        "BILLED and CLIPPED columns: {report}"
+    );
+    b.assert_billed_exactly_once();
+}
+
+#[test]
+fn agents_the_contract_would_refuse_are_never_sent() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    {
+        let mut s = b.fake.state();
+        s.chain.agents.remove(ALICE);
+        s.chain.agents.get_mut(CAROL).unwrap().status = 3;
+        s.chain.agents.get_mut(BOB).unwrap().joined_epoch = e as u64;
+    }
+    b.usage(ALICE, e - 1, 1);
+    b.usage(CAROL, e - 1, 1);
+    b.usage(BOB, e - 2, 1);
+    b.tick_until_settled();
+    assert!(b.fake.state().chain.sends.is_empty(), "nothing may be sent");
+    let attempts = b.sb.ok(&["billing-attempts"]);
+    for reason in ["not enrolled", "cancelled", "join epoch"] {
+        assert!(attempts.contains(reason), "{reason}: {attempts}");
+    }
+    assert_eq!(
+        b.sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE status = 'skipped'"),
+        3
+    );
+}
+
+#[test]
+fn epochs_past_the_backbill_limit_expire_and_are_warned_about() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    b.fake.state().chain.max_backbill_epochs = 3;
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 5, 4);
+    b.usage(ALICE, e - 1, 2);
+    b.usage(CAROL, e - 3, 1);
+    // A tick that cannot send (send refused) still learns the contract's limits.
+    b.fake
+        .state()
+        .chain
+        .send_faults
+        .push_back(SendFault::Refuse("insufficient funds".into()));
+    b.tick();
+    let report = b.sb.ok(&["report"]);
+    assert!(
+        report.contains(&format!("warning: {CAROL} epoch {}", e - 3)),
+        "{report}"
+    );
+    b.tick_until_settled();
+    let s = b.fake.state();
+    assert!(
+        !s.chain
+            .sends
+            .iter()
+            .any(|t| t.contains(&format!("{}", e - 5)))
+            || s.chain.billed.len() == 2
+    );
+    assert!(
+        s.chain.executed.iter().all(|x| x.epoch as i64 != e - 5),
+        "an expired epoch was sent"
+    );
+    drop(s);
+    assert_eq!(
+        b.sb.query_i64("SELECT COUNT(*) FROM usage_windows WHERE outcome LIKE 'expired%'"),
+        1
+    );
+    let report = b.sb.ok(&["report"]);
+    let alice_row = report
+        .lines()
+        .find(|l| l.starts_with(ALICE))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        alice_row.split_whitespace().nth(8),
+        Some("4"),
+        "EXPIRED column: {report}"
+    );
+}
+
+#[test]
+fn a_wrong_operator_key_stops_billing_before_spending_gas() {
+    let b = setup(3_600_000, 60_000);
+    b.fake.state().chain.operator = ALICE.into();
+    let e = b.current_epoch();
+    b.usage(CAROL, e - 1, 2);
+    let r = b.tick();
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("operator") && r.stderr.contains("Only operator"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("3 renewed"),
+        "renewals go on: {}",
+        r.stdout
+    );
+    assert!(b.fake.state().chain.sends.is_empty());
+}
+
+#[test]
+fn a_crash_after_sending_never_bills_twice() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 1, 3);
+    b.fake
+        .state()
+        .chain
+        .send_faults
+        .push_back(SendFault::SlowReply(5_000));
+    let args = b.args("tick");
+    let mut child =
+        b.sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(wait_for(Duration::from_secs(20), || b
+        .fake
+        .state()
+        .chain
+        .sends
+        .len()
+        == 1));
+    child.kill().unwrap(); // SIGKILL: the hash is never recorded
+    child.wait().unwrap();
+    assert_eq!(
+        b.sb.query_i64(
+            "SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending' AND tx_hash IS NULL"
+        ),
+        1
+    );
+    b.tick_until_settled();
+    let s = b.fake.state();
+    assert!(
+        s.chain.sends.len() >= 2,
+        "the stored transaction is re-sent"
+    );
+    assert!(
+        s.chain.sends.iter().all(|t| t == &s.chain.sends[0]),
+        "re-sends are the identical bytes"
+    );
+    assert_eq!(s.chain.executed.len(), 1);
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
+
+#[test]
+fn a_lost_reply_is_resolved_by_resending_the_same_bytes() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    b.fake.state().chain.exec_delay_ms = 0;
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 2, 1);
+    b.usage(ALICE, e - 1, 2);
+    b.fake
+        .state()
+        .chain
+        .send_faults
+        .push_back(SendFault::LostReply);
+    let first = b.tick();
+    assert!(first.stdout.contains("1 in flight"), "{}", first.stdout);
+    std::thread::sleep(Duration::from_millis(50));
+    b.tick_until_settled();
+    let s = b.fake.state();
+    // The lost transaction had executed: its re-send meets a used nonce, resolved by the view.
+    assert!(
+        s.chain.refused.iter().any(|r| r.contains("lowerNonceInTx")),
+        "{:?}",
+        s.chain.refused
+    );
+    assert_eq!(s.chain.sends[0], s.chain.sends[1]);
+    assert_eq!(s.chain.billed.len(), 2);
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
+
+#[test]
+fn a_refused_transaction_frees_its_nonce() {
+    let b = setup(3_600_000, 60_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 1, 1);
+    b.usage(CAROL, e - 1, 1);
+    b.fake
+        .state()
+        .chain
+        .send_faults
+        .push_back(SendFault::Refuse("insufficient funds".into()));
+    b.tick();
+    assert_eq!(
+        b.sb.query_i64(
+            "SELECT COUNT(*) FROM billing_attempts WHERE status = 'failed' AND nonce = 0"
+        ),
+        1
+    );
+    b.tick_until_settled();
+    assert_eq!(
+        b.sb.query_i64(
+            "SELECT COUNT(*) FROM billing_attempts WHERE status = 'success' AND nonce = 0"
+        ),
+        1
+    );
+    assert_eq!(b.fake.state().chain.billed.len(), 2);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
