@@ -135,14 +135,14 @@ pub fn allowed_windows(windows: u64, info: &AgentInfo, config: &EscrowConfig) ->
     let per_window = config
         .window_reward
         .saturating_mul(u128::from(info.fee_bps));
-    if per_window > 0 {
-        // floor(n * per_window / 10000) <= max  <=>  n <= ((max + 1) * 10000 - 1) / per_window
-        let bound = info
-            .max_charge_per_epoch
-            .saturating_add(1)
-            .saturating_mul(10_000)
-            .saturating_sub(1)
-            / per_window;
+    // floor(n * per_window / 10000) <= max  <=>  n <= ((max + 1) * 10000 - 1) / per_window
+    let limit = info
+        .max_charge_per_epoch
+        .saturating_add(1)
+        .saturating_mul(10_000)
+        .saturating_sub(1)
+        .checked_div(per_window);
+    if let Some(bound) = limit {
         allowed = allowed.min(u64::try_from(bound).unwrap_or(u64::MAX));
     }
     allowed
