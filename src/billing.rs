@@ -52,6 +52,13 @@ impl std::fmt::Display for BillingSummary {
             "billing: {} sent, {} billed, {} failed, {} skipped, {} in flight",
             self.sent, self.billed, self.failed, self.skipped, self.in_flight
         )?;
+        if self.sent > 0 {
+            write!(
+                f,
+                " ({:.2} ms to sign and send each)",
+                self.send_ms / self.sent as f64
+            )?;
+        }
         if let Some(b) = &self.blocked {
             write!(f, "; BLOCKED: {b}")?;
         }
@@ -387,7 +394,7 @@ impl Biller {
                 store.record_billed(
                     p.agent_id,
                     p.epoch,
-                    Some((p.id, p.windows, None)),
+                    Some((p.id, p.windows, p.tx_hash.as_deref())),
                     "billed",
                     now,
                 )?;
@@ -431,7 +438,7 @@ impl Biller {
                         store.record_billed(
                             p.agent_id,
                             p.epoch,
-                            Some((p.id, p.windows, None)),
+                            Some((p.id, p.windows, p.tx_hash.as_deref())),
                             "billed (confirmed by getEpochState)",
                             now,
                         )?;

@@ -549,3 +549,73 @@ fn a_refused_transaction_frees_its_nonce() {
     b.assert_billed_exactly_once();
     b.nonces_have_no_gap();
 }
+
+#[test]
+fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
+    let b = setup(1_200, 1_500);
+    let args = b.args("run");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--poll-seconds", "1"]);
+    let mut rng = fastrand::Rng::with_seed(20261127);
+    let kills = 15;
+    for _ in 0..kills {
+        let mut child = b.sb.spawn(&args);
+        std::thread::sleep(Duration::from_millis(rng.u64(50..1_200)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    b.pause_all();
+    let last = b
+        .fake
+        .state()
+        .granted_per_epoch()
+        .keys()
+        .map(|k| k.1)
+        .max()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
+    b.tick_until_settled();
+
+    let integrity: String =
+        b.sb.conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(integrity, "ok");
+    // Every counted window is one the service granted (a reply lost to a kill may be missing).
+    let s = b.fake.state();
+    let granted = s.granted_per_epoch();
+    let counted = b.sb.usage();
+    for (key, n) in &counted {
+        assert!(
+            granted.get(key).is_some_and(|g| g >= n),
+            "{key:?}: counted {n}, granted {:?}",
+            granted.get(key)
+        );
+    }
+    // Every counted window of a closed epoch is billed on chain, once.
+    for ((addr, epoch), n) in &counted {
+        assert_eq!(
+            s.chain.billed.get(&(addr.clone(), *epoch as u64)).copied(),
+            Some(*n as u64),
+            "{addr} {epoch}"
+        );
+    }
+    let avoidable: Vec<_> = s
+        .chain
+        .executed
+        .iter()
+        .filter_map(|e| e.error.clone())
+        .filter(|m| m != "Epoch not closed yet")
+        .collect();
+    assert!(avoidable.is_empty(), "{avoidable:?}");
+    println!(
+        "{kills} kills: {} windows granted, {} counted, {} epochs billed, {} transactions",
+        granted.values().sum::<i64>(),
+        counted.values().sum::<i64>(),
+        s.chain.billed.len(),
+        s.chain.executed.len()
+    );
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
