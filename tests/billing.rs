@@ -258,6 +258,7 @@ fn epochs_of_an_agent_go_out_in_order_one_at_a_time() {
         "one per agent per tick: {}",
         first.stdout
     );
+    println!("{}", first.stdout.trim());
     b.tick_until_settled();
     let s = b.fake.state();
     let alice: Vec<u64> = s
