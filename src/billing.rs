@@ -7,7 +7,6 @@
 //! At most one transaction per agent is in flight, so epochs go out in increasing order.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config::BillingConfig;
@@ -26,6 +25,15 @@ pub const SETTLE_ROUNDS: i64 = 3;
 /// Failures without a known contract message are retried this many times, then left to a human.
 pub const MAX_UNEXPLAINED_FAILURES: i64 = 3;
 
+/// The newest epoch that may be billed now, `rounds_passed` into epoch `current`.
+pub fn newest_billable(current: i64, rounds_passed: i64) -> i64 {
+    if rounds_passed >= SETTLE_ROUNDS {
+        current - 1
+    } else {
+        current - 2
+    }
+}
+
 pub struct Biller {
     cfg: BillingConfig,
     gateway: Gateway,
@@ -39,6 +47,8 @@ pub struct BillingSummary {
     pub failed: usize,
     pub skipped: usize,
     pub in_flight: usize,
+    /// Epochs settled for good without being billed this pass (expired, refused, given up).
+    pub lost: usize,
     /// Billing cannot go on until a human acts (wrong operator key, chain id, gas price).
     pub blocked: Option<String>,
     /// Milliseconds spent signing and sending new transactions, for the figures.
@@ -134,7 +144,7 @@ impl Biller {
         store: &mut Store,
         current: i64,
         rounds_passed: i64,
-        stop: &AtomicBool,
+        halted: &dyn Fn() -> bool,
     ) -> Result<BillingSummary> {
         let mut summary = BillingSummary::default();
         match self.check_network() {
@@ -169,7 +179,7 @@ impl Biller {
         //    a later nonce could wait behind it forever.
         let mut uncertain = false;
         for p in store.pending_transactions()? {
-            if stop.load(Ordering::SeqCst) {
+            if halted() {
                 return Ok(summary);
             }
             uncertain |= !self.settle(store, &p, &mut summary)?;
@@ -180,15 +190,10 @@ impl Biller {
         }
 
         // 2. New transactions.
-        let newest_billable = if rounds_passed >= SETTLE_ROUNDS {
-            current - 1
-        } else {
-            current - 2
-        };
-        let candidates = store.billing_candidates(newest_billable + 1)?;
+        let candidates = store.billing_candidates(newest_billable(current, rounds_passed) + 1)?;
         let mut nonces: Option<Nonces> = None;
         for c in candidates {
-            if stop.load(Ordering::SeqCst) {
+            if halted() {
                 break;
             }
             let Some(windows) = self.decide(store, &c, &config, current, &mut summary)? else {
@@ -497,10 +502,12 @@ impl Biller {
             Failure::Expired => {
                 store.record_tx_failed(p.id, &format!("failed: {shown}"), now)?;
                 store.record_unbillable(p.agent_id, p.epoch, "expired: too old to bill", false)?;
+                summary.lost += 1;
             }
             Failure::Final(m) => {
                 store.record_tx_failed(p.id, &format!("failed: {m}"), now)?;
                 store.record_unbillable(p.agent_id, p.epoch, &format!("refused: {m}"), false)?;
+                summary.lost += 1;
             }
             Failure::Retry(m) => {
                 store.record_tx_failed(p.id, &format!("failed, will retry: {m}"), now)?;
@@ -519,6 +526,7 @@ impl Biller {
                         &format!("needs a human: failed {MAX_UNEXPLAINED_FAILURES} times: {m}"),
                         false,
                     )?;
+                    summary.lost += 1;
                 }
             }
         }
@@ -543,6 +551,7 @@ fn unbillable(
     store.record_skipped(c, reason, now_ms())?;
     store.record_unbillable(c.agent_id, c.epoch, reason, clipped)?;
     summary.skipped += 1;
+    summary.lost += 1;
     log::warn!("{} epoch {}: not billed: {reason}", c.address, c.epoch);
     Ok(None)
 }

@@ -6,18 +6,26 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use crate::config::RuntimeArgs;
+use crate::output::Format;
 
 /// Keeps Claws Network agents' funding streams alive and bills the windows per epoch.
 #[derive(FromArgs, Debug)]
 #[argh(
     note = "Every runtime option of tick and run can also be set as STREAM_AGENCY_<OPTION> (e.g. STREAM_AGENCY_LEAD_SECONDS); flags win.",
     error_code(1, "runtime error (database unreadable, disk full, ...)"),
-    error_code(2, "usage or configuration error: nothing was done")
+    error_code(2, "usage or configuration error: nothing was done"),
+    error_code(3, "another tick or run holds the database's lock"),
+    error_code(4, "ran, but something needs a human (lapsed window, agent failing over an hour, epoch lost for billing)")
 )]
 pub struct Cli {
     /// SQLite database file (env STREAM_AGENCY_DB; default: stream-agency.db)
     #[argh(option)]
     pub db: Option<PathBuf>,
+
+    /// key file that encrypts stream signatures at rest (env STREAM_AGENCY_SECRET_KEY_FILE;
+    /// under systemd: $CREDENTIALS_DIRECTORY/stream-agency.key)
+    #[argh(option)]
+    pub secret_key_file: Option<PathBuf>,
 
     #[argh(subcommand)]
     pub command: Command,
@@ -27,6 +35,8 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     InitDb(InitDb),
+    Keygen(Keygen),
+    EncryptSecrets(EncryptSecrets),
     Enroll(Enroll),
     EnrollFromPem(EnrollFromPem),
     Pause(Pause),
@@ -37,6 +47,8 @@ pub enum Command {
     Report(Report),
     Attempts(Attempts),
     BillingAttempts(BillingAttempts),
+    Check(Check),
+    Prune(Prune),
 }
 
 /// Create or migrate the database (idempotent).
@@ -44,16 +56,34 @@ pub enum Command {
 #[argh(subcommand, name = "init-db")]
 pub struct InitDb {}
 
-/// Enroll an agent with its signature of "stream" (verified offline first).
+/// Write a new random key file (mode 0600) for encrypting stream signatures at rest.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "keygen")]
+pub struct Keygen {
+    /// where to write the key (refuses to overwrite)
+    #[argh(option)]
+    pub out: PathBuf,
+}
+
+/// Encrypt the plaintext stream signatures in place with --secret-key-file (crash-safe).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "encrypt-secrets")]
+pub struct EncryptSecrets {}
+
+/// Enroll an agent with its signature of "stream" (verified offline first), or many from a
+/// file of `address<TAB>signature[<TAB>fee_bps]` lines (all checked before any is written).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "enroll")]
 pub struct Enroll {
     /// the agent's claw1... address
     #[argh(option)]
-    pub address: String,
+    pub address: Option<String>,
     /// the agent's signature of the message "stream", hex (optional 0x)
     #[argh(option)]
-    pub signature: String,
+    pub signature: Option<String>,
+    /// enroll every line of this file ("-" for stdin); "#" starts a comment
+    #[argh(option)]
+    pub from_file: Option<PathBuf>,
     /// the agency's fee in basis points, 1..=10000 (default: 500)
     #[argh(option, default = "500")]
     pub fee_bps: u32,
@@ -102,9 +132,9 @@ pub struct Remove {
 }
 
 /// Declares a runtime command (tick, run) with the options both share, plus its own
-/// (optional options only: argh must see the literal `Option<...>` type).
+/// fields passed through as raw tokens (argh must see the literal `Option<...>` type).
 macro_rules! runtime_command {
-    ($(#[$meta:meta])* $name:ident { $($(#[$($fattr:tt)*])* $field:ident : Option<$inner:ty>,)* }) => {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
         #[derive(FromArgs, Debug)]
         $(#[$meta])*
         pub struct $name {
@@ -147,7 +177,14 @@ macro_rules! runtime_command {
             /// gas price of a billEpoch transaction (default: 20000000000000)
             #[argh(option)]
             pub billing_gas_price: Option<u64>,
-            $($(#[$($fattr)*])* pub $field: Option<$inner>,)*
+            /// stop starting renewals and billing after this many seconds; the rest goes
+            /// first next time (default: 50, so a one-minute timer never overlaps)
+            #[argh(option)]
+            pub max_tick_seconds: Option<u64>,
+            /// allow http:// URLs to hosts other than loopback (TLS is otherwise required)
+            #[argh(switch)]
+            pub allow_insecure_http: bool,
+            $($extra)*
         }
 
         impl $name {
@@ -166,6 +203,8 @@ macro_rules! runtime_command {
                     billing_chain: self.billing_chain.clone(),
                     billing_gas_limit: self.billing_gas_limit,
                     billing_gas_price: self.billing_gas_price,
+                    max_tick_seconds: self.max_tick_seconds,
+                    allow_insecure_http: self.allow_insecure_http,
                 }
             }
         }
@@ -175,7 +214,11 @@ macro_rules! runtime_command {
 runtime_command! {
     /// One cycle: learn the epoch, renew the agents that are due, record the windows.
     #[argh(subcommand, name = "tick")]
-    Tick {}
+    Tick {
+        /// print what would be renewed and billed; change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+    }
 }
 
 runtime_command! {
@@ -184,14 +227,18 @@ runtime_command! {
     Run {
         /// longest sleep between ticks in seconds (default: 20)
         #[argh(option)]
-        poll_seconds: Option<u64>,
+        pub poll_seconds: Option<u64>,
     }
 }
 
 /// One row per agent: renewals, windows, schedule, last error.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "report")]
-pub struct Report {}
+pub struct Report {
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
 
 /// The latest /stream attempts of an agent.
 #[derive(FromArgs, Debug)]
@@ -203,6 +250,9 @@ pub struct Attempts {
     /// how many rows, newest first (default: 20)
     #[argh(option, default = "20")]
     pub limit: u32,
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
 }
 
 /// The latest billing transactions and decisions.
@@ -212,4 +262,32 @@ pub struct BillingAttempts {
     /// how many rows, newest first (default: 20)
     #[argh(option, default = "20")]
     pub limit: u32,
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+/// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal
+/// planned, billing transactions stay pending, or epochs near the backbill limit.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct Check {
+    /// warn about windows ending within this many seconds with no renewal planned (default: 600)
+    #[argh(option, default = "600")]
+    pub warn_seconds: u32,
+    /// warn about billing transactions pending longer than this (default: 900)
+    #[argh(option, default = "900")]
+    pub pending_limit_seconds: u32,
+    /// also write node_exporter textfile metrics to this file (atomically)
+    #[argh(option)]
+    pub prometheus: Option<PathBuf>,
+}
+
+/// Delete attempts and settled billing records older than N days (never unbilled usage).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "prune")]
+pub struct Prune {
+    /// age in days of the records to delete
+    #[argh(option)]
+    pub older_than: u32,
 }

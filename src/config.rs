@@ -28,6 +28,8 @@ pub struct RuntimeArgs {
     pub billing_chain: Option<String>,
     pub billing_gas_limit: Option<u64>,
     pub billing_gas_price: Option<u64>,
+    pub max_tick_seconds: Option<u64>,
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug)]
@@ -37,6 +39,7 @@ pub struct RuntimeConfig {
     pub epoch_api_url: String,
     pub count_observed_windows: bool,
     pub timeout: Duration,
+    pub max_tick: Duration,
     pub billing: Option<BillingConfig>,
 }
 
@@ -99,11 +102,32 @@ fn switch(flag: bool, option: &str) -> Result<bool> {
     }
 }
 
-fn url(flag: Option<String>, option: &str, default: &str) -> Result<String> {
+/// Whether a URL's host is the local machine (plain http is fine there).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An endpoint URL: https, or http to loopback, or http anywhere with --allow-insecure-http.
+fn url(flag: Option<String>, option: &str, default: &str, allow_http: bool) -> Result<String> {
     let url = string_opt(flag, option).unwrap_or_else(|| default.to_string());
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+    let lower = url.to_ascii_lowercase();
+    if url.len() > 2048 || !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Err(Error::usage(format!("--{option} must be an https:// URL")));
+    }
+    if lower.starts_with("http://") && !allow_http && !is_loopback(&url) {
         return Err(Error::usage(format!(
-            "--{option} must be an http(s):// URL"
+            "--{option} uses plain http to a remote host: use https://, or pass --allow-insecure-http"
         )));
     }
     Ok(url)
@@ -139,25 +163,44 @@ impl RuntimeArgs {
         if !(1..=300).contains(&timeout) {
             return Err(Error::usage("--timeout-seconds must be between 1 and 300"));
         }
+        let allow_http = switch(self.allow_insecure_http, "allow-insecure-http")?;
+        let max_tick = u64_opt(self.max_tick_seconds, "max-tick-seconds", 50)?;
+        if !(1..=86_400).contains(&max_tick) {
+            return Err(Error::usage(
+                "--max-tick-seconds must be between 1 and 86400",
+            ));
+        }
         let billing = if switch(self.billing_enabled, "billing-enabled")? {
-            Some(self.billing()?)
+            Some(self.billing(allow_http)?)
         } else {
             None
         };
+
         Ok(RuntimeConfig {
             policy: Policy {
                 lead_ms: lead as i64 * 1000,
                 jitter_ms: jitter as i64 * 1000,
             },
-            stream_url: url(self.stream_url, "stream-url", DEFAULT_STREAM_URL)?,
-            epoch_api_url: url(self.epoch_api_url, "epoch-api-url", DEFAULT_API_URL)?,
+            stream_url: url(
+                self.stream_url,
+                "stream-url",
+                DEFAULT_STREAM_URL,
+                allow_http,
+            )?,
+            epoch_api_url: url(
+                self.epoch_api_url,
+                "epoch-api-url",
+                DEFAULT_API_URL,
+                allow_http,
+            )?,
             count_observed_windows: switch(self.count_observed_windows, "count-observed-windows")?,
             timeout: Duration::from_secs(timeout),
+            max_tick: Duration::from_secs(max_tick),
             billing,
         })
     }
 
-    fn billing(&self) -> Result<BillingConfig> {
+    fn billing(&self, allow_http: bool) -> Result<BillingConfig> {
         let escrow = string_opt(self.escrow_contract.clone(), "escrow-contract").ok_or_else(|| {
             Error::usage("--billing-enabled needs --escrow-contract claw1... (the StreamAgencyEscrow contract)")
         })?;
@@ -194,12 +237,28 @@ impl RuntimeArgs {
         Ok(BillingConfig {
             escrow,
             operator,
-            proxy: url(self.billing_proxy.clone(), "billing-proxy", DEFAULT_API_URL)?,
+            proxy: url(
+                self.billing_proxy.clone(),
+                "billing-proxy",
+                DEFAULT_API_URL,
+                allow_http,
+            )?,
             chain,
             gas_limit,
             gas_price,
         })
     }
+}
+
+/// The key file for signatures at rest: the flag, `STREAM_AGENCY_SECRET_KEY_FILE`, or the
+/// systemd credential `$CREDENTIALS_DIRECTORY/stream-agency.key` when it exists.
+pub fn secret_key_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| string_opt(None, "secret-key-file").map(PathBuf::from))
+        .or_else(|| {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+            let path = PathBuf::from(dir).join("stream-agency.key");
+            path.exists().then_some(path)
+        })
 }
 
 /// `--poll-seconds` of `run`.
@@ -209,4 +268,38 @@ pub fn poll_seconds(flag: Option<u64>) -> Result<u64> {
         return Err(Error::usage("--poll-seconds must be between 1 and 3600"));
     }
     Ok(poll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:8080/stream",
+            "http://localhost/x",
+            "http://[::1]:9/",
+            "https://api.claws.network",
+        ] {
+            assert!(
+                url(Some(ok.into()), "stream-url", "", false).is_ok(),
+                "{ok}"
+            );
+        }
+        let remote = "http://api.claws.network";
+        let err = url(Some(remote.into()), "stream-url", "", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--allow-insecure-http"), "{err}");
+        assert!(url(Some(remote.into()), "stream-url", "", true).is_ok());
+        assert!(url(
+            Some("http://127.0.0.1.evil.com/".into()),
+            "stream-url",
+            "",
+            false
+        )
+        .is_err());
+        assert!(url(Some("ftp://x".into()), "stream-url", "", true).is_err());
+    }
 }

@@ -12,6 +12,11 @@ pub mod exit {
     pub const RUNTIME: i32 = 1;
     /// Usage or configuration error: nothing was done.
     pub const USAGE: i32 = 2;
+    /// Another tick or run holds the database's lock.
+    pub const LOCKED: i32 = 3;
+    /// Ran, but something needs a human: a window lapsed, an agent failing for over an
+    /// hour, an epoch lost for billing, billing stopped by its configuration.
+    pub const NEEDS_HUMAN: i32 = 4;
 }
 
 #[derive(Debug)]
@@ -20,6 +25,10 @@ pub enum Error {
     Usage(String),
     /// Something failed while working (database, file system).
     Runtime(String),
+    /// Another process holds the database's lock.
+    Locked(String),
+    /// The work was done, but a human must look (the message says at what).
+    NeedsHuman(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -37,6 +46,8 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Runtime(_) => exit::RUNTIME,
+            Error::Locked(_) => exit::LOCKED,
+            Error::NeedsHuman(_) => exit::NEEDS_HUMAN,
         }
     }
 }
@@ -44,7 +55,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::Runtime(m) => f.write_str(m),
+            Error::Usage(m) | Error::Runtime(m) | Error::Locked(m) | Error::NeedsHuman(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

@@ -6,9 +6,10 @@ use argh::FromArgs;
 
 use stream_agency::cli::{Cli, Command};
 use stream_agency::error::{exit, Error, Result};
+use stream_agency::secrets::SecretKey;
 use stream_agency::store::Store;
 use stream_agency::tick::Agency;
-use stream_agency::{config, manage, report, run};
+use stream_agency::{config, health, lock, manage, now_ms, report, run};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -35,6 +36,37 @@ fn main() {
     }
 }
 
+/// Where the database is and how to open it.
+struct Ctx {
+    db: PathBuf,
+    key_file: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn open(&self) -> Result<Store> {
+        Store::open(&self.db)
+    }
+
+    /// Opens with the secret key, for commands that read or write stream signatures.
+    fn open_with_secrets(&self) -> Result<Store> {
+        let key = self.key_file.as_deref().map(SecretKey::load).transpose()?;
+        let mut store = self.open()?;
+        store.secret_key = key;
+        Ok(store)
+    }
+
+    /// A dry run never creates a database.
+    fn open_existing(&self) -> Result<Store> {
+        if !self.db.exists() {
+            return Err(Error::usage(format!(
+                "no database at {}: run init-db or enroll first",
+                self.db.display()
+            )));
+        }
+        self.open_with_secrets()
+    }
+}
+
 fn db_path(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
         std::env::var_os("STREAM_AGENCY_DB")
@@ -44,43 +76,142 @@ fn db_path(flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from("stream-agency.db"))
 }
 
+/// What needs a human ends `tick` and `check` with exit status 4 (after the work is done).
+fn needs_human(items: &[String]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    for item in items {
+        log::error!("needs a human: {item}");
+    }
+    let more = if items.len() > 1 {
+        format!(" (and {} more)", items.len() - 1)
+    } else {
+        String::new()
+    };
+    Err(Error::NeedsHuman(format!(
+        "needs a human: {}{more}",
+        items[0]
+    )))
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
-    let db = db_path(cli.db);
+    let ctx = Ctx {
+        db: db_path(cli.db),
+        key_file: config::secret_key_file(cli.secret_key_file),
+    };
     match cli.command {
         Command::InitDb(_) => {
-            Store::open(&db)?;
+            ctx.open()?;
             println!(
                 "database {} ready (schema version {})",
-                db.display(),
+                ctx.db.display(),
                 Store::schema_version()
             );
         }
-        Command::Enroll(a) => manage::enroll(&db, &a.address, &a.signature, a.fee_bps)?,
-        Command::EnrollFromPem(a) => manage::enroll_from_pem(&db, &a.pem, a.fee_bps)?,
-        Command::Pause(a) => manage::set_status(&db, &a.address, false)?,
-        Command::Resume(a) => manage::set_status(&db, &a.address, true)?,
-        Command::Remove(a) => manage::remove(&db, &a.address, a.force)?,
+        Command::Keygen(a) => {
+            SecretKey::generate(&a.out)?;
+            println!(
+                "wrote a new key to {} (mode 0600); keep a copy: encrypted signatures cannot be read without it",
+                a.out.display()
+            );
+        }
+        Command::EncryptSecrets(_) => {
+            if ctx.key_file.is_none() {
+                return Err(Error::usage(
+                    "encrypt-secrets needs --secret-key-file (create one with `keygen`)",
+                ));
+            }
+            let n = ctx.open_with_secrets()?.encrypt_secrets()?;
+            println!("encrypted {n} stream signatures");
+        }
+        Command::Enroll(a) => match (a.from_file, a.address, a.signature) {
+            (Some(file), None, None) => manage::enroll_file(&ctx.db, &file, a.fee_bps, |db| {
+                Ctx {
+                    db: db.to_path_buf(),
+                    key_file: ctx.key_file.clone(),
+                }
+                .open_with_secrets()
+            })?,
+            (None, Some(address), Some(signature)) => {
+                let checked = manage::check_enrollment(&address, &signature, a.fee_bps)?;
+                manage::save(&mut ctx.open_with_secrets()?, &[checked])?
+            }
+            _ => {
+                return Err(Error::usage(
+                    "enroll takes --address and --signature, or --from-file FILE (not both)",
+                ))
+            }
+        },
+        Command::EnrollFromPem(a) => {
+            let checked = manage::check_pem(&a.pem, a.fee_bps)?;
+            manage::save(&mut ctx.open_with_secrets()?, &[checked])?
+        }
+        Command::Pause(a) => manage::set_status(&ctx.open_after(&a.address)?, &a.address, false)?,
+        Command::Resume(a) => manage::set_status(&ctx.open_after(&a.address)?, &a.address, true)?,
+        Command::Remove(a) => {
+            manage::remove(&mut ctx.open_after(&a.address)?, &a.address, a.force)?
+        }
         Command::Tick(a) => {
             let cfg = a.runtime_args().resolve()?;
-            let mut agency = Agency::new(Store::open(&db)?, cfg);
+            if a.dry_run {
+                let agency = Agency::new(ctx.open_existing()?, cfg);
+                print!("{}", agency.dry_run()?);
+                return Ok(());
+            }
+            let _lock = lock::acquire(&ctx.db, "tick")?;
+            let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
             let summary = agency.tick()?;
             println!("{summary}");
-            if let Some(blocked) = summary.billing.and_then(|b| b.blocked) {
-                return Err(Error::usage(format!("billing stopped: {blocked}")));
-            }
+            needs_human(&summary.attention)?;
         }
         Command::Run(a) => {
             let cfg = a.runtime_args().resolve()?;
             let poll = config::poll_seconds(a.poll_seconds)?;
-            let mut agency = Agency::new(Store::open(&db)?, cfg);
+            let _lock = lock::acquire(&ctx.db, "run")?;
+            let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
             run::run(&mut agency, poll)?;
         }
-        Command::Report(_) => report::report(&Store::open(&db)?)?,
+        Command::Report(a) => report::report(&ctx.open()?, a.format)?,
         Command::Attempts(a) => {
             let address = manage::parse_address(&a.address)?;
-            report::attempts(&Store::open(&db)?, &address, a.limit)?
+            report::attempts(&ctx.open()?, &address, a.limit, a.format)?
         }
-        Command::BillingAttempts(a) => report::billing_attempts(&Store::open(&db)?, a.limit)?,
+        Command::BillingAttempts(a) => report::billing_attempts(&ctx.open()?, a.limit, a.format)?,
+        Command::Check(a) => {
+            let store = ctx.open()?;
+            let now = now_ms();
+            if let Some(path) = &a.prometheus {
+                health::write_prometheus(&store, path, now)?;
+            }
+            let problems = health::check(
+                &store,
+                now,
+                i64::from(a.warn_seconds) * 1000,
+                i64::from(a.pending_limit_seconds) * 1000,
+            )?;
+            for p in &problems {
+                println!("{p}");
+            }
+            needs_human(&problems)?;
+            println!("ok: all active agents streaming, billing on time");
+        }
+        Command::Prune(a) => {
+            if a.older_than == 0 {
+                return Err(Error::usage("--older-than must be at least 1 day"));
+            }
+            let cutoff = now_ms() - i64::from(a.older_than) * 86_400_000;
+            let pruned = ctx.open()?.prune(cutoff)?;
+            println!("{pruned}");
+        }
     }
     Ok(())
+}
+
+impl Ctx {
+    /// Checks an address argument before the database is opened (bad input changes nothing).
+    fn open_after(&self, address: &str) -> Result<Store> {
+        manage::parse_address(address)?;
+        self.open()
+    }
 }

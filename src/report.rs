@@ -1,56 +1,16 @@
 //! Read-only views for people and scripts: `report`, `attempts`, `billing-attempts`.
 //! No query here ever selects `stream_signature`.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use rusqlite::params;
 
 use crate::error::{Error, Result};
 use crate::keys::Address;
+use crate::output::{rfc3339, Cell, Format, Rows};
 use crate::store::{usage, Store};
 
 /// A Unix-ms time as UTC (RFC 3339, seconds), or "-".
 pub fn utc(ms: Option<i64>) -> String {
-    match ms {
-        Some(ms) if ms >= 0 => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64))
-                .to_string()
-        }
-        _ => "-".into(),
-    }
-}
-
-/// Prints rows as aligned columns; the last column is left unpadded.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len() - 1;
-        let text: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    c.to_string()
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-fn or_dash(v: Option<String>) -> String {
-    v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
+    ms.map_or("-".into(), rfc3339)
 }
 
 /// Atto-CLAW (10^-18) as CLAW with four decimals.
@@ -59,7 +19,36 @@ pub fn claw(atto: u128) -> String {
     format!("{}.{:04}", atto / unit, (atto % unit) / 100_000_000_000_000)
 }
 
-pub fn report(store: &Store) -> Result<()> {
+/// Prints rows; warnings go after a table, or to stderr so JSON and TSV stay parseable.
+fn emit(rows: &Rows, format: Format, warnings: &[String]) {
+    print!("{}", rows.render(format));
+    for w in warnings {
+        if format == Format::Table {
+            println!("warning: {w}");
+        } else {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+/// Field names of `report --format json|tsv` (stable; documented in the README).
+pub const REPORT_FIELDS: [&str; 13] = [
+    "address",
+    "status",
+    "fee_bps",
+    "renewed",
+    "failed",
+    "pending",
+    "billed",
+    "clipped",
+    "expired",
+    "due_claw",
+    "next_attempt",
+    "window_end",
+    "last_error",
+];
+
+pub fn report(store: &Store, format: Format) -> Result<()> {
     let window_reward = store.meta_window_reward()?;
     let mut stmt = store.conn.prepare(
         "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
@@ -71,57 +60,38 @@ pub fn report(store: &Store) -> Result<()> {
                 a.next_attempt_ms, a.expected_end_ms, a.last_error
          FROM agents a ORDER BY a.address",
     )?;
-    let mut rows = Vec::new();
+    let mut rows = Rows::new(REPORT_FIELDS.to_vec());
     let mut query = stmt.query([])?;
     while let Some(r) = query.next()? {
         let id: i64 = r.get(0)?;
-        let active = r.get::<_, String>(2)? == "active";
+        let status: String = r.get(2)?;
         let fee_bps: i64 = r.get(3)?;
         let pending = usage::unbilled_windows(&store.conn, id)?;
-        let due = window_reward.map_or("-".into(), |reward| {
+        let due = window_reward.map(|reward| {
             claw(crate::escrow::due_atto(
                 reward,
                 pending as u64,
                 fee_bps as u64,
             ))
         });
-        rows.push(vec![
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            fee_bps.to_string(),
-            r.get::<_, i64>(4)?.to_string(),
-            r.get::<_, i64>(5)?.to_string(),
-            pending.to_string(),
-            r.get::<_, i64>(6)?.to_string(),
-            r.get::<_, i64>(7)?.to_string(),
-            r.get::<_, i64>(8)?.to_string(),
-            due,
-            if active { utc(r.get(9)?) } else { "-".into() },
-            utc(r.get(10)?),
-            or_dash(r.get(11)?),
+        let next = if status == "active" { r.get(9)? } else { None };
+        rows.rows.push(vec![
+            Cell::Text(r.get(1)?),
+            Cell::Text(status),
+            Cell::Int(fee_bps),
+            Cell::Int(r.get(4)?),
+            Cell::Int(r.get(5)?),
+            Cell::Int(pending),
+            Cell::Int(r.get(6)?),
+            Cell::Int(r.get(7)?),
+            Cell::Int(r.get(8)?),
+            Cell::OptText(due),
+            Cell::Time(next),
+            Cell::Time(r.get(10)?),
+            Cell::OptText(r.get(11)?),
         ]);
     }
-    print_table(
-        &[
-            "ADDRESS",
-            "STATUS",
-            "FEE_BPS",
-            "RENEWED",
-            "FAILED",
-            "PENDING",
-            "BILLED",
-            "CLIPPED",
-            "EXPIRED",
-            "DUE_CLAW",
-            "NEXT_ATTEMPT",
-            "WINDOW_END",
-            "LAST_ERROR",
-        ],
-        &rows,
-    );
-    for warning in expiry_warnings(store)? {
-        println!("warning: {warning}");
-    }
+    emit(&rows, format, &expiry_warnings(store)?);
     Ok(())
 }
 
@@ -149,7 +119,7 @@ pub fn expiry_warnings(store: &Store) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-pub fn attempts(store: &Store, address: &Address, limit: u32) -> Result<()> {
+pub fn attempts(store: &Store, address: &Address, limit: u32, format: Format) -> Result<()> {
     let id = store.agent_id(address)?.ok_or_else(|| {
         Error::usage(format!(
             "unknown agent {address}: see `report` for enrolled agents"
@@ -159,74 +129,60 @@ pub fn attempts(store: &Store, address: &Address, limit: u32) -> Result<()> {
         "SELECT attempted_ms, ok, status_code, duration_ms, counted, end_stream_ms, reason, body_excerpt
          FROM attempts WHERE agent_id = ?1 ORDER BY attempted_ms DESC, id DESC LIMIT ?2",
     )?;
-    let rows = stmt
+    let mut rows = Rows::new(vec![
+        "attempted",
+        "ok",
+        "status_code",
+        "duration_ms",
+        "counted",
+        "end_stream",
+        "reason",
+        "body_excerpt",
+    ]);
+    rows.rows = stmt
         .query_map(params![id, limit], |r| {
             Ok(vec![
-                utc(r.get(0)?),
-                if r.get::<_, bool>(1)? {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-                r.get::<_, Option<u16>>(2)?
-                    .map_or("-".into(), |s| s.to_string()),
-                r.get::<_, i64>(3)?.to_string(),
-                if r.get::<_, bool>(4)? {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-                utc(r.get(5)?),
-                r.get::<_, String>(6)?,
-                or_dash(
+                Cell::Time(r.get(0)?),
+                Cell::Bool(r.get(1)?),
+                Cell::OptInt(r.get(2)?),
+                Cell::Int(r.get(3)?),
+                Cell::Bool(r.get(4)?),
+                Cell::Time(r.get(5)?),
+                Cell::Text(r.get(6)?),
+                Cell::OptText(
                     r.get::<_, Option<String>>(7)?
                         .map(|e| e.chars().take(80).collect()),
                 ),
             ])
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    print_table(
-        &[
-            "TIME",
-            "OK",
-            "HTTP",
-            "MS",
-            "COUNTED",
-            "END_STREAM",
-            "REASON",
-            "BODY",
-        ],
-        &rows,
-    );
+    emit(&rows, format, &[]);
     Ok(())
 }
 
-pub fn billing_attempts(store: &Store, limit: u32) -> Result<()> {
+pub fn billing_attempts(store: &Store, limit: u32, format: Format) -> Result<()> {
     let mut stmt = store.conn.prepare(
         "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason
          FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
          ORDER BY b.created_ms DESC, b.id DESC LIMIT ?1",
     )?;
-    let rows = stmt
+    let mut rows = Rows::new(vec![
+        "created", "agent", "epoch", "windows", "nonce", "tx_hash", "status", "reason",
+    ]);
+    rows.rows = stmt
         .query_map([limit], |r| {
             Ok(vec![
-                utc(r.get(0)?),
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?.to_string(),
-                r.get::<_, i64>(3)?.to_string(),
-                r.get::<_, Option<i64>>(4)?
-                    .map_or("-".into(), |n| n.to_string()),
-                or_dash(r.get(5)?),
-                r.get::<_, String>(6)?,
-                or_dash(r.get(7)?),
+                Cell::Time(r.get(0)?),
+                Cell::Text(r.get(1)?),
+                Cell::Int(r.get(2)?),
+                Cell::Int(r.get(3)?),
+                Cell::OptInt(r.get(4)?),
+                Cell::OptText(r.get(5)?),
+                Cell::Text(r.get(6)?),
+                Cell::OptText(r.get(7)?),
             ])
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    print_table(
-        &[
-            "TIME", "AGENT", "EPOCH", "WINDOWS", "NONCE", "TX_HASH", "STATUS", "REASON",
-        ],
-        &rows,
-    );
+    emit(&rows, format, &[]);
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::billing::{Biller, BillingSummary};
 use crate::config::RuntimeConfig;
@@ -14,7 +15,7 @@ use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::{EpochObservation, EpochTiming};
 use crate::store::Store;
 use crate::stream::{Answer, StreamClient};
-use crate::{http, now_ms};
+use crate::{health, http, now_ms};
 
 const ROUND_DURATION_KEY: &str = "round_duration_ms";
 
@@ -29,6 +30,13 @@ pub struct Agency {
     rounds_passed: i64,
     /// Set by SIGTERM/SIGINT: finish the agent in hand, start no other.
     pub stop: Arc<AtomicBool>,
+    /// After this instant a tick starts no new renewal or billing (--max-tick-seconds).
+    deadline: Option<Instant>,
+}
+
+/// Whether the work must stop: a signal, or the tick's deadline.
+fn halted(stop: &AtomicBool, deadline: Option<Instant>) -> bool {
+    stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +51,8 @@ pub struct TickSummary {
     pub interrupted: bool,
     pub next_due_ms: Option<i64>,
     pub billing: Option<BillingSummary>,
+    /// What needs a human after this tick (lapses, long failures, epochs lost for billing).
+    pub attention: Vec<String>,
 }
 
 impl fmt::Display for TickSummary {
@@ -57,7 +67,10 @@ impl fmt::Display for TickSummary {
             self.due, self.renewed, self.already_streaming, self.failed, self.windows_recorded, self.windows_attributed
         )?;
         if self.interrupted {
-            write!(f, "; interrupted")?;
+            write!(
+                f,
+                "; stopped early (signal or --max-tick-seconds), the rest goes first next time"
+            )?;
         }
         match self.next_due_ms {
             Some(next) => write!(
@@ -69,6 +82,9 @@ impl fmt::Display for TickSummary {
         }?;
         if let Some(b) = &self.billing {
             write!(f, "; {b}")?;
+        }
+        if !self.attention.is_empty() {
+            write!(f, "; {} need a human", self.attention.len())?;
         }
         Ok(())
     }
@@ -86,10 +102,70 @@ impl Agency {
             store,
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
+            deadline: None,
         }
     }
 
+    /// What a tick would do now, changing nothing: the epoch (one read-only request), the
+    /// agents it would renew and the epochs it would consider for billing.
+    pub fn dry_run(&self) -> Result<String> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let status = self.gateway.network_status();
+        let current = match &status {
+            Ok(s) => {
+                let current = self
+                    .store
+                    .max_epoch_seen()?
+                    .map_or(s.epoch, |m| m.max(s.epoch));
+                let _ = writeln!(out, "dry run: epoch {current}; nothing is sent or written");
+                Some((current, s.rounds_passed))
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "dry run: epoch unknown ({e}); nothing is sent or written"
+                );
+                None
+            }
+        };
+        let now = now_ms();
+        let due = self.store.due_list(now)?;
+        for (address, end) in &due {
+            let end = end.map_or("unknown".to_string(), |e| crate::report::utc(Some(e)));
+            let _ = writeln!(out, "would renew {address} (window ends {end})");
+        }
+        let _ = writeln!(out, "{} agents due", due.len());
+        match (&self.biller, current) {
+            (None, _) => out.push_str("billing off\n"),
+            (Some(_), None) => out.push_str("billing waits for the epoch\n"),
+            (Some(_), Some((epoch, rounds))) => {
+                let newest = crate::billing::newest_billable(epoch, rounds);
+                let candidates = self.store.billing_candidates(newest + 1)?;
+                for c in &candidates {
+                    let _ = writeln!(
+                        out,
+                        "would consider billing {} epoch {} ({} windows), after the contract's views",
+                        c.address, c.epoch, c.windows
+                    );
+                }
+                let pending = self.store.pending_transactions()?.len();
+                let _ = writeln!(
+                    out,
+                    "{} epochs to bill, {pending} transactions in flight",
+                    candidates.len()
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn halted(&self) -> bool {
+        halted(&self.stop, self.deadline)
+    }
+
     pub fn tick(&mut self) -> Result<TickSummary> {
+        self.deadline = Some(Instant::now() + self.cfg.max_tick);
         let mut summary = TickSummary::default();
         // 1. The epoch, every tick: usage is counted even before billing is on.
         let epoch = self.observe_epoch(&mut summary)?;
@@ -99,7 +175,7 @@ impl Agency {
         summary.due = due.len();
         let min_epoch = self.store.max_epoch_seen()?;
         for agent in &due {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.halted() {
                 summary.interrupted = true;
                 break;
             }
@@ -113,13 +189,33 @@ impl Agency {
             }
         }
         // 5. Bill closed epochs, once the epoch is known this tick.
+        let (stop, deadline) = (self.stop.clone(), self.deadline);
+        let halt = move || halted(&stop, deadline);
         if let (Some(biller), Some(current)) = (self.biller.as_mut(), summary.epoch) {
-            let billing = biller.bill(&mut self.store, current, self.rounds_passed, &self.stop)?;
-            if let Some(blocked) = &billing.blocked {
-                log::error!("billing stopped: {blocked}");
+            if halt() {
+                summary.interrupted = true;
+            } else {
+                let billing = biller.bill(&mut self.store, current, self.rounds_passed, &halt)?;
+                if let Some(blocked) = &billing.blocked {
+                    log::error!("billing stopped: {blocked}");
+                    summary
+                        .attention
+                        .push(format!("billing stopped: {blocked}"));
+                }
+                if billing.lost > 0 {
+                    summary.attention.push(format!(
+                        "{} epochs settled without billing (see billing-attempts)",
+                        billing.lost
+                    ));
+                }
+                summary.billing = Some(billing);
             }
-            summary.billing = Some(billing);
         }
+        let now = now_ms();
+        summary
+            .attention
+            .extend(health::tick_attention(&self.store, now)?);
+        self.store.meta_set("last_tick_ms", &now.to_string())?;
         summary.next_due_ms = self.store.next_due_ms()?;
         Ok(summary)
     }

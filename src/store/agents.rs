@@ -76,6 +76,14 @@ impl Store {
         })
     }
 
+    /// The signature as stored: encrypted when a key is configured.
+    fn sealed(&self, address: &Address, signature: &str) -> String {
+        match &self.secret_key {
+            Some(key) => key.encrypt(&address.to_bech32(), signature),
+            None => signature.to_string(),
+        }
+    }
+
     /// Adds an agent, or updates a known one's signature and fee and reactivates it.
     pub fn enroll(
         &mut self,
@@ -84,31 +92,77 @@ impl Store {
         fee_bps: u32,
         now: i64,
     ) -> Result<Enrolled> {
-        let tx = self.conn.transaction()?;
-        let known: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)",
-            [address.to_bech32()],
-            |r| r.get(0),
-        )?;
-        // A re-enrolled agent is tried at once: its new signature may fix an old error.
-        tx.execute(
-            "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
-             ON CONFLICT (address) DO UPDATE SET
-                stream_signature = excluded.stream_signature,
-                fee_bps = excluded.fee_bps,
-                status = 'active',
-                next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
-                backoff_step = 0,
-                updated_ms = excluded.updated_ms",
-            params![address.to_bech32(), signature, fee_bps, now],
-        )?;
-        tx.commit()?;
-        Ok(if known {
-            Enrolled::Updated
-        } else {
+        let (new, _) = self.enroll_many(&[(*address, signature.to_string(), fee_bps)], now)?;
+        Ok(if new == 1 {
             Enrolled::New
+        } else {
+            Enrolled::Updated
         })
+    }
+
+    /// Enrolls agents in one transaction (all or nothing). Returns (new, updated).
+    pub fn enroll_many(
+        &mut self,
+        agents: &[(Address, String, u32)],
+        now: i64,
+    ) -> Result<(usize, usize)> {
+        let sealed: Vec<String> = agents.iter().map(|(a, s, _)| self.sealed(a, s)).collect();
+        let tx = self.conn.transaction()?;
+        let (mut new, mut updated) = (0, 0);
+        for ((address, _, fee_bps), stored) in agents.iter().zip(&sealed) {
+            let known: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)")?
+                .query_row([address.to_bech32()], |r| r.get(0))?;
+            // A re-enrolled agent is tried at once: its new signature may fix an old error.
+            tx.prepare_cached(
+                "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
+                 ON CONFLICT (address) DO UPDATE SET
+                    stream_signature = excluded.stream_signature,
+                    fee_bps = excluded.fee_bps,
+                    status = 'active',
+                    next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
+                    backoff_step = 0,
+                    updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![address.to_bech32(), stored, fee_bps, now])?;
+            if known {
+                updated += 1;
+            } else {
+                new += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((new, updated))
+    }
+
+    /// Encrypts every plaintext signature in place, in one transaction (a crash leaves all
+    /// rows as they were). Returns how many rows were encrypted.
+    pub fn encrypt_secrets(&mut self) -> Result<usize> {
+        let Some(key) = &self.secret_key else {
+            return Err(Error::usage(
+                "encrypt-secrets needs --secret-key-file (create one with `keygen`)",
+            ));
+        };
+        let tx = self.conn.transaction()?;
+        let rows: Vec<(i64, String, String)> = tx
+            .prepare("SELECT id, address, stream_signature FROM agents")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut done = 0;
+        for (id, address, stored) in rows {
+            if crate::secrets::is_encrypted(&stored) {
+                continue;
+            }
+            let sealed = key.encrypt(&address, &stored);
+            tx.execute(
+                "UPDATE agents SET stream_signature = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )?;
+            done += 1;
+        }
+        tx.commit()?;
+        Ok(done)
     }
 
     /// Pauses or resumes; a resumed agent is due at once if its slot passed while paused.
@@ -156,6 +210,25 @@ impl Store {
                 backoff_step: r.get(4)?,
             })
         })?;
+        let mut due: Vec<DueAgent> = rows.collect::<Result<_, _>>()?;
+        for agent in &mut due {
+            let plain = crate::secrets::reveal(
+                self.secret_key.as_ref(),
+                &agent.address,
+                agent.signature.expose(),
+            )?;
+            agent.signature = Secret::new(plain);
+        }
+        Ok(due)
+    }
+
+    /// Due agents' addresses and window ends, without their secrets (for `--dry-run`).
+    pub fn due_list(&self, now: i64) -> Result<Vec<(String, Option<i64>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT address, expected_end_ms FROM agents WHERE status = 'active' AND next_attempt_ms <= ?1
+             ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id",
+        )?;
+        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -26,6 +26,8 @@ const SCHEMA_VERSION: usize = 1;
 
 pub struct Store {
     pub conn: Connection,
+    /// Encrypts stream signatures at rest when configured.
+    pub secret_key: Option<crate::secrets::SecretKey>,
 }
 
 impl Store {
@@ -37,7 +39,9 @@ impl Store {
                 "database path {shown} is a directory: give a file path with --db"
             )));
         }
-        if !path.exists() {
+        if path.exists() {
+            crate::config::check_private_file(path, "database")?;
+        } else {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -70,7 +74,10 @@ impl Store {
             rusqlite_migration::Error::RusqliteError { err, .. } => not_sqlite(err),
             other => Error::runtime(format!("cannot migrate database {shown}: {other}")),
         })?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            secret_key: None,
+        })
     }
 
     pub fn schema_version() -> usize {
@@ -98,12 +105,68 @@ impl Store {
     }
 }
 
+/// What `prune` removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub attempts: usize,
+    pub billing_attempts: usize,
+    pub windows: usize,
+    pub free_bytes: i64,
+}
+
+impl std::fmt::Display for Pruned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pruned {} attempts, {} settled billing records, {} billed window records; {:.1} MiB free for reuse in the database",
+            self.attempts,
+            self.billing_attempts,
+            self.windows,
+            self.free_bytes as f64 / 1_048_576.0
+        )
+    }
+}
+
+impl Store {
+    /// Deletes records older than `cutoff_ms` that nothing depends on any more: attempts,
+    /// settled billing records, and windows of settled epochs. Unbilled usage is kept.
+    pub fn prune(&mut self, cutoff_ms: i64) -> Result<Pruned> {
+        let tx = self.conn.transaction()?;
+        let attempts = tx.execute("DELETE FROM attempts WHERE attempted_ms < ?1", [cutoff_ms])?;
+        let billing_attempts = tx.execute(
+            "DELETE FROM billing_attempts WHERE updated_ms < ?1 AND status <> 'pending'",
+            [cutoff_ms],
+        )?;
+        let windows = tx.execute(
+            "DELETE FROM stream_windows WHERE opened_ms < ?1 AND epoch IS NOT NULL
+             AND EXISTS (SELECT 1 FROM usage_windows u WHERE u.agent_id = stream_windows.agent_id
+                         AND u.epoch = stream_windows.epoch AND (u.billed = 1 OR u.outcome IS NOT NULL))",
+            [cutoff_ms],
+        )?;
+        tx.commit()?;
+        let free_bytes = self.conn.query_row(
+            "SELECT (SELECT freelist_count FROM pragma_freelist_count) * (SELECT page_size FROM pragma_page_size)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(Pruned {
+            attempts,
+            billing_attempts,
+            windows,
+            free_bytes,
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn memory_store() -> Store {
     let mut conn = Connection::open_in_memory().unwrap();
     conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
     migrations().to_latest(&mut conn).unwrap();
-    Store { conn }
+    Store {
+        conn,
+        secret_key: None,
+    }
 }
 
 #[cfg(test)]
