@@ -330,6 +330,8 @@ fn databases_that_are_not_ours_are_refused() {
     )
     .unwrap();
     let before = sb.file_bytes();
+    refused(&sb, &before, &["report"], 2, "chmod 600");
+    std::fs::set_permissions(&sb.db, std::fs::Permissions::from_mode(0o600)).unwrap();
     refused(&sb, &before, &["report"], 1, "not a stream-agency database");
 
     let sb = Sandbox::new();
