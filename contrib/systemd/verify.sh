@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Verifies the units with systemd-analyze against a built binary (CI runs it when
+# systemd-analyze exists). Usage: contrib/systemd/verify.sh path/to/stream-agency
+set -euo pipefail
+bin=$(realpath "$1")
+here=$(dirname "$0")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for unit in "$here"/*.service "$here"/*.timer; do
+  sed "s#/usr/local/bin/stream-agency#$bin#" "$unit" >"$tmp/$(basename "$unit")"
+done
+cd "$tmp"
+# Credentials' sources need not exist at verify time; everything else must be clean.
+out=$(systemd-analyze verify ./*.service ./*.timer 2>&1 | grep -v -e 'LoadCredential' -e 'Failed to prepare filename' || true)
+if [ -n "$out" ]; then
+  echo "$out"
+  exit 1
+fi
+echo "systemd units verified"
