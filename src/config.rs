@@ -84,7 +84,8 @@ fn u64_opt(flag: Option<u64>, option: &str, default: u64) -> Result<u64> {
     }
 }
 
-fn switch(flag: bool, option: &str) -> Result<bool> {
+/// A switch: the flag, or `STREAM_AGENCY_<OPTION>` set to true/false.
+pub fn switch(flag: bool, option: &str) -> Result<bool> {
     if flag {
         return Ok(true);
     }

@@ -154,7 +154,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Tick(a) => {
             let cfg = a.runtime_args().resolve()?;
-            if a.dry_run {
+            if config::switch(a.dry_run, "dry-run")? {
                 let agency = Agency::new(ctx.open_existing()?, cfg);
                 print!("{}", agency.dry_run()?);
                 return Ok(());

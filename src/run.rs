@@ -18,10 +18,18 @@ pub fn run(agency: &mut Agency, poll_seconds: u64) -> Result<()> {
     }
     log::info!("run: started, polling at most every {poll_seconds}s");
     let poll_ms = poll_seconds as i64 * 1000;
+    let mut attention: Vec<String> = Vec::new();
     while !agency.stop.load(Ordering::SeqCst) {
         let summary = agency.tick()?;
         if summary.due > 0 || summary.windows_attributed > 0 {
             println!("{summary}");
+        }
+        // What needs a human is logged when it changes, not at every poll.
+        if summary.attention != attention {
+            for item in &summary.attention {
+                log::error!("needs a human: {item}");
+            }
+            attention = summary.attention;
         }
         let wake = match summary.next_due_ms {
             Some(next) => next.min(now_ms() + poll_ms),
