@@ -23,6 +23,17 @@ pub struct Policy {
     pub jitter_ms: i64,
 }
 
+/// What is known of an agent before its answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known {
+    /// End of the current window.
+    pub end_ms: Option<i64>,
+    /// Length of its last window (end minus the time it opened).
+    pub window_ms: Option<i64>,
+    /// Attempts in a row without a new window.
+    pub step: u32,
+}
+
 /// The next attempt and the agent's new backoff step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -35,9 +46,10 @@ impl Policy {
         fastrand::i64(0..=self.jitter_ms)
     }
 
-    /// Plans after an answer at `now`. `known_end` is the window end known before it.
-    pub fn plan(&self, answer: &Answer, now: i64, known_end: Option<i64>, step: u32) -> Plan {
-        let step_up = step.saturating_add(1);
+    /// Plans after an answer at `now`, from what was known of the agent before it.
+    pub fn plan(&self, answer: &Answer, now: i64, known: Known) -> Plan {
+        let step_up = known.step.saturating_add(1);
+        let known_end = known.end_ms;
         // Backoff plus jitter, but never past a window end still ahead of us.
         let backoff_capped = |end: Option<i64>| {
             let next = now + backoff_ms(step_up) + self.jitter();
@@ -60,8 +72,15 @@ impl Policy {
                 retry_after_ms: Some(wait),
             } => (now + wait + self.jitter(), step_up),
             Answer::Rejected => (now + AGENT_PROBLEM_RETRY_MS + self.jitter(), step_up),
-            // A window without an end cannot be scheduled from: ask again after a backoff.
-            Answer::OpenedWithoutEnd => (now + backoff_ms(step_up) + self.jitter(), step_up),
+            // A window opened but its end is unreadable: assume it lasts as long as the last
+            // one and renew as usual (never later than the backoff); the next answer tells.
+            Answer::OpenedWithoutEnd => {
+                let wait = match known.window_ms {
+                    Some(len) => (len - self.lead_ms).clamp(0, backoff_ms(step_up)),
+                    None => backoff_ms(step_up),
+                };
+                (now + wait + self.jitter(), step_up)
+            }
             Answer::RateLimited {
                 retry_after_ms: None,
             }
@@ -84,9 +103,17 @@ mod tests {
         jitter_ms: 0,
     };
 
+    fn known(end_ms: Option<i64>, step: u32) -> Known {
+        Known {
+            end_ms,
+            window_ms: None,
+            step,
+        }
+    }
+
     fn next(answer: Answer, known_end: Option<i64>, step: u32) -> i64 {
         NO_JITTER
-            .plan(&answer, NOW, known_end, step)
+            .plan(&answer, NOW, known(known_end, step))
             .next_attempt_ms
     }
 
@@ -96,7 +123,7 @@ mod tests {
         assert_eq!(next(Answer::Opened { end_ms: end }, None, 3), end - 360_000);
         assert_eq!(
             NO_JITTER
-                .plan(&Answer::Opened { end_ms: end }, NOW, None, 3)
+                .plan(&Answer::Opened { end_ms: end }, NOW, known(None, 3))
                 .backoff_step,
             0
         );
@@ -106,7 +133,7 @@ mod tests {
         };
         for _ in 0..200 {
             let n = jittered
-                .plan(&Answer::Opened { end_ms: end }, NOW, None, 0)
+                .plan(&Answer::Opened { end_ms: end }, NOW, known(None, 0))
                 .next_attempt_ms;
             assert!((end - 360_000..=end - 340_000).contains(&n), "{n}");
         }
@@ -125,7 +152,7 @@ mod tests {
             jitter_ms: 1_000,
         };
         for _ in 0..100 {
-            let n = p.plan(&a, NOW, None, 0).next_attempt_ms;
+            let n = p.plan(&a, NOW, known(None, 0)).next_attempt_ms;
             assert!((at..=at + 1_000).contains(&n));
         }
     }
@@ -169,6 +196,21 @@ mod tests {
             NOW + 15 * 60_000
         );
         assert_eq!(next(Answer::OpenedWithoutEnd, None, 0), NOW + 30_000);
+        // With a known window length, renewal is planned as if the window had its usual end.
+        let usual = Known {
+            end_ms: None,
+            window_ms: Some(1_800_000),
+            step: 0,
+        };
+        let plan = NO_JITTER.plan(&Answer::OpenedWithoutEnd, NOW, usual);
+        assert_eq!(plan.next_attempt_ms, NOW + 30_000, "capped by the backoff");
+        let short = Known {
+            end_ms: None,
+            window_ms: Some(380_000),
+            step: 0,
+        };
+        let plan = NO_JITTER.plan(&Answer::OpenedWithoutEnd, NOW, short);
+        assert_eq!(plan.next_attempt_ms, NOW + 20_000);
         // Never a hot loop, whatever the service says.
         let stale = Answer::AlreadyStreaming {
             end_ms: None,

@@ -11,6 +11,7 @@ use crate::billing::{Biller, BillingSummary};
 use crate::config::RuntimeConfig;
 use crate::error::Result;
 use crate::gateway::Gateway;
+use crate::schedule::Known;
 use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::{EpochObservation, EpochTiming};
 use crate::store::Store;
@@ -286,12 +287,12 @@ impl Agency {
         let attempted_ms = now_ms();
         let reply = self.stream.renew(&agent.address, &agent.signature);
         let now = now_ms();
-        let plan = self.cfg.policy.plan(
-            &reply.answer,
-            now,
-            agent.expected_end_ms,
-            agent.backoff_step,
-        );
+        let known = Known {
+            end_ms: agent.expected_end_ms,
+            window_ms: agent.window_ms,
+            step: agent.backoff_step,
+        };
+        let plan = self.cfg.policy.plan(&reply.answer, now, known);
         let (verdict, window, expected_end) = match &reply.answer {
             Answer::Opened { end_ms } => (Verdict::Renewed, Some((*end_ms, false)), Some(*end_ms)),
             Answer::AlreadyStreaming { end_ms, .. } => {

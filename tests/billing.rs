@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::chain::{EscrowAgent, SendFault, BOB, CONTRACT};
+use common::Chaos;
 use common::*;
 
 struct Bill {
@@ -583,10 +584,10 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--poll-seconds", "1"]);
     let mut rng = fastrand::Rng::with_seed(20261127);
-    let kills = 15;
+    let kills = 50;
     for _ in 0..kills {
         let mut child = b.sb.spawn(&args);
-        std::thread::sleep(Duration::from_millis(rng.u64(50..1_200)));
+        std::thread::sleep(Duration::from_millis(rng.u64(30..700)));
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -602,6 +603,11 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
     assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
     b.tick_until_settled();
 
+    // No epoch made unbillable: nothing settled without billing, no order violation.
+    assert_eq!(
+        b.sb.query_i64("SELECT COUNT(*) FROM usage_windows WHERE billed = 0"),
+        0
+    );
     let integrity: String =
         b.sb.conn()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -640,6 +646,164 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
         counted.values().sum::<i64>(),
         s.chain.billed.len(),
         s.chain.executed.len()
+    );
+    drop(s);
+    b.assert_billed_exactly_once();
+    b.nonces_have_no_gap();
+}
+
+/// `run` for a while under a seeded mix of faults: 5xx, resets, answers past the timeout,
+/// 200s that are not JSON or are huge, 429s, lost replies, gateway outages of whole
+/// ticks, lost and refused transaction replies, and epochs of 1.5 s changing mid-tick.
+#[test]
+fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
+    let b = setup(4_000, 1_500);
+    b.fake.state().chaos = Some(Chaos::new(5, 0.25, 0.04, 0.3));
+    let args = b.args("run");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).skip(5).collect();
+    args.splice(
+        0..0,
+        [
+            "run",
+            "--lead-seconds",
+            "2",
+            "--jitter-seconds",
+            "1",
+            "--timeout-seconds",
+            "1",
+            "--poll-seconds",
+            "1",
+            "--count-observed-windows",
+        ],
+    );
+    let child = b.sb.spawn(&args);
+    let enough = wait_for(Duration::from_secs(120), || {
+        let s = b.fake.state();
+        s.windows.len() == 3 && s.windows.values().all(|w| w.len() >= 8)
+    });
+    let (code, _, err) = terminate(child);
+    assert!(enough, "{err}");
+    assert_eq!(code, 0);
+    b.fake.state().chaos = None;
+    b.fake.state().gateway_down_until = 0;
+    b.pause_all();
+    let last = b
+        .fake
+        .state()
+        .granted_per_epoch()
+        .keys()
+        .map(|k| k.1)
+        .max()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
+    b.tick_until_settled();
+
+    let s = b.fake.state();
+    let faults_by_kind = s
+        .faults
+        .iter()
+        .fold(HashMap::<String, usize>::new(), |mut m, f| {
+            *m.entry(f.2.split(['(', ' ']).next().unwrap().to_string())
+                .or_default() += 1;
+            m
+        });
+    // 1. Continuity: a gap only where the service itself failed that agent's renewal.
+    let mut worst = 0;
+    for (addr, ws) in &s.windows {
+        for pair in ws.windows(2) {
+            let gap = pair[1].start - pair[0].end;
+            worst = worst.max(gap);
+            if gap > 2_000 {
+                let explained = s.faults.iter().any(|(a, at, _)| {
+                    a == addr && *at >= pair[0].start - 1_000 && *at <= pair[1].start
+                });
+                assert!(
+                    explained,
+                    "{addr} lapsed {gap} ms with no fault from the service: {:?} {}",
+                    pair,
+                    b.sb.ok(&[
+                        "attempts",
+                        "--address",
+                        addr,
+                        "--limit",
+                        "80",
+                        "--format",
+                        "tsv"
+                    ])
+                );
+                assert!(
+                    gap <= 31_000,
+                    "{addr} lapsed {gap} ms, longer than the first backoff"
+                );
+            }
+        }
+    }
+    // 2. Counting, window by window: every counted window was granted, in its epoch unless
+    //    it was only observed after its reply was lost; every window answered is counted.
+    let conn = b.sb.conn();
+    let counted: Vec<(String, i64, i64, bool)> = conn
+        .prepare("SELECT a.address, w.end_stream_ms, w.epoch, w.observed FROM stream_windows w JOIN agents a ON a.id = w.agent_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let granted: HashMap<(String, i64), i64> = s
+        .windows
+        .iter()
+        .flat_map(|(a, ws)| ws.iter().map(move |w| ((a.clone(), w.end), w.epoch)))
+        .collect();
+    for (addr, end, epoch, observed) in &counted {
+        let key = (addr.clone(), *end);
+        let Some(granted_epoch) = granted.get(&key) else {
+            panic!("{addr} counted a window never granted")
+        };
+        if *observed {
+            assert!(
+                s.lost_windows.contains(&key),
+                "observed a window whose answer was not lost"
+            );
+        } else {
+            assert_eq!(
+                epoch, granted_epoch,
+                "{addr} window ending {end} in the wrong epoch"
+            );
+        }
+    }
+    let counted_keys: std::collections::HashSet<(String, i64)> =
+        counted.iter().map(|c| (c.0.clone(), c.1)).collect();
+    for key in granted.keys() {
+        assert!(
+            counted_keys.contains(key) || s.lost_windows.contains(key),
+            "{key:?} answered but not counted"
+        );
+    }
+    let lost_counted = counted.iter().filter(|c| c.3).count();
+    // 3. Billing: every closed epoch billed once with its counted windows.
+    for ((addr, epoch), n) in b.sb.usage() {
+        assert_eq!(
+            s.chain.billed.get(&(addr.clone(), epoch as u64)).copied(),
+            Some(n as u64),
+            "{addr} {epoch}"
+        );
+    }
+    let avoidable: Vec<_> = s
+        .chain
+        .executed
+        .iter()
+        .filter_map(|e| e.error.clone())
+        .filter(|m| m != "Epoch not closed yet")
+        .collect();
+    assert!(avoidable.is_empty(), "{avoidable:?}");
+    println!(
+        "chaos: {} windows granted, {} counted ({} of {} lost replies observed), worst gap {worst} ms, faults {faults_by_kind:?}, {} epochs billed, {} transactions, {} send refusals",
+        granted.len(),
+        counted.len(),
+        lost_counted,
+        s.lost_windows.len(),
+        s.chain.billed.len(),
+        s.chain.executed.len(),
+        s.chain.refused.len()
     );
     drop(s);
     b.assert_billed_exactly_once();

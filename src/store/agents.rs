@@ -19,6 +19,8 @@ pub struct DueAgent {
     pub address: String,
     pub signature: Secret,
     pub expected_end_ms: Option<i64>,
+    /// Length of its last window, from the answer that opened it.
+    pub window_ms: Option<i64>,
     pub backoff_step: u32,
 }
 
@@ -197,7 +199,8 @@ impl Store {
     /// Active agents whose attempt is due, most urgent (earliest window end, unknown first) first.
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, address, stream_signature, expected_end_ms, backoff_step FROM agents
+            "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
+                    expected_end_ms - last_success_ms FROM agents
              WHERE status = 'active' AND next_attempt_ms <= ?1
              ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id",
         )?;
@@ -208,6 +211,7 @@ impl Store {
                 signature: Secret::new(r.get(2)?),
                 expected_end_ms: r.get(3)?,
                 backoff_step: r.get(4)?,
+                window_ms: r.get(5)?,
             })
         })?;
         let mut due: Vec<DueAgent> = rows.collect::<Result<_, _>>()?;

@@ -69,6 +69,61 @@ pub enum Fault {
     LostReply,
     /// Answer with the previous answer to this agent again (a replay).
     Replay,
+    /// Grant the renewal, but answer 200 with this body (not JSON, or huge).
+    GrantGarbage(String),
+}
+
+/// Random faults, seeded: a share of `/stream` calls fail (never twice in a row for one
+/// agent), the gateway goes down for whole seconds, some transactions' replies are lost.
+pub struct Chaos {
+    pub rng: fastrand::Rng,
+    pub stream_rate: f64,
+    pub gateway_rate: f64,
+    pub send_rate: f64,
+    last_faulted: HashSet<String>,
+}
+
+impl Chaos {
+    pub fn new(seed: u64, stream_rate: f64, gateway_rate: f64, send_rate: f64) -> Chaos {
+        Chaos {
+            rng: fastrand::Rng::with_seed(seed),
+            stream_rate,
+            gateway_rate,
+            send_rate,
+            last_faulted: HashSet::new(),
+        }
+    }
+
+    fn stream_fault(&mut self, addr: &str) -> Option<Fault> {
+        if self.last_faulted.remove(addr) || self.rng.f64() >= self.stream_rate {
+            return None;
+        }
+        self.last_faulted.insert(addr.to_string());
+        Some(match self.rng.u8(0..8) {
+            0 => Fault::Status(503, "upstream unavailable".into(), None),
+            1 => Fault::Status(500, "<html>oops</html>".into(), None),
+            2 => Fault::Close,
+            3 => Fault::Delay(1_500),
+            4 => Fault::GrantGarbage("<html>ok</html>".into()),
+            5 => Fault::GrantGarbage(format!(
+                "{{\"end_stream\": 1, \"pad\": \"{}\"}}",
+                "x".repeat(200_000)
+            )),
+            6 => Fault::Status(429, "{}".into(), Some(1)),
+            _ => Fault::LostReply,
+        })
+    }
+
+    fn send_fault(&mut self) -> Option<chain::SendFault> {
+        if self.rng.f64() >= self.send_rate {
+            return None;
+        }
+        Some(match self.rng.u8(0..3) {
+            0 => chain::SendFault::LostReply,
+            1 => chain::SendFault::SlowReply(1_500),
+            _ => chain::SendFault::Refuse("temporarily unavailable".into()),
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +146,13 @@ pub struct State {
     pub last_answer: HashMap<String, (u16, String)>,
     pub stream_faults: VecDeque<Fault>,
     pub gateway_down: bool,
+    /// The gateway answers 503 until then (chaos outages).
+    pub gateway_down_until: i64,
+    pub chaos: Option<Chaos>,
+    /// Every faulted `/stream` call: (address, time, fault).
+    pub faults: Vec<(String, i64, String)>,
+    /// Ends of windows granted whose answer the client may not have read.
+    pub lost_windows: HashSet<(String, i64)>,
     pub chain: chain::Chain,
     pub stream_requests: usize,
     pub status_requests: usize,
@@ -149,6 +211,16 @@ impl State {
             200,
             json!({"end_stream": end, "message": "stream started"}).to_string(),
         )
+    }
+
+    /// Handles a renewal whose answer will not reach the client intact.
+    fn stream_lost(&mut self, body: &str, addr: &str) -> (u16, String) {
+        let reply = self.stream(body);
+        if reply.0 == 200 {
+            let end = self.current_end(addr).unwrap();
+            self.lost_windows.insert((addr.to_string(), end));
+        }
+        reply
     }
 
     fn stream(&mut self, body: &str) -> (u16, String) {
@@ -244,6 +316,10 @@ impl FakeClaws {
             last_answer: HashMap::new(),
             stream_faults: VecDeque::new(),
             gateway_down: false,
+            gateway_down_until: 0,
+            chaos: None,
+            faults: Vec::new(),
+            lost_windows: HashSet::new(),
             chain: chain::Chain::default(),
             stream_requests: 0,
             status_requests: 0,
@@ -266,17 +342,28 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
     let answer = |(code, body): (u16, String)| Action::Answer(code, body, Vec::new());
     match (method, path) {
         ("POST", "/stream") => {
-            let fault = {
-                let mut s = state.lock().unwrap();
-                s.stream_requests += 1;
-                s.stream_faults.pop_front()
-            };
             let addr = serde_json::from_str::<Value>(body)
                 .ok()
                 .and_then(|v| v["address"].as_str().map(str::to_string))
                 .unwrap_or_default();
+            let fault = {
+                let mut s = state.lock().unwrap();
+                s.stream_requests += 1;
+                let planned = s.stream_faults.pop_front();
+                let fault =
+                    planned.or_else(|| s.chaos.as_mut().and_then(|c| c.stream_fault(&addr)));
+                if let Some(f) = &fault {
+                    let name = format!("{f:?}").chars().take(40).collect();
+                    s.faults.push((addr.clone(), now_ms(), name));
+                }
+                fault
+            };
             match fault {
-                Some(Fault::Delay(ms)) => std::thread::sleep(Duration::from_millis(ms)),
+                Some(Fault::Delay(ms)) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    // Past the client's timeout the answer is lost, yet the renewal happened.
+                    return answer(state.lock().unwrap().stream_lost(body, &addr));
+                }
                 Some(Fault::Close) => return Action::Close,
                 Some(Fault::Status(code, body, retry_after)) => {
                     let headers = retry_after
@@ -291,8 +378,16 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
                     }
                 }
                 Some(Fault::LostReply) => {
-                    state.lock().unwrap().stream(body);
+                    let _ = state.lock().unwrap().stream_lost(body, &addr);
                     return Action::Close;
+                }
+                Some(Fault::GrantGarbage(garbage)) => {
+                    let (code, reply) = state.lock().unwrap().stream_lost(body, &addr);
+                    return answer(if code == 200 {
+                        (200, garbage)
+                    } else {
+                        (code, reply)
+                    });
                 }
                 None => {}
             }
@@ -301,12 +396,16 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             s.last_answer.insert(addr, reply.clone());
             answer(reply)
         }
-        _ if state.lock().unwrap().gateway_down => answer((
+        _ if gateway_refuses(state) => answer((
             503,
             r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into(),
         )),
         ("POST", "/transaction/send") => {
-            let fault = state.lock().unwrap().chain.send_faults.pop_front();
+            let fault = {
+                let mut s = state.lock().unwrap();
+                let planned = s.chain.send_faults.pop_front();
+                planned.or_else(|| s.chaos.as_mut().and_then(Chaos::send_fault))
+            };
             match fault {
                 Some(chain::SendFault::Refuse(m)) => {
                     let body = json!({"data": null, "error": m, "code": "bad_request"}).to_string();
@@ -370,6 +469,25 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             r#"{"data":null,"error":"no route","code":"bad_request"}"#.into(),
         )),
     }
+}
+
+/// Whether the gateway is down for this request: by switch, by a chaos outage in progress,
+/// or by a new outage starting now (then for 0.5 to 2.5 s).
+fn gateway_refuses(state: &Mutex<State>) -> bool {
+    let mut s = state.lock().unwrap();
+    let now = now_ms();
+    if s.gateway_down || now < s.gateway_down_until {
+        return true;
+    }
+    let outage = s
+        .chaos
+        .as_mut()
+        .and_then(|c| (c.rng.f64() < c.gateway_rate).then(|| c.rng.i64(500..2_500)));
+    if let Some(ms) = outage {
+        s.gateway_down_until = now + ms;
+        return true;
+    }
+    false
 }
 
 /// A scratch directory with a database path, and the binary to run in it.
