@@ -121,51 +121,13 @@ impl Gateway {
     }
 
     pub fn network_status(&self) -> Result<NetworkStatus, String> {
-        let data = self.call("GET", "/network/status/4294967295", None)?;
-        let s = data
-            .get("status")
-            .ok_or("gateway status answer lacks data.status")?;
-        Ok(NetworkStatus {
-            epoch: field_i64(s, "erd_epoch_number")?,
-            rounds_passed: field_i64(s, "erd_rounds_passed_in_current_epoch")?,
-            rounds_per_epoch: field_i64(s, "erd_rounds_per_epoch")?,
-        })
+        parse_status(&self.call("GET", "/network/status/4294967295", None)?)
     }
 
     pub fn network_config(&self) -> Result<NetworkConfig, String> {
-        let data = self.call("GET", "/network/config", None)?;
-        let c = data
-            .get("config")
-            .ok_or("gateway config answer lacks data.config")?;
-        let num = |name: &str| {
-            json_u64(c.get(name)).ok_or_else(|| format!("gateway config lacks a numeric {name}"))
-        };
-        Ok(NetworkConfig {
-            chain_id: c
-                .get("erd_chain_id")
-                .and_then(Value::as_str)
-                .ok_or("gateway config lacks erd_chain_id")?
-                .to_string(),
-            min_gas_price: num("erd_min_gas_price")?,
-            min_gas_limit: num("erd_min_gas_limit")?,
-            gas_per_data_byte: num("erd_gas_per_data_byte")?,
-            round_duration_ms: field_i64(c, "erd_round_duration")?,
-        })
+        parse_config(&self.call("GET", "/network/config", None)?)
     }
-}
 
-/// What became of a `/transaction/send`.
-#[derive(Debug)]
-pub enum Sent {
-    /// Accepted; the transaction's hash.
-    Accepted(String),
-    /// Refused (4xx): the transaction is not in the pool and its nonce is free again.
-    Refused(String),
-    /// No answer, or a server error: it may or may not be in the pool.
-    Unknown(String),
-}
-
-impl Gateway {
     pub fn account_nonce(&self, address: &str) -> Result<u64, String> {
         let data = self.call("GET", &format!("/address/{address}"), None)?;
         json_u64(data.get("account").and_then(|a| a.get("nonce")))
@@ -202,32 +164,8 @@ impl Gateway {
 
     /// The contract's error message of a failed transaction (its `signalError` event).
     pub fn transaction_error(&self, hash: &str) -> Result<Option<String>, String> {
-        let data = self.call(
-            "GET",
-            &format!("/transaction/{hash}?withResults=true"),
-            None,
-        )?;
-        let events = data
-            .pointer("/transaction/logs/events")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for event in events {
-            if event.get("identifier").and_then(Value::as_str) != Some("signalError") {
-                continue;
-            }
-            let topic = event
-                .pointer("/topics/1")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(topic)
-                .unwrap_or_default();
-            return Ok(Some(
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            ));
-        }
-        Ok(None)
+        let path = format!("/transaction/{hash}?withResults=true");
+        Ok(parse_signal_error(&self.call("GET", &path, None)?))
     }
 
     /// A contract view: the decoded `returnData` items.
@@ -239,35 +177,114 @@ impl Gateway {
     ) -> Result<Vec<Vec<u8>>, String> {
         let body = serde_json::json!({"scAddress": contract, "funcName": function, "args": args})
             .to_string();
-        let data = self.call("POST", "/vm-values/query", Some(&body))?;
-        let result = data.get("data").unwrap_or(&data);
-        let code = result
-            .get("returnCode")
-            .and_then(Value::as_str)
-            .unwrap_or("ok");
-        if code != "ok" {
-            let message = result
-                .get("returnMessage")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            return Err(format!("view {function} failed: {code} {message}"));
-        }
-        let items = result
-            .get("returnData")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        items
-            .iter()
-            .map(|item| match item {
-                Value::Null => Ok(Vec::new()),
-                Value::String(s) => base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|_| format!("view {function}: returnData is not base64")),
-                _ => Err(format!(
-                    "view {function}: returnData is not a list of strings"
-                )),
-            })
-            .collect()
+        parse_query(
+            &self.call("POST", "/vm-values/query", Some(&body))?,
+            function,
+        )
     }
+}
+
+/// What became of a `/transaction/send`.
+#[derive(Debug)]
+pub enum Sent {
+    /// Accepted; the transaction's hash.
+    Accepted(String),
+    /// Refused (4xx): the transaction is not in the pool and its nonce is free again.
+    Refused(String),
+    /// No answer, or a server error: it may or may not be in the pool.
+    Unknown(String),
+}
+
+// The answers' `data`, parsed by pure functions (fuzzed in tests/parsers.rs).
+
+pub fn parse_status(data: &Value) -> Result<NetworkStatus, String> {
+    let s = data
+        .get("status")
+        .ok_or("gateway status answer lacks data.status")?;
+    Ok(NetworkStatus {
+        epoch: field_i64(s, "erd_epoch_number")?,
+        rounds_passed: field_i64(s, "erd_rounds_passed_in_current_epoch")?,
+        rounds_per_epoch: field_i64(s, "erd_rounds_per_epoch")?,
+    })
+}
+
+pub fn parse_config(data: &Value) -> Result<NetworkConfig, String> {
+    let c = data
+        .get("config")
+        .ok_or("gateway config answer lacks data.config")?;
+    let num = |name: &str| {
+        json_u64(c.get(name)).ok_or_else(|| format!("gateway config lacks a numeric {name}"))
+    };
+    Ok(NetworkConfig {
+        chain_id: c
+            .get("erd_chain_id")
+            .and_then(Value::as_str)
+            .ok_or("gateway config lacks erd_chain_id")?
+            .chars()
+            .take(64)
+            .collect(),
+        min_gas_price: num("erd_min_gas_price")?,
+        min_gas_limit: num("erd_min_gas_limit")?,
+        gas_per_data_byte: num("erd_gas_per_data_byte")?,
+        round_duration_ms: field_i64(c, "erd_round_duration")?,
+    })
+}
+
+/// The message of the `signalError` event (its second topic, base64), if any.
+pub fn parse_signal_error(data: &Value) -> Option<String> {
+    let events = data.pointer("/transaction/logs/events")?.as_array()?;
+    let event = events
+        .iter()
+        .find(|e| e.get("identifier").and_then(Value::as_str) == Some("signalError"))?;
+    let topic = event
+        .pointer("/topics/1")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(topic)
+        .unwrap_or_default();
+    Some(
+        String::from_utf8_lossy(&bytes)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
+    )
+}
+
+pub fn parse_query(data: &Value, function: &str) -> Result<Vec<Vec<u8>>, String> {
+    let result = data.get("data").unwrap_or(data);
+    let code = result
+        .get("returnCode")
+        .and_then(Value::as_str)
+        .unwrap_or("ok");
+    if code != "ok" {
+        let message = result
+            .get("returnMessage")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let message: String = message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        return Err(format!("view {function} failed: {code} {message}"));
+    }
+    let items = result
+        .get("returnData")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Null => Ok(Vec::new()),
+            Value::String(s) => base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| format!("view {function}: returnData is not base64")),
+            _ => Err(format!(
+                "view {function}: returnData is not a list of strings"
+            )),
+        })
+        .collect()
 }

@@ -15,7 +15,7 @@ use crate::store::Store;
 pub type Checked = (Address, String, u32);
 
 pub fn parse_address(text: &str) -> Result<Address> {
-    Address::parse(text.trim()).map_err(|e| Error::usage(format!("--address: {e}")))
+    Address::parse(text).map_err(|e| Error::usage(format!("--address: {e}")))
 }
 
 pub fn check_fee(fee_bps: u32) -> Result<u32> {

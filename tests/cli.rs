@@ -343,3 +343,148 @@ fn databases_that_are_not_ours_are_refused() {
     let mode = std::fs::metadata(&sb.db).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "database must be created 0600");
 }
+
+#[test]
+fn every_command_refuses_hostile_input_cleanly() {
+    let (sb, before) = seeded();
+    let (a, s) = alice();
+    let long = "q".repeat(100_000);
+    let bad_addresses = [
+        String::new(),
+        "claw1".to_string(),
+        a.replacen('q', "Q", 1),
+        vectors()["wallets"]["alice"]["address_erd"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        "claw1' OR 1=1; --".to_string(),
+        format!("{a}\n"),
+        format!("{a}\u{1b}[31m"),
+        long.clone(),
+    ];
+    let mut cases: Vec<(Vec<String>, i32, &str)> = Vec::new();
+    for cmd in ["pause", "resume", "remove", "attempts"] {
+        for bad in &bad_addresses {
+            cases.push((
+                vec![cmd.into(), "--address".into(), bad.clone()],
+                2,
+                "--address",
+            ));
+        }
+    }
+    let dir = sb.dir.path().to_str().unwrap().to_string();
+    let existing = sb.db.to_str().unwrap().to_string();
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    cases.extend([
+        (
+            strs(&["attempts", "--address", &a, "--limit", "-1"]),
+            2,
+            "--limit",
+        ),
+        (
+            strs(&["billing-attempts", "--limit", "99999999999999999999"]),
+            2,
+            "--limit",
+        ),
+        (strs(&["prune", "--older-than", "-5"]), 2, "--older-than"),
+        (strs(&["prune", "--older-than", "0"]), 2, "--older-than"),
+        (
+            strs(&["check", "--warn-seconds", "soon"]),
+            2,
+            "--warn-seconds",
+        ),
+        (
+            strs(&["tick", "--lead-seconds", "99999999999999999999999"]),
+            2,
+            "--lead-seconds",
+        ),
+        (
+            strs(&["tick", "--timeout-seconds", "0"]),
+            2,
+            "--timeout-seconds",
+        ),
+        (
+            strs(&["tick", "--epoch-api-url", "http://example.com"]),
+            2,
+            "--allow-insecure-http",
+        ),
+        (
+            strs(&["tick", "--stream-url", &format!("https://{long}")]),
+            2,
+            "--stream-url",
+        ),
+        (strs(&["run", "--poll-seconds", "0"]), 2, "--poll-seconds"),
+        (strs(&["enroll"]), 2, "--from-file"),
+        (strs(&["enroll", "--address", &a]), 2, "--from-file"),
+        (strs(&["enroll", "--from-file", &dir]), 2, "cannot read"),
+        (
+            strs(&["enroll", "--from-file", "/nonexistent/clients.tsv"]),
+            2,
+            "cannot read",
+        ),
+        (
+            strs(&[
+                "enroll",
+                "--from-file",
+                &existing,
+                "--address",
+                &a,
+                "--signature",
+                &s,
+            ]),
+            2,
+            "not both",
+        ),
+        (
+            strs(&["keygen", "--out", &existing]),
+            2,
+            "cannot create key file",
+        ),
+        (strs(&["encrypt-secrets"]), 2, "--secret-key-file"),
+        (
+            strs(&[
+                "--secret-key-file",
+                "/nonexistent/key",
+                "enroll",
+                "--address",
+                &a,
+                "--signature",
+                &s,
+            ]),
+            2,
+            "secret key file",
+        ),
+        (
+            strs(&[
+                "--secret-key-file",
+                &dir,
+                "enroll",
+                "--address",
+                &a,
+                "--signature",
+                &s,
+            ]),
+            2,
+            "secret key file",
+        ),
+        (strs(&["report", "--format", "xml"]), 2, "--format"),
+        (strs(&["frobnicate"]), 2, "frobnicate"),
+        (
+            strs(&[
+                "enroll",
+                "--address",
+                &a,
+                "--signature",
+                &s,
+                "--fee-bps",
+                "1e3",
+            ]),
+            2,
+            "--fee-bps",
+        ),
+    ]);
+    for (args, code, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&sb, &before, &args, code, expect);
+    }
+}

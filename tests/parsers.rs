@@ -1,0 +1,123 @@
+//! Property tests of the parsers that face the network and the user: whatever the input,
+//! they return a value or an error, never panic, and valid input round-trips.
+
+use proptest::prelude::*;
+use serde_json::Value;
+use stream_agency::keys::{self, Address};
+use stream_agency::{escrow, gateway, http, manage, stream};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+        prop_oneof![
+            Just("successful"),
+            Just("signalError"),
+            Just("ok"),
+            Just("AAAA"),
+            Just("status")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        let keys = prop_oneof![
+            Just("data".to_string()),
+            Just("status".to_string()),
+            Just("config".to_string()),
+            Just("transaction".to_string()),
+            Just("logs".to_string()),
+            Just("events".to_string()),
+            Just("identifier".to_string()),
+            Just("topics".to_string()),
+            Just("returnData".to_string()),
+            Just("returnCode".to_string()),
+            Just("erd_epoch_number".to_string()),
+            Just("erd_rounds_passed_in_current_epoch".to_string()),
+            Just("erd_rounds_per_epoch".to_string()),
+            Just("erd_chain_id".to_string()),
+            Just("erd_round_duration".to_string()),
+            Just("end_stream".to_string()),
+            Just("can_stream_again_at".to_string()),
+            "[a-z_]{1,12}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(keys, inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn addresses_round_trip_and_any_single_typo_is_caught(bytes in any::<[u8; 32]>(), pos in 5usize..62, c in "[02-9ac-hj-np-z]") {
+        let addr = Address::from_bytes(bytes);
+        let text = addr.to_bech32();
+        prop_assert_eq!(Address::parse(&text).unwrap(), addr);
+        let mut typo: Vec<char> = text.chars().collect();
+        let replacement = c.chars().next().unwrap();
+        prop_assume!(typo[pos] != replacement);
+        typo[pos] = replacement;
+        let typo: String = typo.into_iter().collect();
+        prop_assert!(Address::parse(&typo).is_err());
+    }
+
+    #[test]
+    fn address_parsing_never_panics(s in "\\PC{0,100}", t in "(claw|erd|CLAW)1[a-z0-9]{0,70}") {
+        let _ = Address::parse(&s);
+        let _ = Address::parse(&t);
+        let _ = Address::parse_any_hrp(&t);
+    }
+
+    #[test]
+    fn pem_parsing_never_panics(body in "[A-Za-z0-9+/=\\n]{0,300}", label in "\\PC{0,80}", junk in "\\PC{0,200}") {
+        let _ = keys::parse_pem(&junk);
+        let text = format!("-----BEGIN PRIVATE KEY for {label}-----\n{body}\n-----END PRIVATE KEY for {label}-----\n");
+        let _ = keys::parse_pem(&text);
+    }
+
+    #[test]
+    fn signature_and_enrollment_parsing_never_panic(s in "\\PC{0,200}", lines in "([0-9a-z\\t #]{0,140}\\n){0,5}") {
+        let _ = keys::parse_signature_hex(&s);
+        let _ = manage::parse_enrollment_file(&lines, 500);
+        let _ = manage::parse_enrollment_file(&s, 500);
+    }
+
+    #[test]
+    fn stream_answers_are_always_classified(status in 100u16..600, body in prop::collection::vec(any::<u8>(), 0..300), json in json_value(), truncated: bool, retry in prop::option::of("\\PC{0,12}")) {
+        for body in [body, json.to_string().into_bytes()] {
+            let reply = http::Reply { status, body, truncated, retry_after: retry.clone() };
+            let (answer, reason) = stream::classify(&reply);
+            prop_assert!(!reason.is_empty());
+            if let stream::Answer::Opened { end_ms } = answer {
+                prop_assert!((200..300).contains(&status) && end_ms > 0);
+            }
+            let excerpt = stream::excerpt(&reply.body, "ab");
+            prop_assert!(excerpt.chars().count() <= 200 && !excerpt.contains("ab"));
+        }
+    }
+
+    #[test]
+    fn gateway_answers_never_panic(data in json_value()) {
+        let _ = gateway::parse_status(&data);
+        let _ = gateway::parse_config(&data);
+        let _ = gateway::parse_signal_error(&data);
+        let _ = gateway::parse_query(&data, "getConfig");
+        let _ = stream::timestamp_ms(Some(&data));
+    }
+
+    #[test]
+    fn contract_views_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..120), items in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..12)) {
+        let _ = escrow::decode_agent_info(&bytes);
+        let _ = escrow::decode_config(&items);
+        let _ = escrow::big_uint(&bytes);
+    }
+}
