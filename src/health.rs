@@ -85,7 +85,7 @@ fn one(store: &Store, sql: &str) -> Result<i64> {
 }
 
 /// node_exporter textfile metrics, written atomically (temp file + rename).
-pub fn write_prometheus(store: &Store, path: &Path, now: i64) -> Result<()> {
+pub fn write_prometheus(store: &Store, db: &Path, path: &Path, now: i64) -> Result<()> {
     let mut text = String::new();
     let mut metric = |name: &str, help: &str, samples: Vec<(String, i64)>| {
         let kind = if name.ends_with("_total") {
@@ -164,7 +164,7 @@ pub fn write_prometheus(store: &Store, path: &Path, now: i64) -> Result<()> {
             )?,
         )],
     );
-    let last_tick = store.meta_get_i64("last_tick_ms")?.unwrap_or(0);
+    let last_tick = crate::lock::last_tick_ms(db).unwrap_or(0);
     metric(
         "last_tick_timestamp_seconds",
         "Unix time of the last tick that completed.",

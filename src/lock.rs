@@ -1,5 +1,9 @@
 //! One `tick`/`run` per database: an exclusive `flock` on `<db>.lock`. The kernel drops it
 //! when the holder dies, so a crashed run never blocks the next one.
+//!
+//! The lock file also says who holds it (first line) and when the last tick completed
+//! (`last_tick_ms=`), for `check --prometheus`: kept out of the database, so a tick with
+//! nothing to do writes nothing there (no WAL, no fsync).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -9,16 +13,47 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+const LAST_TICK: &str = "last_tick_ms=";
+
 /// Held for as long as it lives.
 #[derive(Debug)]
 pub struct DbLock {
-    _file: File,
+    file: File,
+    holder: String,
 }
 
 pub fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+fn parse_last_tick(text: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(LAST_TICK))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// When the last tick on this database completed, if one ever did.
+pub fn last_tick_ms(db: &Path) -> Option<i64> {
+    parse_last_tick(&std::fs::read_to_string(lock_path(db)).ok()?)
+}
+
+impl DbLock {
+    fn write(&mut self, last_tick: Option<i64>) {
+        let mut text = format!("{}\n", self.holder);
+        if let Some(ms) = last_tick {
+            text.push_str(&format!("{LAST_TICK}{ms}\n"));
+        }
+        let _ = self.file.set_len(0);
+        let _ = self.file.rewind();
+        let _ = self.file.write_all(text.as_bytes());
+    }
+
+    /// Records that a tick completed now.
+    pub fn tick_completed(&mut self, now_ms: i64) {
+        self.write(Some(now_ms));
+    }
 }
 
 /// Takes the lock or fails at once, naming the holder.
@@ -34,28 +69,22 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
         .map_err(|e| Error::runtime(format!("cannot open lock file {}: {e}", path.display())))?;
     // SAFETY: flock on a descriptor we own; no memory is shared.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let mut previous = String::new();
+    let _ = file.read_to_string(&mut previous);
     if rc != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        let holder = holder.trim();
-        let holder = if holder.is_empty() {
-            "another process"
-        } else {
-            holder
-        };
+        let holder = previous.lines().next().unwrap_or("").trim();
+        let holder = if holder.is_empty() { "another process" } else { holder };
         return Err(Error::Locked(format!(
             "database {} is in use by {holder}: only one tick or run works on it at a time",
             db.display()
         )));
     }
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(
-        file,
+    let holder = format!(
         "{what} (pid {}) since {}",
         std::process::id(),
         crate::report::utc(Some(crate::now_ms()))
     );
-    let _ = file.flush();
-    Ok(DbLock { _file: file })
+    let mut lock = DbLock { file, holder };
+    lock.write(parse_last_tick(&previous));
+    Ok(lock)
 }

@@ -159,18 +159,19 @@ fn dispatch(cli: Cli) -> Result<()> {
                 print!("{}", agency.dry_run()?);
                 return Ok(());
             }
-            let _lock = lock::acquire(&ctx.db, "tick")?;
+            let mut lock = lock::acquire(&ctx.db, "tick")?;
             let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
             let summary = agency.tick()?;
+            lock.tick_completed(now_ms());
             println!("{summary}");
             needs_human(&summary.attention)?;
         }
         Command::Run(a) => {
             let cfg = a.runtime_args().resolve()?;
             let poll = config::poll_seconds(a.poll_seconds)?;
-            let _lock = lock::acquire(&ctx.db, "run")?;
+            let mut lock = lock::acquire(&ctx.db, "run")?;
             let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
-            run::run(&mut agency, poll)?;
+            run::run(&mut agency, &mut lock, poll)?;
         }
         Command::Report(a) => report::report(&ctx.open()?, a.format)?,
         Command::Attempts(a) => {
@@ -182,7 +183,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let store = ctx.open()?;
             let now = now_ms();
             if let Some(path) = &a.prometheus {
-                health::write_prometheus(&store, path, now)?;
+                health::write_prometheus(&store, &ctx.db, path, now)?;
             }
             let problems = health::check(
                 &store,

@@ -5,13 +5,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::lock::DbLock;
 use crate::now_ms;
 use crate::tick::Agency;
 
 /// Sleep granularity while waiting: how fast a signal is noticed.
 const SLICE_MS: i64 = 50;
 
-pub fn run(agency: &mut Agency, poll_seconds: u64) -> Result<()> {
+pub fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, agency.stop.clone())
             .map_err(|e| Error::runtime(format!("cannot install the signal handler: {e}")))?;
@@ -21,6 +22,7 @@ pub fn run(agency: &mut Agency, poll_seconds: u64) -> Result<()> {
     let mut attention: Vec<String> = Vec::new();
     while !agency.stop.load(Ordering::SeqCst) {
         let summary = agency.tick()?;
+        lock.tick_completed(now_ms());
         if summary.due > 0 || summary.windows_attributed > 0 {
             println!("{summary}");
         }

@@ -54,6 +54,9 @@ pub struct TickSummary {
     pub billing: Option<BillingSummary>,
     /// What needs a human after this tick (lapses, long failures, epochs lost for billing).
     pub attention: Vec<String>,
+    /// Time spent waiting on `/stream` and writing outcomes, for the figures.
+    pub network_ms: f64,
+    pub database_ms: f64,
 }
 
 impl fmt::Display for TickSummary {
@@ -67,6 +70,9 @@ impl fmt::Display for TickSummary {
             "; {} due: {} renewed, {} already streaming, {} failed; {} new windows, {} counted into epochs",
             self.due, self.renewed, self.already_streaming, self.failed, self.windows_recorded, self.windows_attributed
         )?;
+        if self.due > 0 {
+            write!(f, " (network {:.0} ms, database {:.0} ms)", self.network_ms, self.database_ms)?;
+        }
         if self.interrupted {
             write!(
                 f,
@@ -216,7 +222,6 @@ impl Agency {
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);
-        self.store.meta_set("last_tick_ms", &now.to_string())?;
         summary.next_due_ms = self.store.next_due_ms()?;
         Ok(summary)
     }
@@ -285,7 +290,9 @@ impl Agency {
         summary: &mut TickSummary,
     ) -> Result<()> {
         let attempted_ms = now_ms();
+        let net_started = Instant::now();
         let reply = self.stream.renew(&agent.address, &agent.signature);
+        summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
         let now = now_ms();
         let known = Known {
             end_ms: agent.expected_end_ms,
@@ -311,6 +318,7 @@ impl Agency {
                 log::warn!("renewal of {} failed: {reason}", agent.address);
             }
         }
+        let db_started = Instant::now();
         let counted = self.store.record_renewal(&Renewal {
             agent_id: agent.id,
             attempted_ms,
@@ -335,6 +343,7 @@ impl Agency {
             next_attempt_ms: plan.next_attempt_ms,
             backoff_step: plan.backoff_step,
         })?;
+        summary.database_ms += db_started.elapsed().as_secs_f64() * 1000.0;
         if counted {
             summary.windows_recorded += 1;
         }

@@ -200,9 +200,15 @@ impl Store {
             .and_then(|v| v.parse().ok()))
     }
 
+    /// Keeps the escrow's figures for `report`; writes only when they changed.
     pub fn set_meta_escrow(&self, window_reward: u128, max_backbill: u64) -> Result<()> {
-        self.meta_set("escrow_window_reward", &window_reward.to_string())?;
-        self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())
+        if self.meta_window_reward()? != Some(window_reward) {
+            self.meta_set("escrow_window_reward", &window_reward.to_string())?;
+        }
+        if self.meta_get_i64("escrow_max_backbill_epochs")? != Some(max_backbill as i64) {
+            self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())?;
+        }
+        Ok(())
     }
 
     pub fn agent_fee_bps(&self, agent_id: i64) -> Result<Option<i64>> {

@@ -118,6 +118,21 @@ impl Store {
         timing: Option<EpochTiming>,
     ) -> Result<usize> {
         let tx = self.conn.transaction()?;
+        // The common case, set-based: the epoch did not change since the window opened.
+        let exact = "FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2";
+        tx.prepare_cached(&format!(
+            "INSERT INTO usage_windows (agent_id, epoch, windows)
+             SELECT agent_id, ?2, COUNT(*) {exact} GROUP BY agent_id
+             ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + excluded.windows"
+        ))?
+        .execute(params![obs.observed_ms, current])?;
+        let mut counted = tx
+            .prepare_cached(
+                "UPDATE stream_windows SET epoch = ?2
+                 WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2",
+            )?
+            .execute(params![obs.observed_ms, current])?;
+        // The rest, one by one: the boundary is estimated from the epoch timing.
         let pending: Vec<(i64, i64, i64, Option<i64>)> = tx
             .prepare_cached(
                 "SELECT agent_id, end_stream_ms, opened_ms, min_epoch FROM stream_windows
@@ -127,7 +142,6 @@ impl Store {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<Result<_, _>>()?;
-        let mut counted = 0;
         for (agent_id, end_ms, opened_ms, min_epoch) in pending {
             let lower = min_epoch.unwrap_or(0).min(current);
             let epoch = if lower == current {

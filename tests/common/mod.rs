@@ -149,6 +149,8 @@ pub struct State {
     /// The gateway answers 503 until then (chaos outages).
     pub gateway_down_until: i64,
     pub chaos: Option<Chaos>,
+    /// The stream service answers after a uniform delay in this range of ms.
+    pub stream_latency_ms: Option<(u64, u64)>,
     /// Every faulted `/stream` call: (address, time, fault).
     pub faults: Vec<(String, i64, String)>,
     /// Ends of windows granted whose answer the client may not have read.
@@ -318,6 +320,7 @@ impl FakeClaws {
             gateway_down: false,
             gateway_down_until: 0,
             chaos: None,
+            stream_latency_ms: None,
             faults: Vec::new(),
             lost_windows: HashSet::new(),
             chain: chain::Chain::default(),
@@ -346,6 +349,10 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
                 .ok()
                 .and_then(|v| v["address"].as_str().map(str::to_string))
                 .unwrap_or_default();
+            let latency = state.lock().unwrap().stream_latency_ms;
+            if let Some((lo, hi)) = latency {
+                std::thread::sleep(Duration::from_micros(fastrand::u64(lo * 1000..=hi * 1000)));
+            }
             let fault = {
                 let mut s = state.lock().unwrap();
                 s.stream_requests += 1;

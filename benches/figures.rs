@@ -1,0 +1,318 @@
+//! Benchmarks with figures (printed, never asserted): `cargo bench`.
+//! The long steady-state run is opt-in: `STREAM_AGENCY_BENCH_STEADY=1 cargo bench`
+//! (about eight minutes). The built binary runs as a child process against the same fake
+//! Claws service as the tests, on loopback; its CPU time and peak RSS come from `wait4`.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::chain::{EscrowAgent, CONTRACT};
+use common::*;
+use stream_agency::keys::Wallet;
+
+/// A finished child: wall time, user+system CPU time, peak RSS, stdout.
+struct Measured {
+    code: i32,
+    wall: Duration,
+    cpu: Duration,
+    sys: Duration,
+    max_rss_kib: i64,
+    stdout: String,
+}
+
+fn measure(mut cmd: Command) -> Measured {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "error");
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Measured {
+        code: libc::WEXITSTATUS(status),
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        sys: tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+        stdout: reader.join().unwrap(),
+    }
+}
+
+fn row(name: &str, figure: String) {
+    println!("| {name} | {figure} |");
+}
+
+fn wallet(i: usize) -> Wallet {
+    let mut seed = [9u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    Wallet::from_seed(&seed)
+}
+
+/// Enrolls `n` generated agents from a file; returns the enrollment's wall time.
+fn enroll(sb: &Sandbox, n: usize) -> Duration {
+    let mut text = String::new();
+    for i in 0..n {
+        let w = wallet(i);
+        text.push_str(&format!("{}\t{}\n", w.address(), hex::encode(w.sign_message(b"stream"))));
+    }
+    let file = sb.dir.path().join("clients.tsv");
+    std::fs::write(&file, text).unwrap();
+    let m = measure(sb.command(&["enroll", "--from-file", file.to_str().unwrap()]));
+    assert_eq!(m.code, 0, "{}", m.stdout);
+    m.wall
+}
+
+fn tick(sb: &Sandbox, fake: &FakeClaws, extra: &[&str]) -> Measured {
+    let mut args = vec!["tick", "--lead-seconds", "60", "--jitter-seconds", "0"];
+    let net = net_args(fake);
+    args.extend(net.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    // STREAM_AGENCY_BENCH_WRAP="valgrind --tool=callgrind" profiles the ticks.
+    match std::env::var("STREAM_AGENCY_BENCH_WRAP") {
+        Ok(wrap) if !wrap.is_empty() => {
+            let inner = sb.command(&args);
+            let mut words = wrap.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words).arg(inner.get_program()).args(inner.get_args());
+            cmd.current_dir(sb.dir.path());
+            measure(cmd)
+        }
+        _ => measure(sb.command(&args)),
+    }
+}
+
+/// "(network X ms, database Y ms)" from a tick summary.
+fn split(summary: &str) -> (f64, f64) {
+    let grab = |key: &str| {
+        summary
+            .split(key)
+            .nth(1)
+            .and_then(|r| r.split(" ms").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (grab("(network "), grab("database "))
+}
+
+fn db_bytes(sb: &Sandbox) -> u64 {
+    let wal = sb.db.with_extension("db-wal");
+    std::fs::metadata(&sb.db).map_or(0, |m| m.len()) + std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+fn idle_tick() {
+    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 0 }, 600_000);
+    let sb = Sandbox::new();
+    enroll(&sb, 1);
+    tick(&sb, &fake, &[]);
+    let mut walls = Vec::new();
+    let mut rss = 0;
+    for _ in 0..50 {
+        let m = tick(&sb, &fake, &[]);
+        assert!(m.stdout.contains("0 due"), "{}", m.stdout);
+        walls.push(m.wall);
+        rss = rss.max(m.max_rss_kib);
+    }
+    walls.sort();
+    row(
+        "tick with nothing due (50 runs)",
+        format!(
+            "median {:.2} ms, p90 {:.2} ms wall; peak RSS {:.1} MiB",
+            walls[25].as_secs_f64() * 1e3,
+            walls[45].as_secs_f64() * 1e3,
+            rss as f64 / 1024.0
+        ),
+    );
+}
+
+/// All `n` agents due at once against a zero-latency service; then the database per renewal.
+fn burst(n: usize) -> (Sandbox, FakeClaws) {
+    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 3_600_000 }, 600_000);
+    let sb = Sandbox::new();
+    let enrolled = enroll(&sb, n);
+    row(&format!("enroll --from-file, {n} lines"), format!("{:.2} s", enrolled.as_secs_f64()));
+    let m = tick(&sb, &fake, &["--max-tick-seconds", "3600"]);
+    assert!(m.stdout.contains(&format!("{n} renewed")), "{}", m.stdout);
+    let (net, db) = split(&m.stdout);
+    let per = |ms: f64| ms * 1e3 / n as f64;
+    row(
+        &format!("{n} agents due at once, zero-latency service"),
+        format!(
+            "{:.0} renewals/s; per renewal: {:.0} µs CPU ({:.0} µs of it in the kernel), {:.0} µs in database calls, {:.0} µs in HTTP calls (both wall); peak RSS {:.1} MiB",
+            n as f64 / m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64() * 1e6 / n as f64,
+            m.sys.as_secs_f64() * 1e6 / n as f64,
+            per(db),
+            per(net),
+            m.max_rss_kib as f64 / 1024.0
+        ),
+    );
+    (sb, fake)
+}
+
+fn database_growth(sb: &Sandbox, fake: &FakeClaws, n: usize) {
+    let before = db_bytes(sb);
+    sb.conn().execute("UPDATE agents SET next_attempt_ms = 0", []).unwrap();
+    let m = tick(sb, fake, &["--max-tick-seconds", "3600"]);
+    assert!(m.stdout.contains(&format!("{n} renewed")), "{}", m.stdout);
+    sb.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let after = db_bytes(sb);
+    let per_renewal = (after.saturating_sub(before)) as f64 / n as f64;
+    row(
+        "database growth",
+        format!(
+            "{per_renewal:.0} bytes per renewal, so {:.1} KiB per agent-day at 48 renewals a day; {:.1} MiB for {n} agents",
+            per_renewal * 48.0 / 1024.0,
+            after as f64 / 1_048_576.0
+        ),
+    );
+    // Age everything 40 days and prune what is older than 30.
+    let shift = 40 * 86_400_000i64;
+    let c = sb.conn();
+    c.execute("UPDATE attempts SET attempted_ms = attempted_ms - ?1", [shift]).unwrap();
+    c.execute("UPDATE stream_windows SET opened_ms = opened_ms - ?1", [shift]).unwrap();
+    c.execute("UPDATE usage_windows SET billed = 1", []).unwrap();
+    drop(c);
+    let out = sb.ok(&["prune", "--older-than", "30"]);
+    sb.conn().execute_batch("VACUUM").unwrap();
+    row("after prune --older-than 30 (and VACUUM)", format!("{}; file now {:.1} MiB", out.trim(), db_bytes(sb) as f64 / 1_048_576.0));
+}
+
+fn billing(n: usize) {
+    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 0 }, 600_000);
+    fake.state().chain.exec_delay_ms = 0;
+    let sb = Sandbox::new();
+    enroll(&sb, n);
+    let epoch = fake.state().epoch_at(now_ms());
+    {
+        let c = sb.conn();
+        c.execute("UPDATE agents SET status = 'paused'", []).unwrap();
+        c.execute("INSERT INTO usage_windows (agent_id, epoch, windows) SELECT id, ?1, 5 FROM agents", [epoch - 1])
+            .unwrap();
+        let mut s = fake.state();
+        for i in 0..n {
+            s.chain.agents.insert(wallet(i).address().to_bech32(), EscrowAgent::default());
+        }
+    }
+    let pem = sb.dir.path().join("operator.pem");
+    std::fs::copy(data_dir().join("bob.pem"), &pem).unwrap();
+    std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let billing_args = [
+        "--billing-enabled",
+        "--escrow-contract",
+        CONTRACT,
+        "--operator-pem",
+        pem.to_str().unwrap(),
+        "--billing-proxy",
+        &fake.url,
+        "--max-tick-seconds",
+        "3600",
+    ];
+    let m = tick(&sb, &fake, &billing_args);
+    assert!(m.stdout.contains(&format!("{n} sent")), "{}", m.stdout);
+    let sign_send = m
+        .stdout
+        .split("ms to sign and send each")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    row(
+        &format!("billing {n} agents for one epoch (views + sign + write-ahead + send)"),
+        format!(
+            "{:.0} transactions/s; per transaction {:.2} ms wall, {:.0} µs CPU; sign+store+send alone {sign_send} ms",
+            n as f64 / m.wall.as_secs_f64(),
+            m.wall.as_secs_f64() * 1e3 / n as f64,
+            m.cpu.as_secs_f64() * 1e6 / n as f64
+        ),
+    );
+    let m = tick(&sb, &fake, &billing_args);
+    row(
+        &format!("confirming {n} billing transactions"),
+        format!("{:.2} ms per transaction", m.wall.as_secs_f64() * 1e3 / n as f64),
+    );
+    assert_eq!(fake.state().chain.billed.len(), n);
+}
+
+/// 15x compressed: 120 s windows, renewal accepted in the last 24 s, --lead-seconds 20,
+/// a service answering in 2 to 5 ms, for `windows` windows.
+fn steady(n: usize, windows: usize) {
+    let fake = FakeClaws::start(120_000, RenewalPolicy::Early { accept_before_ms: 24_000 }, 3_600_000);
+    fake.state().stream_latency_ms = Some((2, 5));
+    let sb = Sandbox::new();
+    enroll(&sb, n);
+    let mut args = vec!["run", "--lead-seconds", "20", "--jitter-seconds", "2", "--poll-seconds", "5"];
+    let net = net_args(&fake);
+    args.extend(net.iter().map(String::as_str));
+    let mut cmd = sb.command(&args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let reached = wait_for(Duration::from_secs(120 * (windows as u64 + 2)), || {
+        let s = fake.state();
+        s.windows.len() == n && s.windows.values().all(|w| w.len() >= windows)
+    });
+    let (_, _, _) = terminate(child);
+    let s = fake.state();
+    let mut lapses = 0;
+    let mut lapsed_agents = HashSet::new();
+    let mut worst = 0;
+    for (addr, ws) in &s.windows {
+        for pair in ws.windows(2) {
+            let gap = pair[1].start - pair[0].end;
+            if gap > 0 {
+                lapses += 1;
+                lapsed_agents.insert(addr.clone());
+                worst = worst.max(gap);
+            }
+        }
+    }
+    let renewals: usize = s.windows.values().map(Vec::len).sum();
+    row(
+        &format!("steady state, {n} agents, 120 s windows (15x), service 2-5 ms, {windows} windows each"),
+        format!(
+            "{}; {lapses} lapses ({} agents, worst {worst} ms); {renewals} renewals in {:.0} s",
+            if reached { "completed" } else { "did not complete" },
+            lapsed_agents.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+}
+
+fn main() {
+    // cargo passes --bench; a name filters (e.g. `cargo bench -- idle`).
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    println!("| benchmark | figure |\n| --- | --- |");
+    if wants("idle") {
+        idle_tick();
+    }
+    if wants("burst") {
+        burst(1_000);
+        let (sb, fake) = burst(10_000);
+        database_growth(&sb, &fake, 10_000);
+    }
+    if wants("billing") {
+        billing(1_000);
+    }
+    let bin = env!("CARGO_BIN_EXE_stream-agency");
+    row("release binary size", format!("{:.2} MiB ({bin})", std::fs::metadata(bin).unwrap().len() as f64 / 1_048_576.0));
+    if std::env::var_os("STREAM_AGENCY_BENCH_STEADY").is_some() {
+        let n = std::env::var("STREAM_AGENCY_BENCH_AGENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        steady(n, 3);
+    }
+}
