@@ -4,7 +4,6 @@
 //! Claws service as the tests, on loopback; its CPU time and peak RSS come from `wait4`.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::HashSet;
@@ -26,8 +25,12 @@ struct Measured {
     stdout: String,
 }
 
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn measure(mut cmd: Command) -> Measured {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "error");
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "error");
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
@@ -67,7 +70,11 @@ fn enroll(sb: &Sandbox, n: usize) -> Duration {
     let mut text = String::new();
     for i in 0..n {
         let w = wallet(i);
-        text.push_str(&format!("{}\t{}\n", w.address(), hex::encode(w.sign_message(b"stream"))));
+        text.push_str(&format!(
+            "{}\t{}\n",
+            w.address(),
+            hex::encode(w.sign_message(b"stream"))
+        ));
     }
     let file = sb.dir.path().join("clients.tsv");
     std::fs::write(&file, text).unwrap();
@@ -87,7 +94,9 @@ fn tick(sb: &Sandbox, fake: &FakeClaws, extra: &[&str]) -> Measured {
             let inner = sb.command(&args);
             let mut words = wrap.split_whitespace();
             let mut cmd = Command::new(words.next().unwrap());
-            cmd.args(words).arg(inner.get_program()).args(inner.get_args());
+            cmd.args(words)
+                .arg(inner.get_program())
+                .args(inner.get_args());
             cmd.current_dir(sb.dir.path());
             measure(cmd)
         }
@@ -114,7 +123,13 @@ fn db_bytes(sb: &Sandbox) -> u64 {
 }
 
 fn idle_tick() {
-    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 0 }, 600_000);
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 0,
+        },
+        600_000,
+    );
     let sb = Sandbox::new();
     enroll(&sb, 1);
     tick(&sb, &fake, &[]);
@@ -140,10 +155,19 @@ fn idle_tick() {
 
 /// All `n` agents due at once against a zero-latency service; then the database per renewal.
 fn burst(n: usize) -> (Sandbox, FakeClaws) {
-    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 3_600_000 }, 600_000);
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 3_600_000,
+        },
+        600_000,
+    );
     let sb = Sandbox::new();
     let enrolled = enroll(&sb, n);
-    row(&format!("enroll --from-file, {n} lines"), format!("{:.2} s", enrolled.as_secs_f64()));
+    row(
+        &format!("enroll --from-file, {n} lines"),
+        format!("{:.2} s", enrolled.as_secs_f64()),
+    );
     let m = tick(&sb, &fake, &["--max-tick-seconds", "3600"]);
     assert!(m.stdout.contains(&format!("{n} renewed")), "{}", m.stdout);
     let (net, db) = split(&m.stdout);
@@ -165,10 +189,14 @@ fn burst(n: usize) -> (Sandbox, FakeClaws) {
 
 fn database_growth(sb: &Sandbox, fake: &FakeClaws, n: usize) {
     let before = db_bytes(sb);
-    sb.conn().execute("UPDATE agents SET next_attempt_ms = 0", []).unwrap();
+    sb.conn()
+        .execute("UPDATE agents SET next_attempt_ms = 0", [])
+        .unwrap();
     let m = tick(sb, fake, &["--max-tick-seconds", "3600"]);
     assert!(m.stdout.contains(&format!("{n} renewed")), "{}", m.stdout);
-    sb.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    sb.conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
     let after = db_bytes(sb);
     let per_renewal = (after.saturating_sub(before)) as f64 / n as f64;
     row(
@@ -182,29 +210,57 @@ fn database_growth(sb: &Sandbox, fake: &FakeClaws, n: usize) {
     // Age everything 40 days and prune what is older than 30.
     let shift = 40 * 86_400_000i64;
     let c = sb.conn();
-    c.execute("UPDATE attempts SET attempted_ms = attempted_ms - ?1", [shift]).unwrap();
-    c.execute("UPDATE stream_windows SET opened_ms = opened_ms - ?1", [shift]).unwrap();
-    c.execute("UPDATE usage_windows SET billed = 1", []).unwrap();
+    c.execute(
+        "UPDATE attempts SET attempted_ms = attempted_ms - ?1",
+        [shift],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE stream_windows SET opened_ms = opened_ms - ?1",
+        [shift],
+    )
+    .unwrap();
+    c.execute("UPDATE usage_windows SET billed = 1", [])
+        .unwrap();
     drop(c);
     let out = sb.ok(&["prune", "--older-than", "30"]);
     sb.conn().execute_batch("VACUUM").unwrap();
-    row("after prune --older-than 30 (and VACUUM)", format!("{}; file now {:.1} MiB", out.trim(), db_bytes(sb) as f64 / 1_048_576.0));
+    row(
+        "after prune --older-than 30 (and VACUUM)",
+        format!(
+            "{}; file now {:.1} MiB",
+            out.trim(),
+            db_bytes(sb) as f64 / 1_048_576.0
+        ),
+    );
 }
 
 fn billing(n: usize) {
-    let fake = FakeClaws::start(3_600_000, RenewalPolicy::Early { accept_before_ms: 0 }, 600_000);
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 0,
+        },
+        600_000,
+    );
     fake.state().chain.exec_delay_ms = 0;
     let sb = Sandbox::new();
     enroll(&sb, n);
     let epoch = fake.state().epoch_at(now_ms());
     {
         let c = sb.conn();
-        c.execute("UPDATE agents SET status = 'paused'", []).unwrap();
-        c.execute("INSERT INTO usage_windows (agent_id, epoch, windows) SELECT id, ?1, 5 FROM agents", [epoch - 1])
+        c.execute("UPDATE agents SET status = 'paused'", [])
             .unwrap();
+        c.execute(
+            "INSERT INTO usage_windows (agent_id, epoch, windows) SELECT id, ?1, 5 FROM agents",
+            [epoch - 1],
+        )
+        .unwrap();
         let mut s = fake.state();
         for i in 0..n {
-            s.chain.agents.insert(wallet(i).address().to_bech32(), EscrowAgent::default());
+            s.chain
+                .agents
+                .insert(wallet(i).address().to_bech32(), EscrowAgent::default());
         }
     }
     let pem = sb.dir.path().join("operator.pem");
@@ -243,7 +299,10 @@ fn billing(n: usize) {
     let m = tick(&sb, &fake, &billing_args);
     row(
         &format!("confirming {n} billing transactions"),
-        format!("{:.2} ms per transaction", m.wall.as_secs_f64() * 1e3 / n as f64),
+        format!(
+            "{:.2} ms per transaction",
+            m.wall.as_secs_f64() * 1e3 / n as f64
+        ),
     );
     assert_eq!(fake.state().chain.billed.len(), n);
 }
@@ -251,11 +310,25 @@ fn billing(n: usize) {
 /// 15x compressed: 120 s windows, renewal accepted in the last 24 s, --lead-seconds 20,
 /// a service answering in 2 to 5 ms, for `windows` windows.
 fn steady(n: usize, windows: usize) {
-    let fake = FakeClaws::start(120_000, RenewalPolicy::Early { accept_before_ms: 24_000 }, 3_600_000);
+    let fake = FakeClaws::start(
+        120_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 24_000,
+        },
+        3_600_000,
+    );
     fake.state().stream_latency_ms = Some((2, 5));
     let sb = Sandbox::new();
     enroll(&sb, n);
-    let mut args = vec!["run", "--lead-seconds", "20", "--jitter-seconds", "2", "--poll-seconds", "5"];
+    let mut args = vec![
+        "run",
+        "--lead-seconds",
+        "20",
+        "--jitter-seconds",
+        "2",
+        "--poll-seconds",
+        "5",
+    ];
     let net = net_args(&fake);
     args.extend(net.iter().map(String::as_str));
     let mut cmd = sb.command(&args);
@@ -283,10 +356,16 @@ fn steady(n: usize, windows: usize) {
     }
     let renewals: usize = s.windows.values().map(Vec::len).sum();
     row(
-        &format!("steady state, {n} agents, 120 s windows (15x), service 2-5 ms, {windows} windows each"),
+        &format!(
+            "steady state, {n} agents, 120 s windows (15x), service 2-5 ms, {windows} windows each"
+        ),
         format!(
             "{}; {lapses} lapses ({} agents, worst {worst} ms); {renewals} renewals in {:.0} s",
-            if reached { "completed" } else { "did not complete" },
+            if reached {
+                "completed"
+            } else {
+                "did not complete"
+            },
             lapsed_agents.len(),
             started.elapsed().as_secs_f64()
         ),
@@ -295,7 +374,10 @@ fn steady(n: usize, windows: usize) {
 
 fn main() {
     // cargo passes --bench; a name filters (e.g. `cargo bench -- idle`).
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     println!("| benchmark | figure |\n| --- | --- |");
     if wants("idle") {
@@ -310,9 +392,18 @@ fn main() {
         billing(1_000);
     }
     let bin = env!("CARGO_BIN_EXE_stream-agency");
-    row("release binary size", format!("{:.2} MiB ({bin})", std::fs::metadata(bin).unwrap().len() as f64 / 1_048_576.0));
+    row(
+        "release binary size",
+        format!(
+            "{:.2} MiB ({bin})",
+            std::fs::metadata(bin).unwrap().len() as f64 / 1_048_576.0
+        ),
+    );
     if std::env::var_os("STREAM_AGENCY_BENCH_STEADY").is_some() {
-        let n = std::env::var("STREAM_AGENCY_BENCH_AGENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let n = std::env::var("STREAM_AGENCY_BENCH_AGENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
         steady(n, 3);
     }
 }

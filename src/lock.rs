@@ -73,7 +73,11 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
     let _ = file.read_to_string(&mut previous);
     if rc != 0 {
         let holder = previous.lines().next().unwrap_or("").trim();
-        let holder = if holder.is_empty() { "another process" } else { holder };
+        let holder = if holder.is_empty() {
+            "another process"
+        } else {
+            holder
+        };
         return Err(Error::Locked(format!(
             "database {} is in use by {holder}: only one tick or run works on it at a time",
             db.display()

@@ -71,7 +71,11 @@ impl fmt::Display for TickSummary {
             self.due, self.renewed, self.already_streaming, self.failed, self.windows_recorded, self.windows_attributed
         )?;
         if self.due > 0 {
-            write!(f, " (network {:.0} ms, database {:.0} ms)", self.network_ms, self.database_ms)?;
+            write!(
+                f,
+                " (network {:.0} ms, database {:.0} ms)",
+                self.network_ms, self.database_ms
+            )?;
         }
         if self.interrupted {
             write!(

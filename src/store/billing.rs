@@ -1,7 +1,7 @@
 //! Billing bookkeeping: which (agent, epoch) to bill next, the write-ahead record of each
 //! `billEpoch` transaction, and how each epoch was settled.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::Store;
 use crate::error::Result;
@@ -209,16 +209,5 @@ impl Store {
             self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())?;
         }
         Ok(())
-    }
-
-    pub fn agent_fee_bps(&self, agent_id: i64) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT fee_bps FROM agents WHERE id = ?1",
-                [agent_id],
-                |r| r.get(0),
-            )
-            .optional()?)
     }
 }

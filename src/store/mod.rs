@@ -61,7 +61,8 @@ impl Store {
         // 1 KiB pages: a renewal's commit rewrites about seven pages (agent, schedule index,
         // attempt, its index, window, ...), and their size is what the WAL writes and
         // checksums. Only takes effect on a new, empty database.
-        conn.execute_batch("PRAGMA page_size = 1024;").map_err(not_sqlite)?;
+        conn.execute_batch("PRAGMA page_size = 1024;")
+            .map_err(not_sqlite)?;
         // WAL: readers (report, sqlite3 scripts) never block the tick. NORMAL sync is
         // crash-safe for a killed process; only an OS crash can lose the last commits.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))

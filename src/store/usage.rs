@@ -119,7 +119,8 @@ impl Store {
     ) -> Result<usize> {
         let tx = self.conn.transaction()?;
         // The common case, set-based: the epoch did not change since the window opened.
-        let exact = "FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2";
+        let exact =
+            "FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2";
         tx.prepare_cached(&format!(
             "INSERT INTO usage_windows (agent_id, epoch, windows)
              SELECT agent_id, ?2, COUNT(*) {exact} GROUP BY agent_id
