@@ -383,7 +383,6 @@ impl Biller {
         p: &PendingTx,
         summary: &mut BillingSummary,
     ) -> Result<bool> {
-        let now = now_ms();
         let status = match &p.tx_hash {
             Some(hash) => match self.gateway.transaction_status(hash) {
                 Ok(s) => s,
@@ -395,17 +394,7 @@ impl Biller {
             None => None,
         };
         match status.as_deref() {
-            Some("success") => {
-                store.record_billed(
-                    p.agent_id,
-                    p.epoch,
-                    Some((p.id, p.windows, p.tx_hash.as_deref())),
-                    "billed",
-                    now,
-                )?;
-                summary.billed += 1;
-                Ok(true)
-            }
+            Some("success") => billed(store, p, "billed", summary),
             Some("fail") | Some("invalid") => {
                 let hash = p.tx_hash.as_deref().unwrap_or("");
                 let message = self.gateway.transaction_error(hash).unwrap_or_default();
@@ -439,17 +428,7 @@ impl Biller {
             Sent::Refused(e) if e.contains("lowerNonceInTx") => {
                 let agent = Address::parse(&p.address).expect("stored addresses are valid");
                 match self.escrow().epoch_state(&agent, p.epoch as u64) {
-                    Ok(Some(_)) => {
-                        store.record_billed(
-                            p.agent_id,
-                            p.epoch,
-                            Some((p.id, p.windows, p.tx_hash.as_deref())),
-                            "billed (confirmed by getEpochState)",
-                            now,
-                        )?;
-                        summary.billed += 1;
-                        Ok(true)
-                    }
+                    Ok(Some(_)) => billed(store, p, "billed (confirmed by getEpochState)", summary),
                     Ok(None) => {
                         store.record_tx_failed(
                             p.id,
@@ -554,4 +533,17 @@ fn unbillable(
     summary.lost += 1;
     log::warn!("{} epoch {}: not billed: {reason}", c.address, c.epoch);
     Ok(None)
+}
+
+/// Our transaction billed its epoch.
+fn billed(
+    store: &mut Store,
+    p: &PendingTx,
+    outcome: &str,
+    summary: &mut BillingSummary,
+) -> Result<bool> {
+    let tx = Some((p.id, p.windows, p.tx_hash.as_deref()));
+    store.record_billed(p.agent_id, p.epoch, tx, outcome, now_ms())?;
+    summary.billed += 1;
+    Ok(true)
 }

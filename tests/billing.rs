@@ -176,6 +176,31 @@ impl Bill {
         }
     }
 
+    /// Every (agent, epoch) of `usage` is billed on chain with exactly its windows.
+    fn assert_chain_billed(&self, usage: &HashMap<(String, i64), i64>) {
+        let s = self.fake.state();
+        for ((addr, epoch), windows) in usage {
+            let on_chain = s.chain.billed.get(&(addr.clone(), *epoch as u64)).copied();
+            assert_eq!(on_chain, Some(*windows as u64), "{addr} epoch {epoch}");
+        }
+    }
+
+    /// No transaction failed with a message the views could have predicted.
+    fn assert_no_avoidable_failures(&self) {
+        let s = self.fake.state();
+        let avoidable: Vec<_> = s
+            .chain
+            .executed
+            .iter()
+            .filter_map(|e| e.error.clone())
+            .filter(|m| m != "Epoch not closed yet")
+            .collect();
+        assert!(
+            avoidable.is_empty(),
+            "failures the views could have predicted: {avoidable:?}"
+        );
+    }
+
     fn nonces_have_no_gap(&self) {
         let s = self.fake.state();
         let nonces: Vec<u64> = s.chain.executed.iter().map(|e| e.nonce).collect();
@@ -215,25 +240,9 @@ fn run_bills_every_closed_epoch_once_with_the_counted_windows() {
     // Every counted window was granted, and every closed epoch is billed with all of them.
     let granted = b.fake.state().granted_per_epoch();
     assert_eq!(b.sb.usage(), granted);
+    b.assert_chain_billed(&granted);
+    b.assert_no_avoidable_failures();
     let s = b.fake.state();
-    for ((addr, epoch), windows) in &granted {
-        assert_eq!(
-            s.chain.billed.get(&(addr.clone(), *epoch as u64)).copied(),
-            Some(*windows as u64),
-            "{addr} {epoch}"
-        );
-    }
-    let avoidable: Vec<_> = s
-        .chain
-        .executed
-        .iter()
-        .filter_map(|e| e.error.clone())
-        .filter(|m| m != "Epoch not closed yet")
-        .collect();
-    assert!(
-        avoidable.is_empty(),
-        "failures the views could have predicted: {avoidable:?}"
-    );
     println!(
         "billed {} (agent, epoch) pairs, {} windows, {} transactions, {} failed on the epoch race",
         s.chain.billed.len(),
@@ -624,22 +633,11 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
             granted.get(key)
         );
     }
+    drop(s);
     // Every counted window of a closed epoch is billed on chain, once.
-    for ((addr, epoch), n) in &counted {
-        assert_eq!(
-            s.chain.billed.get(&(addr.clone(), *epoch as u64)).copied(),
-            Some(*n as u64),
-            "{addr} {epoch}"
-        );
-    }
-    let avoidable: Vec<_> = s
-        .chain
-        .executed
-        .iter()
-        .filter_map(|e| e.error.clone())
-        .filter(|m| m != "Epoch not closed yet")
-        .collect();
-    assert!(avoidable.is_empty(), "{avoidable:?}");
+    b.assert_chain_billed(&counted);
+    b.assert_no_avoidable_failures();
+    let s = b.fake.state();
     println!(
         "{kills} kills: {} windows granted, {} counted, {} epochs billed, {} transactions",
         granted.values().sum::<i64>(),
@@ -780,21 +778,10 @@ fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
     }
     let lost_counted = counted.iter().filter(|c| c.3).count();
     // 3. Billing: every closed epoch billed once with its counted windows.
-    for ((addr, epoch), n) in b.sb.usage() {
-        assert_eq!(
-            s.chain.billed.get(&(addr.clone(), epoch as u64)).copied(),
-            Some(n as u64),
-            "{addr} {epoch}"
-        );
-    }
-    let avoidable: Vec<_> = s
-        .chain
-        .executed
-        .iter()
-        .filter_map(|e| e.error.clone())
-        .filter(|m| m != "Epoch not closed yet")
-        .collect();
-    assert!(avoidable.is_empty(), "{avoidable:?}");
+    drop(s);
+    b.assert_chain_billed(&b.sb.usage());
+    b.assert_no_avoidable_failures();
+    let s = b.fake.state();
     println!(
         "chaos: {} windows granted, {} counted ({} of {} lost replies observed), worst gap {worst} ms, faults {faults_by_kind:?}, {} epochs billed, {} transactions, {} send refusals",
         granted.len(),
