@@ -104,6 +104,11 @@ impl Bill {
             .unwrap();
     }
 
+    /// Plans a misbehaviour of the next `/transaction/send`.
+    fn send_fault(&self, fault: SendFault) {
+        self.fake.state().chain.send_faults.push_back(fault);
+    }
+
     /// Pauses every agent so that no renewal adds windows while billing settles.
     fn pause_all(&self) {
         for (_, addr, _) in wallets() {
@@ -397,11 +402,7 @@ fn epochs_past_the_backbill_limit_expire_and_are_warned_about() {
     b.usage(ALICE, e - 1, 2);
     b.usage(CAROL, e - 3, 1);
     // A tick that cannot send (send refused) still learns the contract's limits.
-    b.fake
-        .state()
-        .chain
-        .send_faults
-        .push_back(SendFault::Refuse("insufficient funds".into()));
+    b.send_fault(SendFault::Refuse("insufficient funds".into()));
     b.tick();
     let report = b.sb.ok(&["report"]);
     assert!(
@@ -485,11 +486,7 @@ fn a_crash_after_sending_never_bills_twice() {
     b.pause_all();
     let e = b.current_epoch();
     b.usage(ALICE, e - 1, 3);
-    b.fake
-        .state()
-        .chain
-        .send_faults
-        .push_back(SendFault::SlowReply(5_000));
+    b.send_fault(SendFault::SlowReply(5_000));
     let args = b.args("tick");
     let mut child =
         b.sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -532,11 +529,7 @@ fn a_lost_reply_is_resolved_by_resending_the_same_bytes() {
     let e = b.current_epoch();
     b.usage(ALICE, e - 2, 1);
     b.usage(ALICE, e - 1, 2);
-    b.fake
-        .state()
-        .chain
-        .send_faults
-        .push_back(SendFault::LostReply);
+    b.send_fault(SendFault::LostReply);
     let first = b.tick();
     assert!(first.stdout.contains("1 in flight"), "{}", first.stdout);
     std::thread::sleep(Duration::from_millis(50));
@@ -562,11 +555,7 @@ fn a_refused_transaction_frees_its_nonce() {
     let e = b.current_epoch();
     b.usage(ALICE, e - 1, 1);
     b.usage(CAROL, e - 1, 1);
-    b.fake
-        .state()
-        .chain
-        .send_faults
-        .push_back(SendFault::Refuse("insufficient funds".into()));
+    b.send_fault(SendFault::Refuse("insufficient funds".into()));
     b.tick();
     assert_eq!(
         b.sb.query_i64(
