@@ -181,6 +181,22 @@ impl Bill {
         }
     }
 
+    /// Stops renewals, waits for the epoch of the last ones to close, then ticks until
+    /// every closed epoch is settled.
+    fn settle_after_renewals(&self) {
+        self.pause_all();
+        let last = self
+            .fake
+            .state()
+            .granted_per_epoch()
+            .keys()
+            .map(|k| k.1)
+            .max()
+            .unwrap();
+        assert!(wait_for(Duration::from_secs(10), || self.current_epoch() > last));
+        self.tick_until_settled();
+    }
+
     /// Every (agent, epoch) of `usage` is billed on chain with exactly its windows.
     fn assert_chain_billed(&self, usage: &HashMap<(String, i64), i64>) {
         let s = self.fake.state();
@@ -229,18 +245,7 @@ fn run_bills_every_closed_epoch_once_with_the_counted_windows() {
     let (code, _, err) = terminate(child);
     assert!(enough, "run did not bill 4 epochs: {err}");
     assert_eq!(code, 0, "{err}");
-    b.pause_all();
-    // The epoch of the last renewals must close before it can be billed.
-    let last = b
-        .fake
-        .state()
-        .granted_per_epoch()
-        .keys()
-        .map(|k| k.1)
-        .max()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
-    b.tick_until_settled();
+    b.settle_after_renewals();
 
     // Every counted window was granted, and every closed epoch is billed with all of them.
     let granted = b.fake.state().granted_per_epoch();
@@ -589,17 +594,7 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    b.pause_all();
-    let last = b
-        .fake
-        .state()
-        .granted_per_epoch()
-        .keys()
-        .map(|k| k.1)
-        .max()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
-    b.tick_until_settled();
+    b.settle_after_renewals();
 
     // No epoch made unbillable: nothing settled without billing, no order violation.
     assert_eq!(
@@ -673,17 +668,7 @@ fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
     assert_eq!(code, 0);
     b.fake.state().chaos = None;
     b.fake.state().gateway_down_until = 0;
-    b.pause_all();
-    let last = b
-        .fake
-        .state()
-        .granted_per_epoch()
-        .keys()
-        .map(|k| k.1)
-        .max()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > last));
-    b.tick_until_settled();
+    b.settle_after_renewals();
 
     let s = b.fake.state();
     let faults_by_kind = s
