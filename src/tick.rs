@@ -80,7 +80,7 @@ impl fmt::Display for TickSummary {
         if self.interrupted {
             write!(
                 f,
-                "; stopped early (signal or --max-tick-seconds), the rest goes first next time"
+                "; stopped early (signal, --max-tick-seconds or renewals due), the rest goes first next time"
             )?;
         }
         match self.next_due_ms {
@@ -200,8 +200,11 @@ impl Agency {
             }
         }
         // 5. Bill closed epochs, once the epoch is known this tick.
+        // Billing yields to renewals: a slow gateway must never make a window lapse, so it
+        // stops as soon as an agent is due again (`run` then ticks at once).
         let (stop, deadline) = (self.stop.clone(), self.deadline);
-        let halt = move || halted(&stop, deadline);
+        let next_due = self.store.next_due_ms()?;
+        let halt = move || halted(&stop, deadline) || next_due.is_some_and(|due| now_ms() >= due);
         if let (Some(biller), Some(current)) = (self.biller.as_mut(), summary.epoch) {
             if halt() {
                 summary.interrupted = true;

@@ -770,3 +770,48 @@ fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
     b.assert_billed_exactly_once();
     b.nonces_have_no_gap();
 }
+
+/// A gateway that answers transaction sends too slowly must never delay a renewal: billing
+/// yields as soon as an agent is due.
+#[test]
+fn billing_never_delays_a_renewal() {
+    let b = setup(4_000, 60_000);
+    // Six transactions whose fate is unknown: each re-send meets a 1.5 s answer and a 1 s
+    // timeout, six seconds of billing per tick (longer than a window) if it did not yield.
+    {
+        let c = b.sb.conn();
+        for (nonce, addr) in [ALICE, CAROL, BOB, ALICE, CAROL, BOB].iter().enumerate() {
+            c.execute(
+                "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, nonce, signed_tx, status)
+                 VALUES (?1, 1, 1, ?2, ?2, ?3, '{}', 'pending')",
+                rusqlite::params![b.ids[*addr], now_ms(), nonce as i64],
+            )
+            .unwrap();
+        }
+    }
+    for _ in 0..500 {
+        b.send_fault(SendFault::SlowReply(1_500));
+    }
+    let args = b.args("run");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--timeout-seconds", "1", "--poll-seconds", "1"]);
+    let child = b.sb.spawn(&args);
+    let enough = wait_for(Duration::from_secs(60), || {
+        let s = b.fake.state();
+        s.windows.len() == 3 && s.windows.values().all(|w| w.len() >= 5)
+    });
+    let (code, _, err) = terminate(child);
+    assert!(enough, "{err}");
+    assert_eq!(code, 0);
+    let s = b.fake.state();
+    assert!(
+        s.chain.sends.len() >= 6,
+        "billing did run: {} sends",
+        s.chain.sends.len()
+    );
+    assert_eq!(
+        s.max_gap_ms(),
+        0,
+        "a window lapsed while billing waited on the gateway"
+    );
+}
