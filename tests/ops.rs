@@ -74,10 +74,19 @@ fn a_long_tick_stops_at_its_deadline_and_the_rest_goes_first_next_time() {
     let r = sb.run(&run_args(&tick_args(&fake, &["--max-tick-seconds", "1"])));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("stopped early"), "{}", r.stdout);
+    // 700 ms each: all three would take 2.1 s; the deadline stops after one or two.
     let done = sb.query_i64("SELECT COUNT(*) FROM attempts");
-    assert_eq!(done, 2, "700 ms each: two renewals fit in one second");
+    assert!(
+        (1..=2).contains(&done),
+        "{done} renewals in a one-second tick"
+    );
     let r = sb.run(&run_args(&tick_args(&fake, &[])));
-    assert!(r.stdout.contains("1 due: 1 renewed"), "{}", r.stdout);
+    let rest = 3 - done;
+    assert!(
+        r.stdout.contains(&format!("{rest} due: {rest} renewed")),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
