@@ -184,8 +184,13 @@ impl Biller {
             }
             uncertain |= !self.settle(store, &p, &mut summary)?;
         }
+        let in_flight: Vec<u64> = store
+            .pending_transactions()?
+            .iter()
+            .map(|p| p.nonce as u64)
+            .collect();
+        summary.in_flight = in_flight.len();
         if summary.blocked.is_some() || uncertain {
-            summary.in_flight = store.pending_transactions()?.len();
             return Ok(summary);
         }
 
@@ -205,11 +210,7 @@ impl Biller {
                     .account_nonce(&self.cfg.operator.address().to_bech32())
                 {
                     Ok(next) => {
-                        let held = store
-                            .pending_transactions()?
-                            .iter()
-                            .map(|p| p.nonce as u64)
-                            .collect();
+                        let held = in_flight.iter().copied().collect();
                         nonces = Some(Nonces { next, held });
                     }
                     Err(e) => {
@@ -223,7 +224,8 @@ impl Biller {
                 break;
             }
         }
-        summary.in_flight = store.pending_transactions()?.len();
+        // Sent without an answer counts as in flight too; refused ones do not.
+        summary.in_flight += summary.sent;
         Ok(summary)
     }
 

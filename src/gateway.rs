@@ -60,8 +60,6 @@ pub struct NetworkStatus {
 pub struct NetworkConfig {
     pub chain_id: String,
     pub min_gas_price: u64,
-    pub min_gas_limit: u64,
-    pub gas_per_data_byte: u64,
     pub round_duration_ms: i64,
 }
 
@@ -224,8 +222,6 @@ pub fn parse_config(data: &Value) -> Result<NetworkConfig, String> {
             .take(64)
             .collect(),
         min_gas_price: num("erd_min_gas_price")?,
-        min_gas_limit: num("erd_min_gas_limit")?,
-        gas_per_data_byte: num("erd_gas_per_data_byte")?,
         round_duration_ms: field_i64(c, "erd_round_duration")?,
     })
 }

@@ -127,11 +127,7 @@ pub fn write_prometheus(store: &Store, db: &Path, path: &Path, now: i64) -> Resu
             ),
         ],
     );
-    let pending = one(
-        store,
-        "SELECT (SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE billed = 0 AND outcome IS NULL)
-              + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)",
-    )?;
+    let pending = crate::store::usage::unbilled_windows(&store.conn, None)?;
     metric(
         "windows",
         "Counted windows by billing state.",

@@ -147,10 +147,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             let checked = manage::check_pem(&a.pem, a.fee_bps)?;
             manage::save(&mut ctx.open_with_secrets()?, &[checked])?
         }
-        Command::Pause(a) => manage::set_status(&ctx.open_after(&a.address)?, &a.address, false)?,
-        Command::Resume(a) => manage::set_status(&ctx.open_after(&a.address)?, &a.address, true)?,
+        // Addresses are checked before the database is opened: bad input changes nothing.
+        Command::Pause(a) => {
+            let address = manage::parse_address(&a.address)?;
+            manage::set_status(&ctx.open()?, &address, false)?
+        }
+        Command::Resume(a) => {
+            let address = manage::parse_address(&a.address)?;
+            manage::set_status(&ctx.open()?, &address, true)?
+        }
         Command::Remove(a) => {
-            manage::remove(&mut ctx.open_after(&a.address)?, &a.address, a.force)?
+            let address = manage::parse_address(&a.address)?;
+            manage::remove(&mut ctx.open()?, &address, a.force)?
         }
         Command::Tick(a) => {
             let cfg = a.runtime_args().resolve()?;
@@ -207,12 +215,4 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl Ctx {
-    /// Checks an address argument before the database is opened (bad input changes nothing).
-    fn open_after(&self, address: &str) -> Result<Store> {
-        manage::parse_address(address)?;
-        self.open()
-    }
 }

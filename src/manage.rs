@@ -127,9 +127,8 @@ pub fn save(store: &mut Store, agents: &[Checked]) -> Result<()> {
     Ok(())
 }
 
-pub fn set_status(store: &Store, address: &str, active: bool) -> Result<()> {
-    let address = parse_address(address)?;
-    let changed = store.set_status(&address, active, now_ms())?;
+pub fn set_status(store: &Store, address: &Address, active: bool) -> Result<()> {
+    let changed = store.set_status(address, active, now_ms())?;
     let state = if active { "active" } else { "paused" };
     if changed {
         println!("{address} is now {state}");
@@ -139,9 +138,8 @@ pub fn set_status(store: &Store, address: &str, active: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn remove(store: &mut Store, address: &str, force: bool) -> Result<()> {
-    let address = parse_address(address)?;
-    let dropped = store.remove(&address, force)?;
+pub fn remove(store: &mut Store, address: &Address, force: bool) -> Result<()> {
+    let dropped = store.remove(address, force)?;
     if dropped > 0 {
         println!("removed {address}; {dropped} unbilled windows were dropped (--force)");
     } else {

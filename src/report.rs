@@ -66,7 +66,7 @@ pub fn report(store: &Store, format: Format) -> Result<()> {
         let id: i64 = r.get(0)?;
         let status: String = r.get(2)?;
         let fee_bps: i64 = r.get(3)?;
-        let pending = usage::unbilled_windows(&store.conn, id)?;
+        let pending = usage::unbilled_windows(&store.conn, Some(id))?;
         let due = window_reward.map(|reward| {
             claw(crate::escrow::due_atto(
                 reward,

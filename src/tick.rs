@@ -199,7 +199,8 @@ impl Agency {
                 summary.epoch = Some(current);
             }
         }
-        // 5. Bill closed epochs, once the epoch is known this tick.
+        // 5. Bill closed epochs, once the epoch is known this tick. Billing changes no
+        //    agent's schedule, so the next due time read here is also the summary's.
         // Billing yields to renewals: a slow gateway must never make a window lapse, so it
         // stops as soon as an agent is due again (`run` then ticks at once).
         let (stop, deadline) = (self.stop.clone(), self.deadline);
@@ -229,7 +230,7 @@ impl Agency {
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);
-        summary.next_due_ms = self.store.next_due_ms()?;
+        summary.next_due_ms = next_due;
         Ok(summary)
     }
 

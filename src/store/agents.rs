@@ -24,6 +24,11 @@ pub struct DueAgent {
     pub backoff_step: u32,
 }
 
+/// Active agents whose attempt is due at `?1`, most urgent (earliest window end, unknown
+/// first) first.
+const DUE: &str = "WHERE status = 'active' AND next_attempt_ms <= ?1
+     ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id";
+
 /// How an attempt ends for the agent's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -184,7 +189,7 @@ impl Store {
     /// Returns the number of unbilled windows dropped.
     pub fn remove(&mut self, address: &Address, force: bool) -> Result<i64> {
         let id = self.require_agent(address)?;
-        let unbilled = usage::unbilled_windows(&self.conn, id)?;
+        let unbilled = usage::unbilled_windows(&self.conn, Some(id))?;
         if unbilled > 0 && !force {
             return Err(Error::usage(format!(
                 "agent {address} has {unbilled} counted windows not yet billed: bill them first, or pass --force to drop them"
@@ -198,12 +203,10 @@ impl Store {
 
     /// Active agents whose attempt is due, most urgent (earliest window end, unknown first) first.
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                    expected_end_ms - last_success_ms FROM agents
-             WHERE status = 'active' AND next_attempt_ms <= ?1
-             ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id",
-        )?;
+                        expected_end_ms - last_success_ms FROM agents {DUE}"
+        ))?;
         let rows = stmt.query_map([now], |r| {
             Ok(DueAgent {
                 id: r.get(0)?,
@@ -228,10 +231,9 @@ impl Store {
 
     /// Due agents' addresses and window ends, without their secrets (for `--dry-run`).
     pub fn due_list(&self, now: i64) -> Result<Vec<(String, Option<i64>)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT address, expected_end_ms FROM agents WHERE status = 'active' AND next_attempt_ms <= ?1
-             ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT address, expected_end_ms FROM agents {DUE}"
+        ))?;
         let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

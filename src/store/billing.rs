@@ -26,7 +26,6 @@ pub struct PendingTx {
     pub nonce: i64,
     pub tx_hash: Option<String>,
     pub signed_tx: String,
-    pub updated_ms: i64,
 }
 
 impl Store {
@@ -72,7 +71,7 @@ impl Store {
 
     pub fn pending_transactions(&self) -> Result<Vec<PendingTx>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT b.id, b.agent_id, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.signed_tx, b.updated_ms
+            "SELECT b.id, b.agent_id, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.signed_tx
              FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
              WHERE b.status = 'pending' ORDER BY b.nonce, b.id",
         )?;
@@ -86,7 +85,6 @@ impl Store {
                 nonce: r.get(5)?,
                 tx_hash: r.get(6)?,
                 signed_tx: r.get(7)?,
-                updated_ms: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

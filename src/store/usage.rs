@@ -51,12 +51,14 @@ pub fn insert_window(
     Ok(inserted == 1)
 }
 
-/// Counted windows of an agent that are neither billed nor settled for good.
-pub fn unbilled_windows(conn: &Connection, agent_id: i64) -> Result<i64> {
+/// Counted windows that are neither billed nor settled for good (still waiting for their
+/// epoch, or for billing): of one agent, or of all agents with `None`.
+pub fn unbilled_windows(conn: &Connection, agent_id: Option<i64>) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT COALESCE(SUM(windows), 0) FROM usage_windows
-                 WHERE agent_id = ?1 AND billed = 0 AND outcome IS NULL)
-              + (SELECT COUNT(*) FROM stream_windows WHERE agent_id = ?1 AND epoch IS NULL)",
+                 WHERE (?1 IS NULL OR agent_id = ?1) AND billed = 0 AND outcome IS NULL)
+              + (SELECT COUNT(*) FROM stream_windows
+                 WHERE (?1 IS NULL OR agent_id = ?1) AND epoch IS NULL)",
         [agent_id],
         |r| r.get(0),
     )?)
