@@ -1,12 +1,13 @@
-//! Command-line definitions (argh). Defaults are resolved in `config`, so that every
-//! runtime option can also come from a `STREAM_AGENCY_<OPTION>` environment variable.
+//! Command-line definitions (argh): the global options and the list of commands. Each
+//! command's own arguments live with it under `cmd/`; runtime defaults are resolved in
+//! `config`, so every runtime option can also come from `STREAM_AGENCY_<OPTION>`.
 
 use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use crate::config::RuntimeArgs;
-use crate::output::Format;
+use crate::cmd::{self, Ctx, Run};
+use crate::error::Result;
 
 /// Keeps Claws Network agents' funding streams alive and bills the windows per epoch.
 #[derive(FromArgs, Debug)]
@@ -15,7 +16,7 @@ use crate::output::Format;
     error_code(1, "runtime error (database unreadable, disk full, ...)"),
     error_code(2, "usage or configuration error: nothing was done"),
     error_code(3, "another tick or run holds the database's lock"),
-    error_code(4, "ran, but something needs a human (lapsed window, agent failing over an hour, epoch lost for billing)")
+    error_code(4, "ran, but something needs a human (lapsed window, agent failing over an hour, epoch lost or held for billing, billing stopped by its configuration)")
 )]
 pub struct Cli {
     /// SQLite database file (env STREAM_AGENCY_DB; default: stream-agency.db)
@@ -31,111 +32,56 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum Command {
-    InitDb(InitDb),
-    Keygen(Keygen),
-    EncryptSecrets(EncryptSecrets),
-    Enroll(Enroll),
-    EnrollFromPem(EnrollFromPem),
-    Pause(Pause),
-    Resume(Resume),
-    Remove(Remove),
-    Tick(Tick),
-    Run(Run),
-    Report(Report),
-    Attempts(Attempts),
-    BillingAttempts(BillingAttempts),
-    Check(Check),
-    Prune(Prune),
+/// The command enum and its dispatch, from one list: a new command is one line here.
+macro_rules! commands {
+    ($($variant:ident($ty:ty),)*) => {
+        #[derive(FromArgs, Debug)]
+        #[argh(subcommand)]
+        pub enum Command {
+            $($variant($ty),)*
+        }
+
+        impl Run for Command {
+            fn run(self, ctx: &Ctx) -> Result<()> {
+                match self {
+                    $(Command::$variant(c) => c.run(ctx),)*
+                }
+            }
+        }
+    };
 }
 
-/// Create or migrate the database (idempotent).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "init-db")]
-pub struct InitDb {}
-
-/// Write a new random key file (mode 0600) for encrypting stream signatures at rest.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "keygen")]
-pub struct Keygen {
-    /// where to write the key (refuses to overwrite)
-    #[argh(option)]
-    pub out: PathBuf,
+commands! {
+    InitDb(cmd::init_db::InitDb),
+    Keygen(cmd::secrets::Keygen),
+    EncryptSecrets(cmd::secrets::EncryptSecrets),
+    Enroll(cmd::enroll::Enroll),
+    EnrollFromPem(cmd::enroll::EnrollFromPem),
+    Pause(cmd::status::Pause),
+    Resume(cmd::status::Resume),
+    Remove(cmd::remove::Remove),
+    Tick(cmd::tick::Tick),
+    Run(cmd::run::RunCmd),
+    Report(cmd::report::Report),
+    Attempts(cmd::report::Attempts),
+    BillingAttempts(cmd::report::BillingAttempts),
+    Check(cmd::check::Check),
+    Prune(cmd::prune::Prune),
 }
 
-/// Encrypt the plaintext stream signatures in place with --secret-key-file (crash-safe).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "encrypt-secrets")]
-pub struct EncryptSecrets {}
-
-/// Enroll an agent with its signature of "stream" (verified offline first), or many from a
-/// file of `address<TAB>signature[<TAB>fee_bps]` lines (all checked before any is written).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "enroll")]
-pub struct Enroll {
-    /// the agent's claw1... address
-    #[argh(option)]
-    pub address: Option<String>,
-    /// the agent's signature of the message "stream", hex (optional 0x)
-    #[argh(option)]
-    pub signature: Option<String>,
-    /// enroll every line of this file ("-" for stdin); "#" starts a comment
-    #[argh(option)]
-    pub from_file: Option<PathBuf>,
-    /// the agency's fee in basis points, 1..=10000 (default: 500)
-    #[argh(option, default = "500")]
-    pub fee_bps: u32,
-}
-
-/// Enroll the agent of a wallet PEM file, signing "stream" natively. The key is not stored.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "enroll-from-pem")]
-pub struct EnrollFromPem {
-    /// wallet PEM file (its first key is used)
-    #[argh(option)]
-    pub pem: PathBuf,
-    /// the agency's fee in basis points, 1..=10000 (default: 500)
-    #[argh(option, default = "500")]
-    pub fee_bps: u32,
-}
-
-/// Stop renewing an agent (its records stay).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "pause")]
-pub struct Pause {
-    /// the agent's claw1... address
-    #[argh(option)]
-    pub address: String,
-}
-
-/// Renew a paused agent again.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "resume")]
-pub struct Resume {
-    /// the agent's claw1... address
-    #[argh(option)]
-    pub address: String,
-}
-
-/// Delete an agent and its records; refused while windows wait for billing.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "remove")]
-pub struct Remove {
-    /// the agent's claw1... address
-    #[argh(option)]
-    pub address: String,
-    /// delete even if counted windows are not billed yet (they are lost)
-    #[argh(switch)]
-    pub force: bool,
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        let ctx = Ctx::new(self.db, self.secret_key_file);
+        self.command.run(&ctx)
+    }
 }
 
 /// Declares a runtime command (tick, run) with the options both share, plus its own
 /// fields passed through as raw tokens (argh must see the literal `Option<...>` type).
+#[macro_export]
 macro_rules! runtime_command {
     ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
-        #[derive(FromArgs, Debug)]
+        #[derive(argh::FromArgs, Debug)]
         $(#[$meta])*
         pub struct $name {
             /// renew this many seconds before a window ends (default: 360)
@@ -164,7 +110,7 @@ macro_rules! runtime_command {
             pub escrow_contract: Option<String>,
             /// operator wallet PEM (mode 0600), required for billing
             #[argh(option)]
-            pub operator_pem: Option<PathBuf>,
+            pub operator_pem: Option<std::path::PathBuf>,
             /// gateway for billing transactions (default: https://api.claws.network)
             #[argh(option)]
             pub billing_proxy: Option<String>,
@@ -188,8 +134,8 @@ macro_rules! runtime_command {
         }
 
         impl $name {
-            pub fn runtime_args(&self) -> RuntimeArgs {
-                RuntimeArgs {
+            pub fn runtime_args(&self) -> $crate::config::RuntimeArgs {
+                $crate::config::RuntimeArgs {
                     lead_seconds: self.lead_seconds,
                     jitter_seconds: self.jitter_seconds,
                     stream_url: self.stream_url.clone(),
@@ -209,85 +155,4 @@ macro_rules! runtime_command {
             }
         }
     };
-}
-
-runtime_command! {
-    /// One cycle: learn the epoch, renew the agents that are due, record the windows.
-    #[argh(subcommand, name = "tick")]
-    Tick {
-        /// print what would be renewed and billed; change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-    }
-}
-
-runtime_command! {
-    /// Tick in a loop, sleeping until the next agent is due; SIGTERM/SIGINT stop it cleanly.
-    #[argh(subcommand, name = "run")]
-    Run {
-        /// longest sleep between ticks in seconds (default: 20)
-        #[argh(option)]
-        pub poll_seconds: Option<u64>,
-    }
-}
-
-/// One row per agent: renewals, windows, schedule, last error.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "report")]
-pub struct Report {
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
-}
-
-/// The latest /stream attempts of an agent.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "attempts")]
-pub struct Attempts {
-    /// the agent's claw1... address
-    #[argh(option)]
-    pub address: String,
-    /// how many rows, newest first (default: 20)
-    #[argh(option, default = "20")]
-    pub limit: u32,
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
-}
-
-/// The latest billing transactions and decisions.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "billing-attempts")]
-pub struct BillingAttempts {
-    /// how many rows, newest first (default: 20)
-    #[argh(option, default = "20")]
-    pub limit: u32,
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
-}
-
-/// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal
-/// planned, billing transactions stay pending, or epochs near the backbill limit.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "check")]
-pub struct Check {
-    /// warn about windows ending within this many seconds with no renewal planned (default: 600)
-    #[argh(option, default = "600")]
-    pub warn_seconds: u32,
-    /// warn about billing transactions pending longer than this (default: 900)
-    #[argh(option, default = "900")]
-    pub pending_limit_seconds: u32,
-    /// also write node_exporter textfile metrics to this file (atomically)
-    #[argh(option)]
-    pub prometheus: Option<PathBuf>,
-}
-
-/// Delete attempts and settled billing records older than N days (never unbilled usage).
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "prune")]
-pub struct Prune {
-    /// age in days of the records to delete
-    #[argh(option)]
-    pub older_than: u32,
 }

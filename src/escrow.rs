@@ -148,6 +148,78 @@ pub fn allowed_windows(windows: u64, info: &AgentInfo, config: &EscrowConfig) ->
     allowed
 }
 
+/// What the views said about one (agent, epoch).
+#[derive(Debug, Clone)]
+pub struct Views {
+    /// `getEpochState`: `Some(state index)` once the epoch was billed.
+    pub state: Option<u8>,
+    /// `getAgentInfo`: `None` when the escrow does not know the agent.
+    pub info: Option<AgentInfo>,
+}
+
+/// What to do with a candidate (agent, epoch), judged from the views before sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The chain has it already.
+    AlreadyBilled,
+    /// The contract would refuse it for good (the reason says why); `clipped` when the
+    /// guards allow 0 windows.
+    Unbillable { reason: String, clipped: bool },
+    /// Send a transaction for this many windows (clipped to the guards).
+    Send { windows: u64 },
+}
+
+/// The contract's rules, in its order, applied to the views: never send what they say
+/// will fail. `current` is the current epoch; `epoch` is below it.
+pub fn judge(
+    epoch: i64,
+    windows: i64,
+    current: i64,
+    views: &Views,
+    config: &EscrowConfig,
+) -> Decision {
+    let refused = |reason: String| Decision::Unbillable {
+        reason,
+        clipped: false,
+    };
+    if views.state.is_some() {
+        return Decision::AlreadyBilled;
+    }
+    let age = u64::try_from(current.saturating_sub(epoch)).unwrap_or(0);
+    if age > config.max_backbill_epochs {
+        return refused(format!(
+            "expired: older than max_backbill_epochs ({})",
+            config.max_backbill_epochs
+        ));
+    }
+    let Some(info) = &views.info else {
+        return refused("refused: agent not enrolled on the escrow".into());
+    };
+    if info.status == AgentStatus::Cancelled {
+        return refused("refused: agent cancelled on the escrow".into());
+    }
+    let epoch = u64::try_from(epoch).unwrap_or(0);
+    if epoch < info.joined_epoch {
+        return refused(format!(
+            "refused: before the agent's join epoch {}",
+            info.joined_epoch
+        ));
+    }
+    if info.last_billed_epoch > 0 && epoch <= info.last_billed_epoch {
+        return refused(format!(
+            "refused: epoch already passed in billing order (last billed {})",
+            info.last_billed_epoch
+        ));
+    }
+    match allowed_windows(u64::try_from(windows).unwrap_or(0), info, config) {
+        0 => Decision::Unbillable {
+            reason: "clipped: the contract's guards allow 0 windows".into(),
+            clipped: true,
+        },
+        windows => Decision::Send { windows },
+    }
+}
+
 /// The due of `windows` in atto-CLAW, as the contract computes it.
 pub fn due_atto(window_reward: u128, windows: u64, fee_bps: u64) -> u128 {
     window_reward

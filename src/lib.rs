@@ -1,13 +1,20 @@
 //! stream-agency: keeps Claws Network agents' funding streams alive, counts the windows
 //! per chain epoch and bills them on the StreamAgencyEscrow contract.
 //!
-//! One module per concern: `cli` (arguments), `config` (runtime options), `store` (SQLite),
-//! `keys` (addresses, PEM, signing), `http`/`stream`/`gateway` (network clients),
-//! `schedule` (renewal policy), `tick`/`run` (the job), `manage` (enrollment commands),
-//! `report` (read-only views).
+//! The house, top to bottom (a module only uses those below it):
+//! - `cli` (global options, the command list) and `cmd/` (one file per command);
+//! - `tick` (one cycle: epoch, renewals, windows, billing) and `billing/` (the billing
+//!   pass in named steps), `health` (what needs a human);
+//! - `schedule` (renewal policy, pure), `escrow` (the contract's views and rules, pure
+//!   where it can be), `tx` (transactions), `keys` (addresses, PEM, signing),
+//!   `secrets` (signatures at rest);
+//! - clients: `http`, `stream` (the stream service), `gateway` (the chain gateway);
+//! - `store/` (every SQL query), `lock` (one tick or run per database), `config`
+//!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
 
 pub mod billing;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod escrow;
@@ -16,10 +23,7 @@ pub mod health;
 pub mod http;
 pub mod keys;
 pub mod lock;
-pub mod manage;
 pub mod output;
-pub mod report;
-pub mod run;
 pub mod schedule;
 pub mod secrets;
 pub mod store;

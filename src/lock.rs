@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -67,11 +66,17 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| Error::runtime(format!("cannot open lock file {}: {e}", path.display())))?;
-    // SAFETY: flock on a descriptor we own; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // flock(LOCK_EX | LOCK_NB) on Unix: the kernel drops it when the process dies.
+    let locked = file.try_lock();
     let mut previous = String::new();
     let _ = file.read_to_string(&mut previous);
-    if rc != 0 {
+    if let Err(e) = locked {
+        if let std::fs::TryLockError::Error(e) = e {
+            return Err(Error::runtime(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
         let holder = previous.lines().next().unwrap_or("").trim();
         let holder = if holder.is_empty() {
             "another process"
@@ -86,7 +91,7 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
     let holder = format!(
         "{what} (pid {}) since {}",
         std::process::id(),
-        crate::report::utc(Some(crate::now_ms()))
+        crate::output::utc(Some(crate::now_ms()))
     );
     let mut lock = DbLock { file, holder };
     lock.write(parse_last_tick(&previous));

@@ -41,6 +41,17 @@ pub fn rfc3339(ms: i64) -> String {
         .to_string()
 }
 
+/// A Unix-ms time as UTC (RFC 3339, seconds), or "-".
+pub fn utc(ms: Option<i64>) -> String {
+    ms.map_or("-".into(), rfc3339)
+}
+
+/// Atto-CLAW (10^-18) as CLAW with four decimals.
+pub fn claw(atto: u128) -> String {
+    let unit = 1_000_000_000_000_000_000u128;
+    format!("{}.{:04}", atto / unit, (atto % unit) / 100_000_000_000_000)
+}
+
 impl Cell {
     fn shown(&self) -> String {
         match self {
@@ -131,6 +142,19 @@ impl Rows {
                     out.push('\n');
                 }
                 out
+            }
+        }
+    }
+
+    /// Prints the rows; warnings go after a table, or to stderr so JSON and TSV stay
+    /// parseable.
+    pub fn emit(&self, format: Format, warnings: &[String]) {
+        print!("{}", self.render(format));
+        for w in warnings {
+            if format == Format::Table {
+                println!("warning: {w}");
+            } else {
+                eprintln!("warning: {w}");
             }
         }
     }

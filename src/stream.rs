@@ -27,6 +27,25 @@ pub enum Answer {
     Transient,
 }
 
+impl Answer {
+    /// The end of the agent's current window, when the answer tells it.
+    pub fn end_ms(&self) -> Option<i64> {
+        match *self {
+            Answer::Opened { end_ms } => Some(end_ms),
+            Answer::AlreadyStreaming { end_ms, .. } => end_ms,
+            _ => None,
+        }
+    }
+
+    /// The earliest time a renewal is accepted, when the answer tells it.
+    pub fn again_at_ms(&self) -> Option<i64> {
+        match *self {
+            Answer::AlreadyStreaming { again_at_ms, .. } => again_at_ms,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub answer: Answer,

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::schedule::Known;
 use crate::store::agents::{DueAgent, Renewal, Verdict};
-use crate::store::usage::{EpochObservation, EpochTiming};
+use crate::store::usage::{effective_epoch, EpochObservation, EpochTiming};
 use crate::store::Store;
 use crate::stream::{Answer, StreamClient};
 use crate::{health, http, now_ms};
@@ -117,58 +117,19 @@ impl Agency {
         }
     }
 
-    /// What a tick would do now, changing nothing: the epoch (one read-only request), the
-    /// agents it would renew and the epochs it would consider for billing.
-    pub fn dry_run(&self) -> Result<String> {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let status = self.gateway.network_status();
-        let current = match &status {
-            Ok(s) => {
-                let current = self
-                    .store
-                    .max_epoch_seen()?
-                    .map_or(s.epoch, |m| m.max(s.epoch));
-                let _ = writeln!(out, "dry run: epoch {current}; nothing is sent or written");
-                Some((current, s.rounds_passed))
-            }
-            Err(e) => {
-                let _ = writeln!(
-                    out,
-                    "dry run: epoch unknown ({e}); nothing is sent or written"
-                );
-                None
-            }
+    /// The effective current epoch and rounds passed in it, asking the gateway once and
+    /// writing nothing (for `tick --dry-run`). The inner error is the gateway's.
+    pub fn peek_epoch(&self) -> Result<std::result::Result<(i64, i64), String>> {
+        let status = match self.gateway.network_status() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
         };
-        let now = now_ms();
-        let due = self.store.due_list(now)?;
-        for (address, end) in &due {
-            let end = end.map_or("unknown".to_string(), |e| crate::report::utc(Some(e)));
-            let _ = writeln!(out, "would renew {address} (window ends {end})");
-        }
-        let _ = writeln!(out, "{} agents due", due.len());
-        match (&self.biller, current) {
-            (None, _) => out.push_str("billing off\n"),
-            (Some(_), None) => out.push_str("billing waits for the epoch\n"),
-            (Some(_), Some((epoch, rounds))) => {
-                let newest = crate::billing::newest_billable(epoch, rounds);
-                let candidates = self.store.billing_candidates(newest + 1)?;
-                for c in &candidates {
-                    let _ = writeln!(
-                        out,
-                        "would consider billing {} epoch {} ({} windows), after the contract's views",
-                        c.address, c.epoch, c.windows
-                    );
-                }
-                let pending = self.store.pending_transactions()?.len();
-                let _ = writeln!(
-                    out,
-                    "{} epochs to bill, {pending} transactions in flight",
-                    candidates.len()
-                );
-            }
-        }
-        Ok(out)
+        let current = effective_epoch(self.store.max_epoch_seen()?, status.epoch);
+        Ok(Ok((current, status.rounds_passed)))
+    }
+
+    pub fn billing_enabled(&self) -> bool {
+        self.biller.is_some()
     }
 
     fn halted(&self) -> bool {
@@ -270,8 +231,10 @@ impl Agency {
 
     /// The chain's round duration, cached in the database after the first answer.
     fn round_duration_ms(&self) -> Option<i64> {
-        if let Ok(Some(ms)) = self.store.meta_get_i64(ROUND_DURATION_KEY) {
-            return Some(ms);
+        match self.store.meta_get_i64(ROUND_DURATION_KEY) {
+            Ok(Some(ms)) => return Some(ms),
+            Ok(None) => {}
+            Err(e) => log::warn!("cannot read the cached round duration: {e}"),
         }
         match self.gateway.network_config() {
             Ok(c) if c.round_duration_ms > 0 => {
@@ -308,16 +271,11 @@ impl Agency {
             step: agent.backoff_step,
         };
         let plan = self.cfg.policy.plan(&reply.answer, now, known);
-        let (verdict, window, expected_end) = match &reply.answer {
-            Answer::Opened { end_ms } => (Verdict::Renewed, Some((*end_ms, false)), Some(*end_ms)),
-            Answer::AlreadyStreaming { end_ms, .. } => {
-                let observed = end_ms
-                    .filter(|_| self.cfg.count_observed_windows)
-                    .map(|e| (e, true));
-                (Verdict::Neutral, observed, *end_ms)
-            }
-            _ => (Verdict::Failed(reply.reason.clone()), None, None),
-        };
+        let (verdict, window) = verdict_of(
+            &reply.answer,
+            &reply.reason,
+            self.cfg.count_observed_windows,
+        );
         match &verdict {
             Verdict::Renewed => summary.renewed += 1,
             Verdict::Neutral => summary.already_streaming += 1,
@@ -334,20 +292,13 @@ impl Agency {
             duration_ms: reply.duration_ms,
             status_code: reply.status,
             reason: &reply.reason,
-            end_stream_ms: match reply.answer {
-                Answer::Opened { end_ms } => Some(end_ms),
-                Answer::AlreadyStreaming { end_ms, .. } => end_ms,
-                _ => None,
-            },
-            can_stream_again_at_ms: match reply.answer {
-                Answer::AlreadyStreaming { again_at_ms, .. } => again_at_ms,
-                _ => None,
-            },
+            end_stream_ms: reply.answer.end_ms(),
+            can_stream_again_at_ms: reply.answer.again_at_ms(),
             body_excerpt: &reply.excerpt,
             verdict,
             window,
             min_epoch,
-            expected_end_ms: expected_end,
+            expected_end_ms: reply.answer.end_ms(),
             next_attempt_ms: plan.next_attempt_ms,
             backoff_step: plan.backoff_step,
         })?;
@@ -363,5 +314,50 @@ impl Agency {
             plan.next_attempt_ms
         );
         Ok(())
+    }
+}
+
+/// What an answer means for the agent's counters, and the window it counts, if any:
+/// `(end, observed)`, observed when found already open (counted only with
+/// `--count-observed-windows`).
+pub fn verdict_of(
+    answer: &Answer,
+    reason: &str,
+    count_observed: bool,
+) -> (Verdict, Option<(i64, bool)>) {
+    match *answer {
+        Answer::Opened { end_ms } => (Verdict::Renewed, Some((end_ms, false))),
+        Answer::AlreadyStreaming { end_ms, .. } => (
+            Verdict::Neutral,
+            end_ms.filter(|_| count_observed).map(|e| (e, true)),
+        ),
+        _ => (Verdict::Failed(reason.to_string()), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_verdicts_and_windows() {
+        let opened = Answer::Opened { end_ms: 9 };
+        assert_eq!(
+            verdict_of(&opened, "ok", false),
+            (Verdict::Renewed, Some((9, false)))
+        );
+        let open = Answer::AlreadyStreaming {
+            end_ms: Some(7),
+            again_at_ms: None,
+        };
+        assert_eq!(verdict_of(&open, "x", false), (Verdict::Neutral, None));
+        assert_eq!(
+            verdict_of(&open, "x", true),
+            (Verdict::Neutral, Some((7, true)))
+        );
+        assert_eq!(
+            verdict_of(&Answer::Transient, "HTTP 502", true),
+            (Verdict::Failed("HTTP 502".into()), None)
+        );
     }
 }

@@ -488,3 +488,56 @@ fn every_command_refuses_hostile_input_cleanly() {
         refused(&sb, &before, &args, code, expect);
     }
 }
+
+/// The README and `--help` agree: every command of the README's table is a command of the
+/// binary, and every exit status in the README's table is listed by `--help`.
+#[test]
+fn readme_commands_and_exit_statuses_are_in_help() {
+    let sb = Sandbox::new();
+    let help = sb.ok(&["--help"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = |title: &str| -> Vec<String> {
+        let start = readme
+            .find(title)
+            .unwrap_or_else(|| panic!("README lacks {title}"));
+        readme[start..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut commands = Vec::new();
+    for row in section("## Commands") {
+        let cell = row.split('|').nth(1).unwrap_or("");
+        // `pause --address A`, `resume --address A`: every backquoted name in the cell.
+        for quoted in cell.split('`').skip(1).step_by(2) {
+            let name = quoted.split_whitespace().next().unwrap_or("");
+            commands.push(name.to_string());
+        }
+    }
+    assert!(commands.len() >= 15, "{commands:?}");
+    for name in &commands {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            "README command {name} is not in --help:\n{help}"
+        );
+        sb.ok(&[name.as_str(), "--help"]);
+    }
+    let statuses: Vec<String> = section("## Exit statuses")
+        .iter()
+        .map(|row| row.split('|').nth(1).unwrap_or("").trim().to_string())
+        .collect();
+    assert_eq!(statuses, ["0", "1", "2", "3", "4"]);
+    for status in statuses.iter().filter(|s| *s != "0") {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{status} "))),
+            "exit status {status} is not in --help:\n{help}"
+        );
+    }
+}

@@ -3,8 +3,9 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
+use stream_agency::cmd::enroll;
 use stream_agency::keys::{self, Address};
-use stream_agency::{escrow, gateway, http, manage, stream};
+use stream_agency::{escrow, gateway, http, stream};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -87,8 +88,8 @@ proptest! {
     #[test]
     fn signature_and_enrollment_parsing_never_panic(s in "\\PC{0,200}", lines in "([0-9a-z\\t #]{0,140}\\n){0,5}") {
         let _ = keys::parse_signature_hex(&s);
-        let _ = manage::parse_enrollment_file(&lines, 500);
-        let _ = manage::parse_enrollment_file(&s, 500);
+        let _ = enroll::parse_enrollment_file(&lines, 500);
+        let _ = enroll::parse_enrollment_file(&s, 500);
     }
 
     #[test]

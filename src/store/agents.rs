@@ -6,6 +6,7 @@ use super::{usage, Store};
 use crate::error::{Error, Result};
 use crate::keys::{Address, Secret};
 
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Enrolled {
     New,
@@ -92,6 +93,7 @@ impl Store {
     }
 
     /// Adds an agent, or updates a known one's signature and fee and reactivates it.
+    #[cfg(test)]
     pub fn enroll(
         &mut self,
         address: &Address,
@@ -145,12 +147,7 @@ impl Store {
 
     /// Encrypts every plaintext signature in place, in one transaction (a crash leaves all
     /// rows as they were). Returns how many rows were encrypted.
-    pub fn encrypt_secrets(&mut self) -> Result<usize> {
-        let Some(key) = &self.secret_key else {
-            return Err(Error::usage(
-                "encrypt-secrets needs --secret-key-file (create one with `keygen`)",
-            ));
-        };
+    pub fn encrypt_secrets(&mut self, key: &crate::secrets::SecretKey) -> Result<usize> {
         let tx = self.conn.transaction()?;
         let rows: Vec<(i64, String, String)> = tx
             .prepare("SELECT id, address, stream_signature FROM agents")?

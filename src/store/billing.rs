@@ -5,12 +5,13 @@ use rusqlite::params;
 
 use super::Store;
 use crate::error::Result;
+use crate::keys::Address;
 
 /// An (agent, epoch) ready to bill: the agent's lowest unsettled closed epoch.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub agent_id: i64,
-    pub address: String,
+    pub agent: Address,
     pub epoch: i64,
     pub windows: i64,
 }
@@ -29,20 +30,21 @@ pub struct PendingTx {
 }
 
 impl Store {
-    /// Per agent, the lowest epoch below `current` with windows that is neither billed nor
-    /// settled, for agents with no transaction in flight and no window still waiting for its
-    /// epoch (it might belong to an earlier epoch, and epochs must go in increasing order).
-    pub fn billing_candidates(&self, current: i64) -> Result<Vec<Candidate>> {
+    /// Per agent, the lowest epoch up to `newest` (inclusive) with windows that is neither
+    /// billed nor settled, for agents with no transaction in flight and no window still
+    /// waiting for its epoch (it might belong to an earlier epoch, and epochs must go in
+    /// increasing order). An agent whose stored address does not parse is skipped, loudly.
+    pub fn billing_candidates(&self, newest: i64) -> Result<Vec<Candidate>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.agent_id, a.address, MIN(u.epoch) FROM usage_windows u
              JOIN agents a ON a.id = u.agent_id
-             WHERE u.billed = 0 AND u.outcome IS NULL AND u.epoch < ?1
+             WHERE u.billed = 0 AND u.outcome IS NULL AND u.epoch <= ?1
                AND NOT EXISTS (SELECT 1 FROM billing_attempts b
                                WHERE b.agent_id = u.agent_id AND b.status = 'pending')
              GROUP BY u.agent_id ORDER BY MIN(u.epoch), u.agent_id",
         )?;
         let firsts: Vec<(i64, String, i64)> = stmt
-            .query_map([current], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([newest], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(firsts.len());
         for (agent_id, address, epoch) in firsts {
@@ -59,9 +61,16 @@ impl Store {
                 params![agent_id, epoch],
                 |r| r.get(0),
             )?;
+            let agent = match Address::parse(&address) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::error!("agent {address} has an invalid address in the database: {e}");
+                    continue;
+                }
+            };
             out.push(Candidate {
                 agent_id,
-                address,
+                agent,
                 epoch,
                 windows,
             });

@@ -1,11 +1,13 @@
 //! The SQLite database: opening, schema migrations and small key/value facts.
 //!
 //! Queries live next to their concern: `agents` (enrollment and renewal outcomes),
-//! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping).
+//! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping), `views`
+//! (read-only queries of the reports and checks). No other module touches `conn`.
 
 pub mod agents;
 pub mod billing;
 pub mod usage;
+pub mod views;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -25,7 +27,7 @@ fn migrations() -> Migrations<'static> {
 const SCHEMA_VERSION: usize = 1;
 
 pub struct Store {
-    pub conn: Connection,
+    conn: Connection,
     /// Encrypts stream signatures at rest when configured.
     pub secret_key: Option<crate::secrets::SecretKey>,
 }

@@ -83,6 +83,12 @@ fn estimate_epoch(
     estimate.clamp(lower, current)
 }
 
+/// The current epoch given the highest seen before and a new observation: it never goes
+/// back (a lagging gateway must not make a window land in an epoch already billed).
+pub fn effective_epoch(seen: Option<i64>, observed: i64) -> i64 {
+    seen.map_or(observed, |s| s.max(observed))
+}
+
 impl Store {
     pub fn max_epoch_seen(&self) -> Result<Option<i64>> {
         self.meta_get_i64(MAX_EPOCH_SEEN)
@@ -92,7 +98,7 @@ impl Store {
     /// back (a lagging gateway must not make a window land in an epoch already billed).
     pub fn observe_epoch(&self, obs: &EpochObservation) -> Result<i64> {
         let seen = self.max_epoch_seen()?;
-        let current = seen.map_or(obs.epoch, |s| s.max(obs.epoch));
+        let current = effective_epoch(seen, obs.epoch);
         if seen != Some(current) {
             self.meta_set(MAX_EPOCH_SEEN, &current.to_string())?;
         }

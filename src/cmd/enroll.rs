@@ -1,21 +1,82 @@
-//! Commands that change who is enrolled: enroll (one or a file), enroll-from-pem, pause,
-//! resume, remove. Every input is checked before the database is opened, so bad input
-//! changes nothing.
+//! `enroll` (one agent, or many with `--from-file`) and `enroll-from-pem`. Every input is
+//! checked before the database is opened, so bad input changes nothing.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use argh::FromArgs;
+
+use super::{parse_address, Ctx, Run};
 use crate::error::{Error, Result};
 use crate::keys::{self, Address, Wallet, STREAM_MESSAGE};
 use crate::now_ms;
 use crate::store::Store;
 
+/// Enroll an agent with its signature of "stream" (verified offline first), or many from a
+/// file of `address<TAB>signature[<TAB>fee_bps]` lines (all checked before any is written).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "enroll")]
+pub struct Enroll {
+    /// the agent's claw1... address
+    #[argh(option)]
+    pub address: Option<String>,
+    /// the agent's signature of the message "stream", hex (optional 0x)
+    #[argh(option)]
+    pub signature: Option<String>,
+    /// enroll every line of this file ("-" for stdin); "#" starts a comment
+    #[argh(option)]
+    pub from_file: Option<PathBuf>,
+    /// the agency's fee in basis points, 1..=10000 (default: 500)
+    #[argh(option, default = "500")]
+    pub fee_bps: u32,
+}
+
+/// Enroll the agent of a wallet PEM file, signing "stream" natively. The key is not stored.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "enroll-from-pem")]
+pub struct EnrollFromPem {
+    /// wallet PEM file (its first key is used)
+    #[argh(option)]
+    pub pem: PathBuf,
+    /// the agency's fee in basis points, 1..=10000 (default: 500)
+    #[argh(option, default = "500")]
+    pub fee_bps: u32,
+}
+
 /// An enrollment whose address, signature and fee were checked.
 pub type Checked = (Address, String, u32);
 
-pub fn parse_address(text: &str) -> Result<Address> {
-    Address::parse(text).map_err(|e| Error::usage(format!("--address: {e}")))
+impl Run for Enroll {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let agents = match (self.from_file, self.address, self.signature) {
+            (Some(file), None, None) => {
+                check_fee(self.fee_bps)?;
+                parse_enrollment_file(&read_input(&file)?, self.fee_bps)?
+            }
+            (None, Some(address), Some(signature)) => {
+                vec![check_enrollment(&address, &signature, self.fee_bps)?]
+            }
+            _ => {
+                return Err(Error::usage(
+                    "enroll takes --address and --signature, or --from-file FILE (not both)",
+                ))
+            }
+        };
+        save(&mut ctx.open_with_secrets()?, &agents)
+    }
+}
+
+impl Run for EnrollFromPem {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let fee_bps = check_fee(self.fee_bps)?;
+        let wallet = Wallet::from_pem_file(&self.pem)?;
+        let sig = wallet.sign_message(STREAM_MESSAGE.as_bytes());
+        save(
+            &mut ctx.open_with_secrets()?,
+            &[(wallet.address(), hex::encode(sig), fee_bps)],
+        )
+    }
 }
 
 pub fn check_fee(fee_bps: u32) -> Result<u32> {
@@ -41,12 +102,16 @@ pub fn check_enrollment(address: &str, signature: &str, fee_bps: u32) -> Result<
     Ok((address, hex::encode(sig), fee_bps))
 }
 
-/// Signs "stream" with the wallet's key; the key itself is not kept.
-pub fn check_pem(pem: &Path, fee_bps: u32) -> Result<Checked> {
-    let fee_bps = check_fee(fee_bps)?;
-    let wallet = Wallet::from_pem_file(pem)?;
-    let sig = wallet.sign_message(STREAM_MESSAGE.as_bytes());
-    Ok((wallet.address(), hex::encode(sig), fee_bps))
+/// A file's text, or standard input's for "-".
+fn read_input(file: &Path) -> Result<String> {
+    let mut text = String::new();
+    let read = if file == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| Error::usage(format!("cannot read {}: {e}", file.display())))?;
+    Ok(text)
 }
 
 /// Checks every line of an enrollment file: `address<TAB>signature[<TAB>fee_bps]`, `#`
@@ -60,28 +125,8 @@ pub fn parse_enrollment_file(text: &str, default_fee: u32) -> Result<Vec<Checked
         if line.is_empty() {
             continue;
         }
-        let fields: Vec<&str> = if line.contains('\t') {
-            line.split('\t').map(str::trim).collect()
-        } else {
-            line.split_whitespace().collect()
-        };
         let at = |e: Error| Error::usage(format!("line {n}: {e}; nothing was enrolled"));
-        let fee = match fields.as_slice() {
-            [_, _] => default_fee,
-            [_, _, fee] => fee.parse().map_err(|_| {
-                at(Error::usage(format!(
-                    "fee_bps '{}' is not a number",
-                    fee.chars().take(20).collect::<String>()
-                )))
-            })?,
-            _ => {
-                return Err(at(Error::usage(format!(
-                    "expected address<TAB>signature[<TAB>fee_bps], found {} fields",
-                    fields.len()
-                ))))
-            }
-        };
-        let checked = check_enrollment(fields[0], fields[1], fee).map_err(at)?;
+        let checked = parse_enrollment_line(line, default_fee).map_err(at)?;
         if let Some(first) = seen.insert(checked.0, n) {
             return Err(at(Error::usage(format!(
                 "{} is already on line {first}",
@@ -96,26 +141,31 @@ pub fn parse_enrollment_file(text: &str, default_fee: u32) -> Result<Vec<Checked
     Ok(out)
 }
 
-/// `enroll --from-file`: all lines checked first, then one transaction.
-pub fn enroll_file(
-    db: &Path,
-    file: &Path,
-    default_fee: u32,
-    open: impl FnOnce(&Path) -> Result<Store>,
-) -> Result<()> {
-    check_fee(default_fee)?;
-    let mut text = String::new();
-    let read = if file == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text)
+fn parse_enrollment_line(line: &str, default_fee: u32) -> Result<Checked> {
+    let fields: Vec<&str> = if line.contains('\t') {
+        line.split('\t').map(str::trim).collect()
     } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+        line.split_whitespace().collect()
     };
-    read.map_err(|e| Error::usage(format!("cannot read {}: {e}", file.display())))?;
-    let agents = parse_enrollment_file(&text, default_fee)?;
-    save(&mut open(db)?, &agents)
+    let fee = match fields.as_slice() {
+        [_, _] => default_fee,
+        [_, _, fee] => fee.parse().map_err(|_| {
+            Error::usage(format!(
+                "fee_bps '{}' is not a number",
+                fee.chars().take(20).collect::<String>()
+            ))
+        })?,
+        _ => {
+            return Err(Error::usage(format!(
+                "expected address<TAB>signature[<TAB>fee_bps], found {} fields",
+                fields.len()
+            )))
+        }
+    };
+    check_enrollment(fields[0], fields[1], fee)
 }
 
-pub fn save(store: &mut Store, agents: &[Checked]) -> Result<()> {
+fn save(store: &mut Store, agents: &[Checked]) -> Result<()> {
     let (new, updated) = store.enroll_many(agents, now_ms())?;
     match agents {
         [(address, _, fee)] if new == 1 => println!("enrolled {address} (fee {fee} bps)"),
@@ -126,28 +176,6 @@ pub fn save(store: &mut Store, agents: &[Checked]) -> Result<()> {
     }
     Ok(())
 }
-
-pub fn set_status(store: &Store, address: &Address, active: bool) -> Result<()> {
-    let changed = store.set_status(address, active, now_ms())?;
-    let state = if active { "active" } else { "paused" };
-    if changed {
-        println!("{address} is now {state}");
-    } else {
-        println!("{address} was already {state}");
-    }
-    Ok(())
-}
-
-pub fn remove(store: &mut Store, address: &Address, force: bool) -> Result<()> {
-    let dropped = store.remove(address, force)?;
-    if dropped > 0 {
-        println!("removed {address}; {dropped} unbilled windows were dropped (--force)");
-    } else {
-        println!("removed {address}");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

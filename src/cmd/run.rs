@@ -4,15 +4,36 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::lock::DbLock;
-use crate::now_ms;
+use crate::lock::{self, DbLock};
 use crate::tick::Agency;
+use crate::{config, now_ms};
 
 /// Sleep granularity while waiting: how fast a signal is noticed.
 const SLICE_MS: i64 = 50;
 
-pub fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> {
+crate::runtime_command! {
+    /// Tick in a loop, sleeping until the next agent is due; SIGTERM/SIGINT stop it cleanly.
+    #[argh(subcommand, name = "run")]
+    RunCmd {
+        /// longest sleep between ticks in seconds (default: 20)
+        #[argh(option)]
+        pub poll_seconds: Option<u64>,
+    }
+}
+
+impl Run for RunCmd {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let cfg = self.runtime_args().resolve()?;
+        let poll = config::poll_seconds(self.poll_seconds)?;
+        let mut lock = lock::acquire(&ctx.db, "run")?;
+        let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
+        run(&mut agency, &mut lock, poll)
+    }
+}
+
+fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, agency.stop.clone())
             .map_err(|e| Error::runtime(format!("cannot install the signal handler: {e}")))?;
@@ -37,14 +58,19 @@ pub fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<
             Some(next) => next.min(now_ms() + poll_ms),
             None => now_ms() + poll_ms,
         };
-        while !agency.stop.load(Ordering::SeqCst) {
-            let left = wake - now_ms();
-            if left <= 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(left.min(SLICE_MS) as u64));
-        }
+        sleep_until(agency, wake);
     }
     log::info!("run: stopped by signal");
     Ok(())
+}
+
+/// Sleeps in short slices so that a signal is noticed quickly.
+fn sleep_until(agency: &Agency, wake: i64) {
+    while !agency.stop.load(Ordering::SeqCst) {
+        let left = wake - now_ms();
+        if left <= 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(left.min(SLICE_MS) as u64));
+    }
 }

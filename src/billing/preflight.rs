@@ -1,0 +1,52 @@
+//! Before any transaction: is the configuration one the chain and the contract accept?
+
+use super::Biller;
+use crate::escrow::EscrowConfig;
+
+/// Whether billing can go on this tick.
+pub enum Preflight {
+    /// Go on, with the escrow's configuration.
+    Ready(EscrowConfig),
+    /// A configuration mismatch: nothing is sent until a human fixes it.
+    Blocked(String),
+    /// The gateway did not answer: try again next tick.
+    Unavailable(String),
+}
+
+impl Biller {
+    /// Chain id and minimum gas price (checked once: a mismatch would make every
+    /// transaction invalid), then the escrow's config and operator (every pass).
+    pub fn preflight(&mut self) -> Preflight {
+        if !self.network_checked {
+            let net = match self.gateway.network_config() {
+                Ok(net) => net,
+                Err(e) => return Preflight::Unavailable(e),
+            };
+            if net.chain_id != self.cfg.chain {
+                return Preflight::Blocked(format!(
+                    "--billing-chain is {} but the gateway's chain id is {}: fix the configuration",
+                    self.cfg.chain, net.chain_id
+                ));
+            }
+            if self.cfg.gas_price < net.min_gas_price {
+                return Preflight::Blocked(format!(
+                    "--billing-gas-price {} is below the chain's minimum {}",
+                    self.cfg.gas_price, net.min_gas_price
+                ));
+            }
+            self.network_checked = true;
+        }
+        let config = match self.escrow().config() {
+            Ok(c) => c,
+            Err(e) => return Preflight::Unavailable(format!("escrow config unavailable: {e}")),
+        };
+        let operator = self.cfg.operator.address();
+        if config.operator != operator {
+            return Preflight::Blocked(format!(
+                "the escrow's operator is {} but --operator-pem holds {operator}: billing would fail with 'Only operator'",
+                config.operator
+            ));
+        }
+        Preflight::Ready(config)
+    }
+}

@@ -1,0 +1,47 @@
+//! `check`: for monitoring; exit 4 and say why when something needs a human.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use super::{needs_human, Ctx, Run};
+use crate::error::Result;
+use crate::{health, now_ms};
+
+/// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal
+/// planned, billing transactions stay pending, or epochs near the backbill limit.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct Check {
+    /// warn about windows ending within this many seconds with no renewal planned (default: 600)
+    #[argh(option, default = "600")]
+    pub warn_seconds: u32,
+    /// warn about billing transactions pending longer than this (default: 900)
+    #[argh(option, default = "900")]
+    pub pending_limit_seconds: u32,
+    /// also write node_exporter textfile metrics to this file (atomically)
+    #[argh(option)]
+    pub prometheus: Option<PathBuf>,
+}
+
+impl Run for Check {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let store = ctx.open()?;
+        let now = now_ms();
+        if let Some(path) = &self.prometheus {
+            health::write_prometheus(&store, &ctx.db, path, now)?;
+        }
+        let problems = health::check(
+            &store,
+            now,
+            i64::from(self.warn_seconds) * 1000,
+            i64::from(self.pending_limit_seconds) * 1000,
+        )?;
+        for p in &problems {
+            println!("{p}");
+        }
+        needs_human(&problems)?;
+        println!("ok: all active agents streaming, billing on time");
+        Ok(())
+    }
+}

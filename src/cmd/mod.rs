@@ -1,0 +1,94 @@
+//! One file per command (or close family of commands), each implementing [`Run`].
+//!
+//! To add a command: create its file here with an argh struct and `impl Run`, then add
+//! one line to the `commands!` list in `cli.rs`. Argument checks live with the command;
+//! what commands share (opening the database, "needs a human") lives here.
+
+pub mod check;
+pub mod enroll;
+pub mod init_db;
+pub mod prune;
+pub mod remove;
+pub mod report;
+pub mod run;
+pub mod secrets;
+pub mod status;
+pub mod tick;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::keys::Address;
+use crate::secrets::SecretKey;
+use crate::store::Store;
+
+/// What every command gets: where the database is and how to open it.
+pub struct Ctx {
+    pub db: PathBuf,
+    pub key_file: Option<PathBuf>,
+}
+
+/// A command: parsed arguments that know how to run themselves.
+pub trait Run {
+    fn run(self, ctx: &Ctx) -> Result<()>;
+}
+
+impl Ctx {
+    /// The database of `--db`, else `STREAM_AGENCY_DB`, else `stream-agency.db`.
+    pub fn new(db: Option<PathBuf>, key_file: Option<PathBuf>) -> Ctx {
+        let db = db
+            .or_else(|| {
+                std::env::var_os("STREAM_AGENCY_DB")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("stream-agency.db"));
+        Ctx {
+            db,
+            key_file: crate::config::secret_key_file(key_file),
+        }
+    }
+
+    pub fn open(&self) -> Result<Store> {
+        Store::open(&self.db)
+    }
+
+    /// Opens with the secret key, for commands that read or write stream signatures.
+    pub fn open_with_secrets(&self) -> Result<Store> {
+        let key = self.key_file.as_deref().map(SecretKey::load).transpose()?;
+        let mut store = self.open()?;
+        store.secret_key = key;
+        Ok(store)
+    }
+
+    /// For commands that must not create a database (a dry run).
+    pub fn open_existing(&self) -> Result<Store> {
+        if !self.db.exists() {
+            return Err(Error::usage(format!(
+                "no database at {}: run init-db or enroll first",
+                self.db.display()
+            )));
+        }
+        self.open_with_secrets()
+    }
+}
+
+/// An `--address` argument, checked before the database is opened.
+pub fn parse_address(text: &str) -> Result<Address> {
+    Address::parse(text).map_err(|e| Error::usage(format!("--address: {e}")))
+}
+
+/// What needs a human ends `tick` and `check` with exit status 4 (after the work is done).
+pub fn needs_human(items: &[String]) -> Result<()> {
+    let Some(first) = items.first() else {
+        return Ok(());
+    };
+    for item in items {
+        log::error!("needs a human: {item}");
+    }
+    let more = match items.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Err(Error::NeedsHuman(format!("needs a human: {first}{more}")))
+}

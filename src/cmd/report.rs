@@ -1,0 +1,153 @@
+//! Read-only views for people and scripts: `report`, `attempts`, `billing-attempts`.
+
+use argh::FromArgs;
+
+use super::{parse_address, Ctx, Run};
+use crate::error::{Error, Result};
+use crate::output::{claw, Cell, Format, Rows};
+
+/// One row per agent: renewals, windows, schedule, last error.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "report")]
+pub struct Report {
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+/// The latest /stream attempts of an agent.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "attempts")]
+pub struct Attempts {
+    /// the agent's claw1... address
+    #[argh(option)]
+    pub address: String,
+    /// how many rows, newest first (default: 20)
+    #[argh(option, default = "20")]
+    pub limit: u32,
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+/// The latest billing transactions and decisions.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "billing-attempts")]
+pub struct BillingAttempts {
+    /// how many rows, newest first (default: 20)
+    #[argh(option, default = "20")]
+    pub limit: u32,
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+/// Field names of `report --format json|tsv` (stable; documented in the README).
+pub const REPORT_FIELDS: [&str; 13] = [
+    "address",
+    "status",
+    "fee_bps",
+    "renewed",
+    "failed",
+    "pending",
+    "billed",
+    "clipped",
+    "expired",
+    "due_claw",
+    "next_attempt",
+    "window_end",
+    "last_error",
+];
+
+impl Run for Report {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let store = ctx.open()?;
+        let window_reward = store.meta_window_reward()?;
+        let mut rows = Rows::new(REPORT_FIELDS.to_vec());
+        for a in store.agent_rows()? {
+            let due = window_reward.map(|reward| {
+                claw(crate::escrow::due_atto(
+                    reward,
+                    a.pending as u64,
+                    a.fee_bps as u64,
+                ))
+            });
+            rows.rows.push(vec![
+                Cell::Text(a.address),
+                Cell::Text(a.status),
+                Cell::Int(a.fee_bps),
+                Cell::Int(a.renewed),
+                Cell::Int(a.failed),
+                Cell::Int(a.pending),
+                Cell::Int(a.billed),
+                Cell::Int(a.clipped),
+                Cell::Int(a.expired),
+                Cell::OptText(due),
+                Cell::Time(a.next_attempt_ms),
+                Cell::Time(a.window_end_ms),
+                Cell::OptText(a.last_error),
+            ]);
+        }
+        rows.emit(self.format, &store.expiry_warnings()?);
+        Ok(())
+    }
+}
+
+impl Run for Attempts {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let address = parse_address(&self.address)?;
+        let store = ctx.open()?;
+        let id = store.agent_id(&address)?.ok_or_else(|| {
+            Error::usage(format!(
+                "unknown agent {address}: see `report` for enrolled agents"
+            ))
+        })?;
+        let mut rows = Rows::new(vec![
+            "attempted",
+            "ok",
+            "status_code",
+            "duration_ms",
+            "counted",
+            "end_stream",
+            "reason",
+            "body_excerpt",
+        ]);
+        for a in store.attempt_rows(id, self.limit)? {
+            rows.rows.push(vec![
+                Cell::Time(Some(a.attempted_ms)),
+                Cell::Bool(a.ok),
+                Cell::OptInt(a.status_code),
+                Cell::Int(a.duration_ms),
+                Cell::Bool(a.counted),
+                Cell::Time(a.end_stream_ms),
+                Cell::Text(a.reason),
+                Cell::OptText(a.body_excerpt.map(|e| e.chars().take(80).collect())),
+            ]);
+        }
+        rows.emit(self.format, &[]);
+        Ok(())
+    }
+}
+
+impl Run for BillingAttempts {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let store = ctx.open()?;
+        let mut rows = Rows::new(vec![
+            "created", "agent", "epoch", "windows", "nonce", "tx_hash", "status", "reason",
+        ]);
+        for b in store.billing_rows(self.limit)? {
+            rows.rows.push(vec![
+                Cell::Time(Some(b.created_ms)),
+                Cell::Text(b.address),
+                Cell::Int(b.epoch),
+                Cell::Int(b.windows),
+                Cell::OptInt(b.nonce),
+                Cell::OptText(b.tx_hash),
+                Cell::Text(b.status),
+                Cell::OptText(b.reason),
+            ]);
+        }
+        rows.emit(self.format, &[]);
+        Ok(())
+    }
+}

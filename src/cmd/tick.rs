@@ -1,0 +1,81 @@
+//! `tick`: one cycle of the job (see `crate::tick`), or with `--dry-run` what it would do.
+
+use std::fmt::Write as _;
+
+use super::{needs_human, Ctx, Run};
+use crate::error::Result;
+use crate::tick::Agency;
+use crate::{config, lock, now_ms, output};
+
+crate::runtime_command! {
+    /// One cycle: learn the epoch, renew the agents that are due, record the windows.
+    #[argh(subcommand, name = "tick")]
+    Tick {
+        /// print what would be renewed and billed; change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+    }
+}
+
+impl Run for Tick {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let cfg = self.runtime_args().resolve()?;
+        if config::switch(self.dry_run, "dry-run")? {
+            let agency = Agency::new(ctx.open_existing()?, cfg);
+            print!("{}", dry_run(&agency)?);
+            return Ok(());
+        }
+        let mut lock = lock::acquire(&ctx.db, "tick")?;
+        let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
+        let summary = agency.tick()?;
+        lock.tick_completed(now_ms());
+        println!("{summary}");
+        needs_human(&summary.attention)
+    }
+}
+
+/// What a tick would do now, changing nothing: the epoch (one read-only request), the
+/// agents it would renew and the epochs it would consider for billing. It asks the same
+/// functions the real tick uses.
+fn dry_run(agency: &Agency) -> Result<String> {
+    let mut out = String::new();
+    let epoch = agency.peek_epoch()?;
+    match &epoch {
+        Ok((current, _)) => {
+            let _ = writeln!(out, "dry run: epoch {current}; nothing is sent or written");
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "dry run: epoch unknown ({e}); nothing is sent or written"
+            );
+        }
+    }
+    let due = agency.store.due_list(now_ms())?;
+    for (address, end) in &due {
+        let end = output::utc(*end);
+        let _ = writeln!(out, "would renew {address} (window ends {end})");
+    }
+    let _ = writeln!(out, "{} agents due", due.len());
+    match (agency.billing_enabled(), epoch) {
+        (false, _) => out.push_str("billing off\n"),
+        (true, Err(_)) => out.push_str("billing waits for the epoch\n"),
+        (true, Ok((current, rounds))) => {
+            let candidates = crate::billing::candidates(&agency.store, current, rounds)?;
+            for c in &candidates {
+                let _ = writeln!(
+                    out,
+                    "would consider billing {} epoch {} ({} windows), after the contract's views",
+                    c.agent, c.epoch, c.windows
+                );
+            }
+            let pending = agency.store.pending_transactions()?.len();
+            let _ = writeln!(
+                out,
+                "{} epochs to bill, {pending} transactions in flight",
+                candidates.len()
+            );
+        }
+    }
+    Ok(out)
+}

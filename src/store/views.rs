@@ -1,0 +1,255 @@
+//! Read-only queries for `report`, `attempts`, `billing-attempts`, `check` and the
+//! metrics. No query here ever selects `stream_signature`.
+
+use rusqlite::params;
+
+use super::{usage, Store};
+use crate::error::Result;
+
+/// One agent's row of `report`.
+#[derive(Debug)]
+pub struct AgentRow {
+    pub address: String,
+    pub status: String,
+    pub fee_bps: i64,
+    pub renewed: i64,
+    pub failed: i64,
+    /// Counted windows neither billed nor settled.
+    pub pending: i64,
+    pub billed: i64,
+    pub clipped: i64,
+    pub expired: i64,
+    pub next_attempt_ms: Option<i64>,
+    pub window_end_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One `/stream` attempt of `attempts`.
+#[derive(Debug)]
+pub struct AttemptRow {
+    pub attempted_ms: i64,
+    pub ok: bool,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub counted: bool,
+    pub end_stream_ms: Option<i64>,
+    pub reason: String,
+    pub body_excerpt: Option<String>,
+}
+
+/// One row of `billing-attempts`.
+#[derive(Debug)]
+pub struct BillingRow {
+    pub created_ms: i64,
+    pub address: String,
+    pub epoch: i64,
+    pub windows: i64,
+    pub nonce: Option<i64>,
+    pub tx_hash: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    fn strings(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count(&self, sql: &str) -> Result<i64> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    pub fn agent_rows(&self) -> Result<Vec<AgentRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
+                    (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
+                       FROM usage_windows u WHERE u.agent_id = a.id AND u.billed = 1),
+                    (SELECT COALESCE(SUM(u.clipped_windows), 0) FROM usage_windows u WHERE u.agent_id = a.id),
+                    (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
+                       WHERE u.agent_id = a.id AND u.outcome LIKE 'expired%'),
+                    a.next_attempt_ms, a.expected_end_ms, a.last_error
+             FROM agents a ORDER BY a.address",
+        )?;
+        let rows: Vec<(i64, AgentRow)> = stmt
+            .query_map([], |r| {
+                let status: String = r.get(2)?;
+                let next = if status == "active" { r.get(9)? } else { None };
+                Ok((
+                    r.get(0)?,
+                    AgentRow {
+                        address: r.get(1)?,
+                        status,
+                        fee_bps: r.get(3)?,
+                        renewed: r.get(4)?,
+                        failed: r.get(5)?,
+                        pending: 0,
+                        billed: r.get(6)?,
+                        clipped: r.get(7)?,
+                        expired: r.get(8)?,
+                        next_attempt_ms: next,
+                        window_end_ms: r.get(10)?,
+                        last_error: r.get(11)?,
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(id, mut row)| {
+                row.pending = usage::unbilled_windows(&self.conn, Some(id))?;
+                Ok(row)
+            })
+            .collect()
+    }
+
+    pub fn attempt_rows(&self, agent_id: i64, limit: u32) -> Result<Vec<AttemptRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT attempted_ms, ok, status_code, duration_ms, counted, end_stream_ms, reason, body_excerpt
+             FROM attempts WHERE agent_id = ?1 ORDER BY attempted_ms DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![agent_id, limit], |r| {
+            Ok(AttemptRow {
+                attempted_ms: r.get(0)?,
+                ok: r.get(1)?,
+                status_code: r.get(2)?,
+                duration_ms: r.get(3)?,
+                counted: r.get(4)?,
+                end_stream_ms: r.get(5)?,
+                reason: r.get(6)?,
+                body_excerpt: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn billing_rows(&self, limit: u32) -> Result<Vec<BillingRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason
+             FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
+             ORDER BY b.created_ms DESC, b.id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(BillingRow {
+                created_ms: r.get(0)?,
+                address: r.get(1)?,
+                epoch: r.get(2)?,
+                windows: r.get(3)?,
+                nonce: r.get(4)?,
+                tx_hash: r.get(5)?,
+                status: r.get(6)?,
+                reason: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Unbilled epochs that pass the contract's backbill limit when the next epoch begins.
+    pub fn expiry_warnings(&self) -> Result<Vec<String>> {
+        let (Some(current), Some(limit)) = (
+            self.max_epoch_seen()?,
+            self.meta_get_i64("escrow_max_backbill_epochs")?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT a.address, u.epoch, u.windows FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+             WHERE u.billed = 0 AND u.outcome IS NULL AND ?1 - u.epoch >= ?2 ORDER BY u.epoch, a.address",
+        )?;
+        let rows = stmt.query_map(params![current, limit], |r| {
+            let (address, epoch, windows): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(format!(
+                "{address} epoch {epoch} ({windows} windows) can no longer be billed once epoch {} begins",
+                epoch + limit + 1
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Active agents whose window ended more than `grace_ms` ago without a new one.
+    pub fn lapsed(&self, now: i64, grace_ms: i64) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT address || ': window ended ' || ((?1 - expected_end_ms) / 1000) || ' s ago without renewal'
+             FROM agents WHERE status = 'active' AND expected_end_ms < ?1 - ?2 ORDER BY address",
+            params![now, grace_ms],
+        )
+    }
+
+    /// Active agents whose window ends within `warn_ms` with no attempt planned before its end.
+    pub fn at_risk(&self, now: i64, warn_ms: i64) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT address || CASE WHEN expected_end_ms < ?1 THEN ': window lapsed ' || ((?1 - expected_end_ms) / 1000) || ' s ago'
+                                    ELSE ': window ends in ' || ((expected_end_ms - ?1) / 1000) || ' s with no renewal planned before' END
+             FROM agents WHERE status = 'active' AND expected_end_ms < ?1 + ?2 AND next_attempt_ms > expected_end_ms
+             ORDER BY address",
+            params![now, warn_ms],
+        )
+    }
+
+    /// Active agents failing for longer than `for_ms`.
+    pub fn failing(&self, now: i64, for_ms: i64) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT address || ': failing for ' || ((?1 - failing_since_ms) / 60000) || ' min: ' || COALESCE(last_error, '?')
+             FROM agents WHERE status = 'active' AND failing_since_ms < ?1 - ?2 ORDER BY address",
+            params![now, for_ms],
+        )
+    }
+
+    /// Billing transactions pending for longer than `limit_ms`.
+    pub fn stale_billing(&self, now: i64, limit_ms: i64) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT a.address || ' epoch ' || b.epoch || ': billing transaction pending for ' || ((?1 - b.created_ms) / 1000) || ' s'
+             FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
+             WHERE b.status = 'pending' AND b.created_ms < ?1 - ?2 ORDER BY b.created_ms",
+            params![now, limit_ms],
+        )
+    }
+
+    pub fn agents_with_status(&self, status: &str) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM agents WHERE status = ?1",
+            [status],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+/// Lifetime totals for the metrics.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub renewals_ok: i64,
+    pub renewals_failed: i64,
+    pub windows_pending: i64,
+    pub windows_billed: i64,
+    pub windows_clipped: i64,
+    pub windows_expired: i64,
+    pub billing_failures: i64,
+}
+
+impl Store {
+    pub fn totals(&self) -> Result<Totals> {
+        let (renewals_ok, renewals_failed) = self.conn.query_row(
+            "SELECT COALESCE(SUM(success_count), 0), COALESCE(SUM(failure_count), 0) FROM agents",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (windows_billed, windows_clipped, windows_expired) = self.conn.query_row(
+            "SELECT COALESCE(SUM(CASE WHEN billed = 1 THEN COALESCE(billed_windows, windows) END), 0),
+                    COALESCE(SUM(clipped_windows), 0),
+                    COALESCE(SUM(CASE WHEN outcome LIKE 'expired%' THEN windows END), 0)
+             FROM usage_windows",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(Totals {
+            renewals_ok,
+            renewals_failed,
+            windows_pending: usage::unbilled_windows(&self.conn, None)?,
+            windows_billed,
+            windows_clipped,
+            windows_expired,
+            billing_failures: self
+                .count("SELECT COUNT(*) FROM billing_attempts WHERE status = 'failed'")?,
+        })
+    }
+}
