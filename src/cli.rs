@@ -65,6 +65,9 @@ commands! {
     Report(cmd::report::Report),
     Attempts(cmd::report::Attempts),
     BillingAttempts(cmd::report::BillingAttempts),
+    Receivables(cmd::report::Receivables),
+    Billing(cmd::billing::Billing),
+    Reconcile(cmd::reconcile::Reconcile),
     Check(cmd::check::Check),
     Prune(cmd::prune::Prune),
 }

@@ -160,10 +160,7 @@ impl RuntimeArgs {
                 "--jitter-seconds ({jitter}) must be below --lead-seconds ({lead}), or renewals could come after the window ends"
             )));
         }
-        let timeout = u64_opt(self.timeout_seconds, "timeout-seconds", 10)?;
-        if !(1..=300).contains(&timeout) {
-            return Err(Error::usage("--timeout-seconds must be between 1 and 300"));
-        }
+        let timeout = timeout_seconds(self.timeout_seconds)?;
         let allow_http = switch(self.allow_insecure_http, "allow-insecure-http")?;
         let max_tick = u64_opt(self.max_tick_seconds, "max-tick-seconds", 50)?;
         if !(1..=86_400).contains(&max_tick) {
@@ -202,11 +199,7 @@ impl RuntimeArgs {
     }
 
     fn billing(&self, allow_http: bool) -> Result<BillingConfig> {
-        let escrow = string_opt(self.escrow_contract.clone(), "escrow-contract").ok_or_else(|| {
-            Error::usage("--billing-enabled needs --escrow-contract claw1... (the StreamAgencyEscrow contract)")
-        })?;
-        let escrow =
-            Address::parse(&escrow).map_err(|e| Error::usage(format!("--escrow-contract: {e}")))?;
+        let escrow = escrow_contract(self.escrow_contract.clone(), "--billing-enabled")?;
         let pem = self
             .operator_pem
             .clone()
@@ -249,6 +242,49 @@ impl RuntimeArgs {
             gas_price,
         })
     }
+}
+
+/// `--timeout-seconds` (or its variable), 1..=300, default 10.
+fn timeout_seconds(flag: Option<u64>) -> Result<u64> {
+    let timeout = u64_opt(flag, "timeout-seconds", 10)?;
+    if !(1..=300).contains(&timeout) {
+        return Err(Error::usage("--timeout-seconds must be between 1 and 300"));
+    }
+    Ok(timeout)
+}
+
+/// `--escrow-contract` (or its variable), required by `what`.
+fn escrow_contract(flag: Option<String>, what: &str) -> Result<Address> {
+    let escrow = string_opt(flag, "escrow-contract").ok_or_else(|| {
+        Error::usage(format!(
+            "{what} needs --escrow-contract claw1... (the StreamAgencyEscrow contract)"
+        ))
+    })?;
+    Address::parse(&escrow).map_err(|e| Error::usage(format!("--escrow-contract: {e}")))
+}
+
+/// What reading the escrow's views needs (no operator key): `reconcile`.
+#[derive(Debug)]
+pub struct ViewConfig {
+    pub escrow: Address,
+    pub proxy: String,
+    pub timeout: Duration,
+}
+
+/// The view options of `reconcile`, resolved like those of `tick` (flag, variable, default).
+pub fn view_config(
+    escrow: Option<String>,
+    proxy: Option<String>,
+    timeout_seconds: Option<u64>,
+    allow_insecure_http: bool,
+) -> Result<ViewConfig> {
+    let allow_http = switch(allow_insecure_http, "allow-insecure-http")?;
+    let timeout = self::timeout_seconds(timeout_seconds)?;
+    Ok(ViewConfig {
+        escrow: escrow_contract(escrow, "reconcile")?,
+        proxy: url(proxy, "billing-proxy", DEFAULT_API_URL, allow_http)?,
+        timeout: Duration::from_secs(timeout),
+    })
 }
 
 /// The key file for signatures at rest: the flag, `STREAM_AGENCY_SECRET_KEY_FILE`, or the

@@ -3,6 +3,7 @@
 
 use crate::gateway::Gateway;
 use crate::keys::Address;
+use crate::ledger::Kind;
 use crate::tx::u64_arg;
 
 /// From `getConfig()`.
@@ -160,13 +161,13 @@ pub struct Views {
 /// What to do with a candidate (agent, epoch), judged from the views before sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The chain has it already.
-    AlreadyBilled,
-    /// The contract would refuse it for good (the reason says why); `clipped` when the
-    /// guards allow 0 windows.
-    Unbillable { reason: String, clipped: bool },
-    /// Send a transaction for this many windows (clipped to the guards).
-    Send { windows: u64 },
+    /// The chain has it already, in this settlement state (`getEpochState`'s index).
+    AlreadyBilled { state: u8 },
+    /// The contract would refuse it for good: `kind` is expired, refused or clipped.
+    Unbillable { kind: Kind, reason: String },
+    /// Send a transaction for this many windows (clipped to the guards), which charges
+    /// `charged_atto`.
+    Send { windows: u64, charged_atto: u128 },
 }
 
 /// The contract's rules, in its order, applied to the views: never send what they say
@@ -179,18 +180,21 @@ pub fn judge(
     config: &EscrowConfig,
 ) -> Decision {
     let refused = |reason: String| Decision::Unbillable {
+        kind: Kind::Refused,
         reason,
-        clipped: false,
     };
-    if views.state.is_some() {
-        return Decision::AlreadyBilled;
+    if let Some(state) = views.state {
+        return Decision::AlreadyBilled { state };
     }
     let age = u64::try_from(current.saturating_sub(epoch)).unwrap_or(0);
     if age > config.max_backbill_epochs {
-        return refused(format!(
-            "expired: older than max_backbill_epochs ({})",
-            config.max_backbill_epochs
-        ));
+        return Decision::Unbillable {
+            kind: Kind::Expired,
+            reason: format!(
+                "expired: older than max_backbill_epochs ({})",
+                config.max_backbill_epochs
+            ),
+        };
     }
     let Some(info) = &views.info else {
         return refused("refused: agent not enrolled on the escrow".into());
@@ -213,10 +217,13 @@ pub fn judge(
     }
     match allowed_windows(u64::try_from(windows).unwrap_or(0), info, config) {
         0 => Decision::Unbillable {
+            kind: Kind::Clipped,
             reason: "clipped: the contract's guards allow 0 windows".into(),
-            clipped: true,
         },
-        windows => Decision::Send { windows },
+        windows => Decision::Send {
+            windows,
+            charged_atto: due_atto(config.window_reward, windows, info.fee_bps),
+        },
     }
 }
 
@@ -233,44 +240,48 @@ pub fn due_atto(window_reward: u128, windows: u64, fee_bps: u64) -> u128 {
 pub enum Failure {
     /// Wrong operator key: stop billing until the configuration is fixed.
     WrongOperator,
-    /// Already billed on chain: done.
+    /// The contract says it is billed already (confirmed through `getEpochState`).
     AlreadyBilled,
     /// Too old: lost for good.
     Expired,
-    /// Can never be billed, for the stated reason.
+    /// Can never be billed, for the contract's stated reason.
     Final(String),
-    /// Try again later (epoch not closed on the contract's shard yet, a guard changed).
+    /// Try again later: the epoch is not closed yet on the contract's shard.
     Retry(String),
-    /// No known message: retried a few times, then given up.
-    Unknown(String),
+    /// Would fail for every transaction (out of gas, unknown function): stop billing.
+    Systemic(String),
+    /// Not explained by the views (no message, an unknown one, a guard the views said was
+    /// fine): the agent's billing is held for a human.
+    Unexplained(String),
 }
 
 pub fn classify_failure(message: Option<&str>) -> Failure {
-    let Some(m) = message else {
-        return Failure::Unknown("failed without a contract message".into());
+    let Some(m) = message.filter(|m| !m.trim().is_empty()) else {
+        return Failure::Unexplained("failed without a contract message".into());
     };
     let has = |s: &str| m.contains(s);
+    let lower = m.to_ascii_lowercase();
     if has("Only operator") {
         Failure::WrongOperator
     } else if has("Epoch already billed") {
         Failure::AlreadyBilled
     } else if has("Epoch too old to bill") {
         Failure::Expired
-    } else if has("Epoch not closed yet")
-        || has("Exceeds max windows per epoch")
-        || has("Exceeds global windows hard cap")
-        || has("Exceeds agent max charge per epoch")
-    {
+    } else if has("Epoch not closed yet") {
         Failure::Retry(m.to_string())
     } else if has("Agent not enrolled")
         || has("Agent cancelled")
         || has("Cannot bill before join epoch")
         || has("Epoch already passed in billing order")
-        || has("Windows must be positive")
     {
         Failure::Final(m.to_string())
+    } else if lower.contains("gas")
+        || lower.contains("function not found")
+        || lower.contains("invalid function")
+    {
+        Failure::Systemic(m.to_string())
     } else {
-        Failure::Unknown(m.to_string())
+        Failure::Unexplained(m.to_string())
     }
 }
 
@@ -362,6 +373,68 @@ mod tests {
     }
 
     #[test]
+    fn judge_applies_the_contracts_rules_in_order() {
+        let views = |state: Option<u8>, info: Option<AgentInfo>| Views { state, info };
+        let cfg = config(1_000, 1_000);
+        let ok = Some(info(100, u128::MAX, 500));
+        assert_eq!(
+            judge(5, 3, 6, &views(Some(2), ok.clone()), &cfg),
+            Decision::AlreadyBilled { state: 2 }
+        );
+        assert_eq!(
+            judge(5, 3, 6, &views(None, ok.clone()), &cfg),
+            Decision::Send {
+                windows: 3,
+                charged_atto: 150
+            }
+        );
+        let kind = |d: Decision| match d {
+            Decision::Unbillable { kind, .. } => Some(kind),
+            _ => None,
+        };
+        // max_backbill_epochs 10: epoch 5 is too old in epoch 16.
+        assert_eq!(
+            kind(judge(5, 3, 16, &views(None, ok.clone()), &cfg)),
+            Some(Kind::Expired)
+        );
+        // "No limit" as u64::MAX is no limit, not a negative number.
+        let unlimited = EscrowConfig {
+            max_backbill_epochs: u64::MAX,
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            judge(5, 3, 100_000, &views(None, ok.clone()), &unlimited),
+            Decision::Send { .. }
+        ));
+        assert_eq!(
+            kind(judge(5, 3, 6, &views(None, None), &cfg)),
+            Some(Kind::Refused)
+        );
+        let mut joined = info(100, u128::MAX, 500);
+        joined.joined_epoch = 6;
+        assert_eq!(
+            kind(judge(5, 3, 7, &views(None, Some(joined.clone())), &cfg)),
+            Some(Kind::Refused)
+        );
+        joined.joined_epoch = 0;
+        joined.last_billed_epoch = 5;
+        assert_eq!(
+            kind(judge(5, 3, 7, &views(None, Some(joined)), &cfg)),
+            Some(Kind::Refused)
+        );
+        assert_eq!(
+            kind(judge(
+                5,
+                3,
+                6,
+                &views(None, Some(info(0, u128::MAX, 500))),
+                &cfg
+            )),
+            Some(Kind::Clipped)
+        );
+    }
+
+    #[test]
     fn agent_info_nested_encoding_decodes() {
         let mut b = Vec::new();
         b.extend(500u64.to_be_bytes());
@@ -409,7 +482,19 @@ mod tests {
             classify_failure(Some("Agent cancelled")),
             Failure::Final(_)
         ));
-        assert!(matches!(classify_failure(None), Failure::Unknown(_)));
+        assert!(matches!(classify_failure(None), Failure::Unexplained(_)));
+        assert!(matches!(
+            classify_failure(Some("Exceeds max windows per epoch")),
+            Failure::Unexplained(_)
+        ));
+        assert!(matches!(
+            classify_failure(Some("not enough gas")),
+            Failure::Systemic(_)
+        ));
+        assert!(matches!(
+            classify_failure(Some("invalid function (not found)")),
+            Failure::Systemic(_)
+        ));
         assert_eq!(big_uint(&[]), 0);
         assert_eq!(big_uint(&[1, 0]), 256);
         assert_eq!(big_uint(&[1; 17]), u128::MAX);

@@ -160,6 +160,27 @@ impl Gateway {
         }
     }
 
+    /// The status of the call itself, computed from its results (`process-status`): the
+    /// status and the reason when it failed.
+    pub fn process_status(&self, hash: &str) -> Result<(String, Option<String>), String> {
+        let data = self.call("GET", &format!("/transaction/{hash}/process-status"), None)?;
+        let status = data
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or("gateway process-status answer lacks data.status")?;
+        let reason = data
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(|r| {
+                r.chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect::<String>()
+            })
+            .filter(|r| !r.is_empty());
+        Ok((status.to_string(), reason))
+    }
+
     /// The contract's error message of a failed transaction (its `signalError` event).
     pub fn transaction_error(&self, hash: &str) -> Result<Option<String>, String> {
         let path = format!("/transaction/{hash}?withResults=true");

@@ -12,11 +12,25 @@ pub const LAPSE_GRACE_MS: i64 = 120_000;
 /// An agent failing this long needs a human.
 pub const FAILING_FOR_MS: i64 = 3_600_000;
 
-/// What a tick leaves for a human: lapses and long failures.
+/// What a tick leaves for a human: lapses, long failures, held billing.
 pub fn tick_attention(store: &Store, now: i64) -> Result<Vec<String>> {
     let mut out = store.lapsed(now, LAPSE_GRACE_MS)?;
     out.extend(store.failing(now, FAILING_FOR_MS)?);
+    out.extend(held(store)?);
     Ok(out)
+}
+
+/// Held epochs, each with what to do about it.
+pub fn held(store: &Store) -> Result<Vec<String>> {
+    Ok(store
+        .held_epochs()?
+        .into_iter()
+        .map(|(address, epoch, reason)| {
+            format!(
+                "{address} epoch {epoch} billing held ({reason}): once understood, `billing retry --address {address}` or `billing skip --address {address} --epoch {epoch} --reason ...`"
+            )
+        })
+        .collect())
 }
 
 /// `check`: everything a monitor should page about.
@@ -24,6 +38,10 @@ pub fn check(store: &Store, now: i64, warn_ms: i64, pending_limit_ms: i64) -> Re
     let mut out = store.at_risk(now, warn_ms)?;
     out.extend(store.failing(now, FAILING_FOR_MS)?);
     out.extend(store.stale_billing(now, pending_limit_ms)?);
+    out.extend(held(store)?);
+    if let Some(reason) = crate::billing::breaker::tripped(store)? {
+        out.push(format!("billing stopped: {reason}"));
+    }
     out.extend(store.expiry_warnings()?);
     Ok(out)
 }
@@ -80,6 +98,23 @@ fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
         "billing_failures_total",
         "Billing transactions that failed.",
         &[("", t.billing_failures)],
+    );
+    let money = crate::store::views::Money::of(store.charges(false)?.iter());
+    let as_claw = |atto: u128| (atto / 1_000_000_000_000_000) as i64; // milli-CLAW
+    metric(
+        "receivables_milliclaw",
+        "Amounts billed on chain, in thousandths of a CLAW, by settlement state.",
+        &[
+            ("{state=\"billed\"}", as_claw(money.billed)),
+            ("{state=\"settled\"}", as_claw(money.settled)),
+            ("{state=\"outstanding\"}", as_claw(money.outstanding)),
+            ("{state=\"slashed\"}", as_claw(money.slashed)),
+        ],
+    );
+    metric(
+        "held_epochs",
+        "Epochs whose billing waits for a human.",
+        &[("", store.held_epochs()?.len() as i64)],
     );
     let last_tick = crate::lock::last_tick_ms(db).unwrap_or(0);
     metric(

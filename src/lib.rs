@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod keys;
+pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod schedule;

@@ -15,7 +15,7 @@ use crate::schedule::Known;
 use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::{effective_epoch, EpochObservation, EpochTiming};
 use crate::store::Store;
-use crate::stream::{Answer, StreamClient};
+use crate::stream::{Answer, Reply, StreamClient};
 use crate::{health, http, now_ms};
 
 const ROUND_DURATION_KEY: &str = "round_duration_ms";
@@ -262,7 +262,18 @@ impl Agency {
     ) -> Result<()> {
         let attempted_ms = now_ms();
         let net_started = Instant::now();
-        let reply = self.stream.renew(&agent.address, &agent.signature);
+        let reply = match &agent.signature {
+            Ok(signature) => self.stream.renew(&agent.address, signature),
+            // Not this agent's fault on the service's side, but only a human can fix it:
+            // retried like an agent problem, while the others renew.
+            Err(e) => Reply {
+                answer: Answer::Rejected,
+                status: None,
+                reason: format!("stored signature unreadable: {e}"),
+                excerpt: String::new(),
+                duration_ms: 0,
+            },
+        };
         summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
         let now = now_ms();
         let known = Known {

@@ -3,14 +3,21 @@
 //! One pass reads top to bottom:
 //! 1. [`preflight`]: chain id, gas price, the escrow's config and operator; billing is
 //!    `Ready`, `Blocked` until a human fixes the configuration, or `Unavailable` this tick.
-//! 2. [`settle`]: the transactions already sent (status, or re-send of the identical bytes
-//!    when the gateway lost them).
-//! 3. [`send`]: for each agent, its lowest closed epoch not yet settled: the contract's
-//!    views judged by `escrow::judge`, then sign, store (write-ahead), send, store the hash.
+//! 2. [`settle`]: the transactions already sent, each confirmed by the contract's
+//!    `getEpochState` (never by the transaction's shallow status); failures classified by
+//!    the contract's message into expired, refused, retry later, or held for a human.
+//! 3. the [`breaker`]: stopped billing stays stopped until a human acts.
+//! 4. [`send`]: for each agent, its lowest open closed epoch: the contract's views judged by
+//!    `escrow::judge`, then sign, store (write-ahead), send, store the hash; never more in
+//!    flight than the breaker's slow-start window.
+//! 5. [`receivables`]: the settlement state of billed epochs, at a bounded rate.
 //!
-//! At most one transaction per agent is in flight, so epochs go out in increasing order.
+//! At most one transaction per agent is in flight, so epochs go out in increasing order,
+//! and an agent with a held epoch sends nothing until a human acts.
 
+pub mod breaker;
 mod preflight;
+mod receivables;
 mod send;
 mod settle;
 
@@ -18,17 +25,27 @@ use crate::config::BillingConfig;
 use crate::error::Result;
 use crate::escrow::Escrow;
 use crate::gateway::Gateway;
+use crate::now_ms;
 use crate::store::billing::Candidate;
 use crate::store::Store;
 
 pub use preflight::Preflight;
+use send::NewEpochs;
 
 /// The epoch just closed is billed only after this many rounds of the new one, so the
 /// contract's shard has most likely seen the change ("Epoch not closed yet" costs gas).
 pub const SETTLE_ROUNDS: i64 = 3;
-/// Failures without a known contract message, counting the first, after which the epoch
-/// is left to a human.
-pub const MAX_UNEXPLAINED_FAILURES: i64 = 3;
+/// "Try later" failures of one epoch, counting the first, after which it is held.
+pub const MAX_RETRIES: i64 = 8;
+/// How long a transaction that is done may show no state on the contract before it is
+/// treated as failed (the contract's shard may lag).
+pub const RESOLVE_WAIT_MS: i64 = 30_000;
+
+/// The wait before an epoch is sent again after its `n`-th "try later" failure:
+/// 1 s, 2 s, 4 s, ... up to 5 min.
+pub fn retry_backoff_ms(n: i64) -> i64 {
+    1000 * (1i64 << n.clamp(1, 9).saturating_sub(1)).min(300)
+}
 
 /// The newest epoch that may be billed now, `rounds_passed` into epoch `current`.
 pub fn newest_billable(current: i64, rounds_passed: i64) -> i64 {
@@ -41,7 +58,7 @@ pub fn newest_billable(current: i64, rounds_passed: i64) -> i64 {
 
 /// The (agent, epoch) pairs a pass would consider now (also what `tick --dry-run` shows).
 pub fn candidates(store: &Store, current: i64, rounds_passed: i64) -> Result<Vec<Candidate>> {
-    store.billing_candidates(newest_billable(current, rounds_passed))
+    store.billing_candidates(newest_billable(current, rounds_passed), now_ms())
 }
 
 pub struct Biller {
@@ -57,8 +74,10 @@ pub struct BillingSummary {
     pub failed: usize,
     pub skipped: usize,
     pub in_flight: usize,
-    /// Epochs settled for good without being billed this pass (expired, refused, given up).
+    /// Epochs settled for good without being billed this pass (expired, refused).
     pub lost: usize,
+    /// Epochs held for a human this pass.
+    pub held: usize,
     /// Billing cannot go on until a human acts (wrong operator key, chain id, gas price).
     pub blocked: Option<String>,
     /// Milliseconds spent signing and sending new transactions, for the figures.
@@ -96,6 +115,19 @@ impl Biller {
         }
     }
 
+    /// What a human changes to fix a failing configuration.
+    fn fingerprint(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}",
+            self.cfg.chain,
+            self.cfg.escrow,
+            self.cfg.operator.address(),
+            self.cfg.gas_limit,
+            self.cfg.gas_price,
+            self.cfg.proxy
+        )
+    }
+
     fn escrow(&self) -> Escrow<'_> {
         Escrow {
             gateway: &self.gateway,
@@ -125,19 +157,29 @@ impl Biller {
             }
         };
         store.set_meta_escrow(config.window_reward, config.max_backbill_epochs)?;
+        if let Some(released) = breaker::configuration(store, &self.fingerprint(), now_ms())? {
+            if released > 0 {
+                log::warn!("billing configuration changed: {released} held epochs re-opened");
+            }
+        }
         let Some(in_flight) = self.settle_in_flight(store, &mut summary, halted)? else {
             return Ok(summary);
         };
+        if let Some(reason) = breaker::tripped(store)? {
+            summary.blocked = Some(reason);
+            return Ok(summary);
+        }
         let candidates = candidates(store, current, rounds_passed)?;
-        self.send_new_epochs(
-            store,
+        let new = NewEpochs {
             candidates,
-            &config,
+            config: &config,
             current,
             in_flight,
-            &mut summary,
-            halted,
-        )?;
+        };
+        self.send_new_epochs(store, new, &mut summary, halted)?;
+        if !halted() {
+            self.follow_receivables(store, current)?;
+        }
         // Sent without an answer counts as in flight too; refused ones do not.
         summary.in_flight += summary.sent;
         Ok(summary)

@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::{Biller, BillingSummary};
+use super::{breaker, Biller, BillingSummary};
 use crate::error::Result;
 use crate::escrow::{self, Decision, EscrowConfig, Views};
 use crate::gateway::Sent;
+use crate::ledger::{settlement, Kind};
 use crate::now_ms;
-use crate::store::billing::Candidate;
+use crate::store::billing::{Candidate, Settled};
 use crate::store::Store;
 use crate::tx::{bill_epoch_data, Transaction};
 
@@ -35,26 +36,40 @@ impl Nonces {
     }
 }
 
+/// What a pass may send: the candidates, the escrow's config, the current epoch and the
+/// nonces already in flight.
+pub(super) struct NewEpochs<'a> {
+    pub candidates: Vec<Candidate>,
+    pub config: &'a EscrowConfig,
+    pub current: i64,
+    pub in_flight: Vec<u64>,
+}
+
 impl Biller {
-    /// Judges and sends the candidates in order until one send goes wrong or `halted`.
-    #[allow(clippy::too_many_arguments)]
+    /// Judges and sends the candidates in order until one send goes wrong, the slow-start
+    /// window is full, or `halted`.
     pub(super) fn send_new_epochs(
         &self,
         store: &mut Store,
-        candidates: Vec<Candidate>,
-        config: &EscrowConfig,
-        current: i64,
-        in_flight: Vec<u64>,
+        new: NewEpochs,
         summary: &mut BillingSummary,
         halted: &dyn Fn() -> bool,
     ) -> Result<()> {
+        let NewEpochs {
+            candidates,
+            config,
+            current,
+            in_flight,
+        } = new;
+        // Slow start: never more in flight than the breaker's window.
+        let mut room = breaker::window(store)? - in_flight.len() as i64;
         // The account's nonce is asked for only once something is to be sent.
         let mut nonces: Option<Nonces> = None;
         for c in candidates {
-            if halted() {
+            if halted() || room <= 0 {
                 break;
             }
-            let Some(windows) = self.decide(store, &c, config, current, summary)? else {
+            let Some((windows, charged)) = self.decide(store, &c, config, current, summary)? else {
                 continue;
             };
             if nonces.is_none() {
@@ -73,7 +88,8 @@ impl Biller {
                 }
             }
             if let Some(nonces) = nonces.as_mut() {
-                if !self.send_one(store, &c, windows, nonces, summary)? {
+                room -= 1;
+                if !self.send_one(store, &c, windows, charged, nonces, summary)? {
                     break;
                 }
             }
@@ -81,7 +97,7 @@ impl Biller {
         Ok(())
     }
 
-    /// Asks the views and records the judgement. `Some(windows)`: send that many now.
+    /// Asks the views and records the judgement. `Some((windows, charge))`: send now.
     fn decide(
         &self,
         store: &mut Store,
@@ -89,7 +105,7 @@ impl Biller {
         config: &EscrowConfig,
         current: i64,
         summary: &mut BillingSummary,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, u128)>> {
         let escrow = self.escrow();
         let views = escrow
             .epoch_state(&c.agent, c.epoch as u64)
@@ -108,21 +124,36 @@ impl Biller {
         };
         let now = now_ms();
         match escrow::judge(c.epoch, c.windows, current, &views, config) {
-            Decision::AlreadyBilled => {
-                store.record_skipped(c, "already billed on chain", now)?;
-                store.record_billed(c.agent_id, c.epoch, None, "billed (found on chain)", now)?;
+            Decision::AlreadyBilled { state } => {
+                let kind = Kind::BilledFoundOnChain;
+                store.record_decision(
+                    c.agent_id,
+                    c.epoch,
+                    c.windows,
+                    kind,
+                    "already billed on chain",
+                    now,
+                )?;
+                let found = Settled {
+                    settlement: Some(settlement(state)),
+                    ..Settled::new(kind, "billed (found on chain)")
+                };
+                store.settle_epoch(c.agent_id, c.epoch, &found, now)?;
                 summary.skipped += 1;
                 Ok(None)
             }
-            Decision::Unbillable { reason, clipped } => {
-                store.record_skipped(c, &reason, now)?;
-                store.record_unbillable(c.agent_id, c.epoch, &reason, clipped)?;
+            Decision::Unbillable { kind, reason } => {
+                store.record_decision(c.agent_id, c.epoch, c.windows, kind, &reason, now)?;
+                store.settle_epoch(c.agent_id, c.epoch, &Settled::new(kind, &reason), now)?;
                 summary.skipped += 1;
                 summary.lost += 1;
                 log::warn!("{} epoch {}: not billed: {reason}", c.agent, c.epoch);
                 Ok(None)
             }
-            Decision::Send { windows } => {
+            Decision::Send {
+                windows,
+                charged_atto,
+            } => {
                 if windows < c.windows as u64 {
                     log::warn!(
                         "{} epoch {}: {} windows clipped to {windows} by the contract's guards",
@@ -131,7 +162,7 @@ impl Biller {
                         c.windows
                     );
                 }
-                Ok(Some(windows))
+                Ok(Some((windows, charged_atto)))
             }
         }
     }
@@ -142,6 +173,7 @@ impl Biller {
         store: &Store,
         c: &Candidate,
         windows: u64,
+        charged_atto: u128,
         nonces: &mut Nonces,
         summary: &mut BillingSummary,
     ) -> Result<bool> {
@@ -157,7 +189,7 @@ impl Biller {
             chain_id: self.cfg.chain.clone(),
         };
         let signed = tx.sign(&self.cfg.operator);
-        let id = store.record_signed(c, windows as i64, nonce, &signed, now_ms())?;
+        let id = store.record_signed(c, windows as i64, nonce, &signed, charged_atto, now_ms())?;
         let sent = self.gateway.send_transaction(&signed);
         summary.send_ms += started.elapsed().as_secs_f64() * 1000.0;
         match sent {
@@ -172,7 +204,8 @@ impl Biller {
                 Ok(true)
             }
             Sent::Refused(e) => {
-                store.record_tx_failed(id, &format!("refused by the gateway: {e}"), now_ms())?;
+                let reason = format!("refused by the gateway: {e}");
+                store.record_attempt(id, Kind::GatewayRefused, &reason, now_ms())?;
                 nonces.release(nonce);
                 summary.failed += 1;
                 log::warn!(

@@ -1,13 +1,26 @@
-//! Settling the transactions in flight: what became of each one we sent.
+//! Settling the transactions in flight. The chain's transaction status is only a hint
+//! (a shallow `success` can hide a failed contract call): an epoch is billed when, and
+//! only when, the contract's `getEpochState` says so.
 
-use super::{Biller, BillingSummary, MAX_UNEXPLAINED_FAILURES};
+use super::{breaker, Biller, BillingSummary, MAX_RETRIES, RESOLVE_WAIT_MS};
 use crate::error::Result;
 use crate::escrow::{classify_failure, Failure};
 use crate::gateway::Sent;
 use crate::keys::Address;
+use crate::ledger::{settlement, Kind};
 use crate::now_ms;
-use crate::store::billing::PendingTx;
+use crate::store::billing::{PendingTx, Settled};
 use crate::store::Store;
+
+/// What the chain says of a transaction that left the pool.
+enum Fate {
+    /// Its contract call has not finished (cross-shard results still coming).
+    Running,
+    /// The call succeeded by its results, yet the contract shows no state.
+    Succeeded,
+    /// The call failed, with the contract's message when there is one.
+    Failed(Option<String>),
+}
 
 impl Biller {
     /// Settles every transaction in flight. Returns the nonces still held, or `None` when
@@ -46,26 +59,84 @@ impl Biller {
         p: &PendingTx,
         summary: &mut BillingSummary,
     ) -> Result<bool> {
-        let status = match &p.tx_hash {
-            Some(hash) => match self.gateway.transaction_status(hash) {
-                Ok(s) => s,
-                Err(e) => {
-                    log::warn!("status of tx {hash} unknown this tick: {e}");
-                    return Ok(true);
-                }
-            },
-            None => None,
+        let Some(hash) = &p.tx_hash else {
+            return self.resend(store, p, summary);
         };
-        match status.as_deref() {
-            Some("success") => record_billed(store, p, "billed", summary),
-            Some("fail") | Some("invalid") => {
-                let hash = p.tx_hash.as_deref().unwrap_or("");
-                let message = self.gateway.transaction_error(hash).unwrap_or_default();
+        match self.gateway.transaction_status(hash) {
+            Err(e) => {
+                log::warn!("status of tx {hash} unknown this tick: {e}");
+                Ok(true)
+            }
+            Ok(None) => self.resend(store, p, summary),
+            Ok(Some(s)) if matches!(s.as_str(), "success" | "fail" | "invalid") => {
+                self.confirm(store, p, hash, summary)
+            }
+            Ok(Some(_)) => Ok(true), // pending: the chain has it; look again next tick
+        }
+    }
+
+    /// The transaction left the pool: the contract's state decides.
+    fn confirm(
+        &self,
+        store: &mut Store,
+        p: &PendingTx,
+        hash: &str,
+        summary: &mut BillingSummary,
+    ) -> Result<bool> {
+        let state = match self.epoch_state(p) {
+            Ok(state) => state,
+            Err(e) => {
+                log::warn!(
+                    "getEpochState of {} epoch {} unavailable: {e}",
+                    p.address,
+                    p.epoch
+                );
+                return Ok(false);
+            }
+        };
+        if let Some(index) = state {
+            self.billed(store, p, Kind::Billed, settlement(index), summary)?;
+            return Ok(true);
+        }
+        match self.fate(hash) {
+            Err(e) => {
+                // A gateway fault while reading why: not a failure, look again next tick.
+                log::warn!("why tx {hash} failed is unknown this tick: {e}");
+                Ok(false)
+            }
+            Ok(Fate::Running) => Ok(true),
+            Ok(Fate::Succeeded) => self.unresolved(
+                store,
+                p,
+                "the call succeeded but getEpochState shows no bill",
+                summary,
+            ),
+            Ok(Fate::Failed(message)) => {
                 self.failed(store, p, message.as_deref(), summary)?;
                 Ok(true)
             }
-            Some(_) => Ok(true), // pending: the chain has it; look again next tick
-            None => self.resend(store, p, summary),
+        }
+    }
+
+    fn epoch_state(&self, p: &PendingTx) -> Result<Option<u8>, String> {
+        Address::parse(&p.address)
+            .and_then(|agent| self.escrow().epoch_state(&agent, p.epoch as u64))
+    }
+
+    /// Why a transaction failed: `process-status`, else its `signalError` event.
+    fn fate(&self, hash: &str) -> Result<Fate, String> {
+        let (status, reason) = match self.gateway.process_status(hash) {
+            Ok(answer) => answer,
+            // A gateway without the route: the results' event is the other witness.
+            Err(_) => return Ok(Fate::Failed(self.gateway.transaction_error(hash)?)),
+        };
+        match status.as_str() {
+            "pending" => Ok(Fate::Running),
+            "success" => Ok(Fate::Succeeded),
+            _ => match reason {
+                Some(r) => Ok(Fate::Failed(Some(r))),
+                None => Ok(Fate::Failed(self.gateway.transaction_error(hash)?)),
+            },
         }
     }
 
@@ -92,11 +163,8 @@ impl Biller {
                 self.resolve_used_nonce(store, p, summary)
             }
             Sent::Refused(e) => {
-                store.record_tx_failed(
-                    p.id,
-                    &format!("refused by the gateway on re-send: {e}"),
-                    now,
-                )?;
+                let reason = format!("refused by the gateway on re-send: {e}");
+                store.record_attempt(p.id, Kind::GatewayRefused, &reason, now)?;
                 summary.failed += 1;
                 Ok(true)
             }
@@ -111,31 +179,53 @@ impl Biller {
         }
     }
 
-    /// Our nonce was used, by this transaction or another: the contract's state says which.
+    /// Our nonce was used, by this very transaction (whose hash we never learned): the
+    /// contract's state tells whether it billed. Its call may still be running on the
+    /// contract's shard, so an empty state is waited on before the epoch is re-opened.
     fn resolve_used_nonce(
         &self,
         store: &mut Store,
         p: &PendingTx,
         summary: &mut BillingSummary,
     ) -> Result<bool> {
-        let state = Address::parse(&p.address)
-            .and_then(|agent| self.escrow().epoch_state(&agent, p.epoch as u64));
-        match state {
-            Ok(Some(_)) => record_billed(store, p, "billed (confirmed by getEpochState)", summary),
-            Ok(None) => {
-                store.record_tx_failed(
-                    p.id,
-                    "nonce used, epoch not billed: will be billed again",
-                    now_ms(),
-                )?;
-                summary.failed += 1;
+        match self.epoch_state(p) {
+            Ok(Some(index)) => {
+                self.billed(store, p, Kind::Billed, settlement(index), summary)?;
                 Ok(true)
             }
+            Ok(None) => self.unresolved(store, p, "nonce used, epoch not billed", summary),
             Err(e) => {
                 log::warn!("cannot resolve tx of {} epoch {}: {e}", p.address, p.epoch);
                 Ok(false)
             }
         }
+    }
+
+    /// The transaction is done but the contract shows no bill: wait a little (its state
+    /// may lag), then treat it as a failure without a message.
+    fn unresolved(
+        &self,
+        store: &mut Store,
+        p: &PendingTx,
+        what: &str,
+        summary: &mut BillingSummary,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let since = p.unresolved_ms.unwrap_or(now);
+        if p.unresolved_ms.is_none() {
+            store.record_unresolved(p.id, now)?;
+        }
+        if now - since < RESOLVE_WAIT_MS {
+            return Ok(false);
+        }
+        if p.tx_hash.is_none() {
+            // We never learned its hash, so not its message either: try again (the views
+            // decide before anything is sent, and the contract never bills twice).
+            self.retry_later(store, p, &format!("{what}: will be billed again"), summary)?;
+        } else {
+            self.failed(store, p, None, summary)?;
+        }
+        Ok(true)
     }
 
     fn failed(
@@ -147,61 +237,98 @@ impl Biller {
     ) -> Result<()> {
         let now = now_ms();
         let shown = message.unwrap_or("no message");
-        match classify_failure(message) {
-            Failure::AlreadyBilled => {
-                store.record_tx_failed(p.id, &format!("failed: {shown} (treated as done)"), now)?;
-                store.record_billed(p.agent_id, p.epoch, None, "billed (found on chain)", now)?;
-            }
-            Failure::Expired => {
-                store.record_tx_failed(p.id, &format!("failed: {shown}"), now)?;
-                store.record_unbillable(p.agent_id, p.epoch, "expired: too old to bill", false)?;
-                summary.lost += 1;
-            }
-            Failure::Final(m) => {
-                store.record_tx_failed(p.id, &format!("failed: {m}"), now)?;
-                store.record_unbillable(p.agent_id, p.epoch, &format!("refused: {m}"), false)?;
-                summary.lost += 1;
-            }
-            Failure::Retry(m) => {
-                store.record_tx_failed(p.id, &format!("failed, will retry: {m}"), now)?;
-            }
-            Failure::WrongOperator => {
-                store.record_tx_failed(p.id, "failed: Only operator", now)?;
-                summary.blocked =
-                    Some("the contract refused our operator key ('Only operator')".into());
-            }
-            Failure::Unknown(m) => {
-                store.record_tx_failed(p.id, &format!("unexplained: {m}"), now)?;
-                if store.unexplained_failures(p.agent_id, p.epoch)? >= MAX_UNEXPLAINED_FAILURES {
-                    store.record_unbillable(
-                        p.agent_id,
-                        p.epoch,
-                        &format!("needs a human: failed {MAX_UNEXPLAINED_FAILURES} times: {m}"),
-                        false,
-                    )?;
-                    summary.lost += 1;
-                }
-            }
-        }
         summary.failed += 1;
         log::warn!(
             "billing tx of {} epoch {} failed on chain: {shown}",
             p.address,
             p.epoch
         );
+        let settle = |kind: Kind, reason: &str| -> Result<()> {
+            store.record_attempt(p.id, kind, &format!("failed: {shown}"), now)?;
+            store.settle_epoch(p.agent_id, p.epoch, &Settled::new(kind, reason), now)
+        };
+        match classify_failure(message) {
+            Failure::Expired => {
+                settle(
+                    Kind::Expired,
+                    "expired: too old to bill (the contract said so)",
+                )?;
+                summary.lost += 1;
+            }
+            Failure::Final(m) => {
+                settle(Kind::Refused, &format!("refused by the contract: {m}"))?;
+                summary.lost += 1;
+            }
+            Failure::Retry(m) => {
+                self.retry_later(store, p, &format!("failed, will retry: {m}"), summary)?
+            }
+            Failure::AlreadyBilled => {
+                settle(
+                    Kind::Held,
+                    "the contract said 'Epoch already billed' but getEpochState shows no bill",
+                )?;
+                summary.held += 1;
+            }
+            Failure::WrongOperator => {
+                store.record_attempt(p.id, Kind::Held, "failed: Only operator", now)?;
+                let reason =
+                    "the contract refused our operator key ('Only operator'): fix --operator-pem";
+                breaker::trip(store, reason)?;
+                summary.blocked = Some(reason.into());
+            }
+            Failure::Systemic(m) | Failure::Unexplained(m) => {
+                let systemic = matches!(classify_failure(message), Failure::Systemic(_));
+                settle(Kind::Held, &format!("held: {m}"))?;
+                summary.held += 1;
+                if let Some(reason) = breaker::failed(store, &m, systemic)? {
+                    summary.blocked = Some(reason);
+                }
+            }
+        }
         Ok(())
     }
-}
 
-/// Our transaction billed its epoch.
-fn record_billed(
-    store: &mut Store,
-    p: &PendingTx,
-    outcome: &str,
-    summary: &mut BillingSummary,
-) -> Result<bool> {
-    let tx = Some((p.id, p.windows, p.tx_hash.as_deref()));
-    store.record_billed(p.agent_id, p.epoch, tx, outcome, now_ms())?;
-    summary.billed += 1;
-    Ok(true)
+    /// A "try later" failure: the epoch goes back to be billed after a backoff, at most
+    /// [`MAX_RETRIES`] times, then it is held.
+    fn retry_later(
+        &self,
+        store: &mut Store,
+        p: &PendingTx,
+        reason: &str,
+        summary: &mut BillingSummary,
+    ) -> Result<()> {
+        let now = now_ms();
+        store.record_attempt(p.id, Kind::Retry, reason, now)?;
+        let (n, _) = store.retries(p.agent_id, p.epoch)?;
+        if n >= MAX_RETRIES {
+            let held = format!("held: {n} tries failed, the last: {reason}");
+            store.settle_epoch(p.agent_id, p.epoch, &Settled::new(Kind::Held, &held), now)?;
+            summary.held += 1;
+        }
+        Ok(())
+    }
+
+    /// The contract has the epoch billed.
+    fn billed(
+        &self,
+        store: &mut Store,
+        p: &PendingTx,
+        kind: Kind,
+        state: &'static str,
+        summary: &mut BillingSummary,
+    ) -> Result<()> {
+        let now = now_ms();
+        store.record_attempt(p.id, kind, "billed (confirmed by getEpochState)", now)?;
+        let settled = Settled {
+            charged_windows: Some(p.windows),
+            tx_hash: p.tx_hash.as_deref(),
+            charged_atto: p.charged_atto.as_deref(),
+            settlement: Some(state),
+            ..Settled::new(kind, "billed")
+        };
+        store.settle_epoch(p.agent_id, p.epoch, &settled, now)?;
+        breaker::billed(store)?;
+        summary.billed += 1;
+        Ok(())
+    }
 }

@@ -4,10 +4,12 @@
 //! one line to the `commands!` list in `cli.rs`. Argument checks live with the command;
 //! what commands share (opening the database, "needs a human") lives here.
 
+pub mod billing;
 pub mod check;
 pub mod enroll;
 pub mod init_db;
 pub mod prune;
+pub mod reconcile;
 pub mod remove;
 pub mod report;
 pub mod run;

@@ -5,14 +5,15 @@ use argh::FromArgs;
 use super::{parse_address, Ctx, Run};
 use crate::error::Result;
 
-/// Delete an agent and its records; refused while windows wait for billing.
+/// Stop serving an agent: never renewed or billed again, its signature wiped, its history
+/// kept; refused while windows wait for billing.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "remove")]
 pub struct Remove {
     /// the agent's claw1... address
     #[argh(option)]
     pub address: String,
-    /// delete even if counted windows are not billed yet (they are lost)
+    /// remove even if counted windows are not billed yet (they are settled unbilled)
     #[argh(switch)]
     pub force: bool,
 }
@@ -20,11 +21,11 @@ pub struct Remove {
 impl Run for Remove {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let address = parse_address(&self.address)?;
-        let dropped = ctx.open()?.remove(&address, self.force)?;
+        let dropped = ctx.open()?.remove(&address, self.force, crate::now_ms())?;
         if dropped > 0 {
-            println!("removed {address}; {dropped} unbilled windows were dropped (--force)");
+            println!("removed {address}; {dropped} unbilled windows will not be billed (--force); its history stays");
         } else {
-            println!("removed {address}");
+            println!("removed {address}; its history stays (report --all, billing-attempts)");
         }
         Ok(())
     }

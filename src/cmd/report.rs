@@ -5,11 +5,15 @@ use argh::FromArgs;
 use super::{parse_address, Ctx, Run};
 use crate::error::{Error, Result};
 use crate::output::{claw, Cell, Format, Rows};
+use crate::store::views::Money;
 
-/// One row per agent: renewals, windows, schedule, last error.
+/// One row per agent: renewals, windows, schedule, billed/settled/outstanding CLAW, last error.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "report")]
 pub struct Report {
+    /// also removed agents (their history stays)
+    #[argh(switch)]
+    pub all: bool,
     /// table, json or tsv (default: table)
     #[argh(option, default = "Format::Table")]
     pub format: Format,
@@ -43,7 +47,7 @@ pub struct BillingAttempts {
 }
 
 /// Field names of `report --format json|tsv` (stable; documented in the README).
-pub const REPORT_FIELDS: [&str; 13] = [
+pub const REPORT_FIELDS: [&str; 17] = [
     "address",
     "status",
     "fee_bps",
@@ -57,6 +61,10 @@ pub const REPORT_FIELDS: [&str; 13] = [
     "next_attempt",
     "window_end",
     "last_error",
+    "held",
+    "billed_claw",
+    "settled_claw",
+    "outstanding_claw",
 ];
 
 impl Run for Report {
@@ -64,7 +72,9 @@ impl Run for Report {
         let store = ctx.open()?;
         let window_reward = store.meta_window_reward()?;
         let mut rows = Rows::new(REPORT_FIELDS.to_vec());
-        for a in store.agent_rows()? {
+        let charges = store.charges(false)?;
+        for a in store.agent_rows(self.all)? {
+            let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
             let due = window_reward.map(|reward| {
                 claw(crate::escrow::due_atto(
                     reward,
@@ -86,6 +96,10 @@ impl Run for Report {
                 Cell::Time(a.next_attempt_ms),
                 Cell::Time(a.window_end_ms),
                 Cell::OptText(a.last_error),
+                Cell::Int(a.held),
+                Cell::Text(claw(money.billed)),
+                Cell::Text(claw(money.settled)),
+                Cell::Text(claw(money.outstanding)),
             ]);
         }
         rows.emit(self.format, &store.expiry_warnings()?);
@@ -145,6 +159,44 @@ impl Run for BillingAttempts {
                 Cell::OptText(b.tx_hash),
                 Cell::Text(b.status),
                 Cell::OptText(b.reason),
+            ]);
+        }
+        rows.emit(self.format, &[]);
+        Ok(())
+    }
+}
+
+/// Open bills (Billed, Delinquent), oldest first, with their age in epochs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "receivables")]
+pub struct Receivables {
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+impl Run for Receivables {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let store = ctx.open()?;
+        let current = store.max_epoch_seen()?;
+        let mut rows = Rows::new(vec![
+            "agent",
+            "epoch",
+            "windows",
+            "charged_claw",
+            "state",
+            "billed",
+            "age_epochs",
+        ]);
+        for c in store.charges(true)? {
+            rows.rows.push(vec![
+                Cell::Text(c.address),
+                Cell::Int(c.epoch),
+                Cell::Int(c.windows),
+                Cell::Text(claw(c.charged_atto)),
+                Cell::Text(c.settlement),
+                Cell::Time(c.billed_ms),
+                Cell::OptInt(current.map(|e| e - c.epoch)),
             ]);
         }
         rows.emit(self.format, &[]);

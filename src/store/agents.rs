@@ -18,7 +18,8 @@ pub enum Enrolled {
 pub struct DueAgent {
     pub id: i64,
     pub address: String,
-    pub signature: Secret,
+    /// The plaintext signature, or why it cannot be read (the agent fails alone).
+    pub signature: std::result::Result<Secret, String>,
     pub expected_end_ms: Option<i64>,
     /// Length of its last window, from the answer that opened it.
     pub window_ms: Option<i64>,
@@ -65,11 +66,12 @@ pub struct Renewal<'a> {
 }
 
 impl Store {
+    /// The id of an enrolled (not removed) agent.
     pub fn agent_id(&self, address: &Address) -> Result<Option<i64>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM agents WHERE address = ?1",
+                "SELECT id FROM agents WHERE address = ?1 AND removed_ms IS NULL",
                 [address.to_bech32()],
                 |r| r.get(0),
             )
@@ -132,6 +134,7 @@ impl Store {
                     status = 'active',
                     next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
                     backoff_step = 0,
+                    removed_ms = NULL,
                     updated_ms = excluded.updated_ms",
             )?
             .execute(params![address.to_bech32(), stored, fee_bps, now])?;
@@ -182,9 +185,12 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Deletes an agent and its records. Refuses while windows wait for billing, unless forced.
-    /// Returns the number of unbilled windows dropped.
-    pub fn remove(&mut self, address: &Address, force: bool) -> Result<i64> {
+    /// Removes an agent: it is never renewed or billed again and its signature is wiped,
+    /// but its row and its history stay (money billed outlives the client relationship;
+    /// re-enrolling the address continues it). Refused while windows wait for billing,
+    /// unless forced: then they are settled as skipped by a human. Returns the number of
+    /// unbilled windows dropped.
+    pub fn remove(&mut self, address: &Address, force: bool, now: i64) -> Result<i64> {
         let id = self.require_agent(address)?;
         let unbilled = usage::unbilled_windows(&self.conn, Some(id))?;
         if unbilled > 0 && !force {
@@ -193,7 +199,20 @@ impl Store {
             )));
         }
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
+        tx.execute(
+            "UPDATE agents SET status = 'paused', removed_ms = ?2, stream_signature = '',
+                    updated_ms = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        tx.execute(
+            "UPDATE usage_windows SET kind = 'skipped-by-human', outcome = 'agent removed with --force'
+             WHERE agent_id = ?1 AND (kind IS NULL OR kind = 'held')",
+            [id],
+        )?;
+        tx.execute(
+            "DELETE FROM stream_windows WHERE agent_id = ?1 AND epoch IS NULL",
+            [id],
+        )?;
         tx.commit()?;
         Ok(unbilled)
     }
@@ -208,7 +227,7 @@ impl Store {
             Ok(DueAgent {
                 id: r.get(0)?,
                 address: r.get(1)?,
-                signature: Secret::new(r.get(2)?),
+                signature: Ok(Secret::new(r.get(2)?)),
                 expected_end_ms: r.get(3)?,
                 backoff_step: r.get(4)?,
                 window_ms: r.get(5)?,
@@ -216,12 +235,17 @@ impl Store {
         })?;
         let mut due: Vec<DueAgent> = rows.collect::<Result<_, _>>()?;
         for agent in &mut due {
-            let plain = crate::secrets::reveal(
-                self.secret_key.as_ref(),
-                &agent.address,
-                agent.signature.expose(),
-            )?;
-            agent.signature = Secret::new(plain);
+            if let Ok(stored) = &agent.signature {
+                let key = self.secret_key.as_ref();
+                match crate::secrets::reveal(key, &agent.address, stored.expose()) {
+                    // No key at all for encrypted signatures: a configuration error.
+                    Err(e) if key.is_none() => return Err(e),
+                    // One row that does not decrypt fails that agent alone.
+                    revealed => {
+                        agent.signature = revealed.map(Secret::new).map_err(|e| e.to_string())
+                    }
+                }
+            }
         }
         Ok(due)
     }
@@ -359,9 +383,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!((ok, attempts), (3, 3));
-        let err = s.remove(&alice(), false).unwrap_err().to_string();
+        let err = s.remove(&alice(), false, 30).unwrap_err().to_string();
         assert!(err.contains("2 counted windows"), "{err}");
-        assert_eq!(s.remove(&alice(), true).unwrap(), 2);
+        assert_eq!(s.remove(&alice(), true, 30).unwrap(), 2);
         assert!(s.agent_id(&alice()).unwrap().is_none());
         let left: i64 = s
             .conn

@@ -1,13 +1,15 @@
 //! Billing bookkeeping: which (agent, epoch) to bill next, the write-ahead record of each
-//! `billEpoch` transaction, and how each epoch was settled.
+//! `billEpoch` transaction, how each epoch was settled (by kind, see `ledger`), holds,
+//! the circuit breaker's state and the receivables.
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::Store;
 use crate::error::Result;
 use crate::keys::Address;
+use crate::ledger::Kind;
 
-/// An (agent, epoch) ready to bill: the agent's lowest unsettled closed epoch.
+/// An (agent, epoch) ready to bill: the agent's lowest open closed epoch.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub agent_id: i64,
@@ -27,20 +29,61 @@ pub struct PendingTx {
     pub nonce: i64,
     pub tx_hash: Option<String>,
     pub signed_tx: String,
+    pub charged_atto: Option<String>,
+    /// When the transaction was first found final (or its nonce used) while the contract
+    /// showed no state for its epoch: how long we have waited for the contract.
+    pub unresolved_ms: Option<i64>,
+}
+
+/// How an (agent, epoch) is settled, with what our transaction charged when it billed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled<'a> {
+    pub kind: Kind,
+    pub reason: &'a str,
+    /// The windows charged, when known (our transaction's).
+    pub charged_windows: Option<i64>,
+    pub tx_hash: Option<&'a str>,
+    pub charged_atto: Option<&'a str>,
+    /// The settlement state read from `getEpochState`, for billed kinds.
+    pub settlement: Option<&'static str>,
+}
+
+impl<'a> Settled<'a> {
+    pub fn new(kind: Kind, reason: &'a str) -> Settled<'a> {
+        Settled {
+            kind,
+            reason,
+            charged_windows: None,
+            tx_hash: None,
+            charged_atto: None,
+            settlement: None,
+        }
+    }
+}
+
+/// An open bill whose settlement is followed.
+#[derive(Debug, Clone)]
+pub struct Receivable {
+    pub agent_id: i64,
+    pub address: String,
+    pub epoch: i64,
 }
 
 impl Store {
-    /// Per agent, the lowest epoch up to `newest` (inclusive) with windows that is neither
-    /// billed nor settled, for agents with no transaction in flight and no window still
-    /// waiting for its epoch (it might belong to an earlier epoch, and epochs must go in
-    /// increasing order). An agent whose stored address does not parse is skipped, loudly.
-    pub fn billing_candidates(&self, newest: i64) -> Result<Vec<Candidate>> {
+    /// Per agent, the lowest open epoch up to `newest` (inclusive), for agents with no
+    /// transaction in flight, no held epoch, no "try later" failure still backing off
+    /// (`retry_after` gives the wait after n such failures), and no window still waiting for
+    /// its epoch (it might belong to an earlier epoch, and epochs must go in increasing
+    /// order). An agent whose stored address does not parse is skipped, loudly.
+    pub fn billing_candidates(&self, newest: i64, now: i64) -> Result<Vec<Candidate>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.agent_id, a.address, MIN(u.epoch) FROM usage_windows u
              JOIN agents a ON a.id = u.agent_id
-             WHERE u.billed = 0 AND u.outcome IS NULL AND u.epoch <= ?1
+             WHERE u.kind IS NULL AND u.epoch <= ?1 AND a.removed_ms IS NULL
                AND NOT EXISTS (SELECT 1 FROM billing_attempts b
                                WHERE b.agent_id = u.agent_id AND b.status = 'pending')
+               AND NOT EXISTS (SELECT 1 FROM usage_windows h
+                               WHERE h.agent_id = u.agent_id AND h.kind = 'held')
              GROUP BY u.agent_id ORDER BY MIN(u.epoch), u.agent_id",
         )?;
         let firsts: Vec<(i64, String, i64)> = stmt
@@ -53,14 +96,9 @@ impl Store {
                                 AND (min_epoch IS NULL OR min_epoch <= ?2))",
             )?
             .query_row(params![agent_id, epoch], |r| r.get(0))?;
-            if waiting {
+            if waiting || self.backing_off(agent_id, epoch, now)? {
                 continue;
             }
-            let windows: i64 = self.conn.query_row(
-                "SELECT windows FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
-                params![agent_id, epoch],
-                |r| r.get(0),
-            )?;
             let agent = match Address::parse(&address) {
                 Ok(a) => a,
                 Err(e) => {
@@ -68,6 +106,11 @@ impl Store {
                     continue;
                 }
             };
+            let windows: i64 = self.conn.query_row(
+                "SELECT windows FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
+                params![agent_id, epoch],
+                |r| r.get(0),
+            )?;
             out.push(Candidate {
                 agent_id,
                 agent,
@@ -78,9 +121,27 @@ impl Store {
         Ok(out)
     }
 
+    /// "Try later" failures of (agent, epoch) since a human last released it.
+    pub fn retries(&self, agent_id: i64, epoch: i64) -> Result<(i64, Option<i64>)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), MAX(updated_ms) FROM billing_attempts
+             WHERE agent_id = ?1 AND epoch = ?2 AND kind = 'retry'
+               AND id > COALESCE((SELECT MAX(id) FROM billing_attempts WHERE agent_id = ?1
+                                  AND epoch = ?2 AND kind = 'retried-by-human'), 0)",
+            params![agent_id, epoch],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    fn backing_off(&self, agent_id: i64, epoch: i64, now: i64) -> Result<bool> {
+        let (n, last) = self.retries(agent_id, epoch)?;
+        Ok(last.is_some_and(|last| now < last + crate::billing::retry_backoff_ms(n)))
+    }
+
     pub fn pending_transactions(&self) -> Result<Vec<PendingTx>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT b.id, b.agent_id, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.signed_tx
+            "SELECT b.id, b.agent_id, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.signed_tx,
+                    b.charged_atto, b.unresolved_ms
              FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
              WHERE b.status = 'pending' ORDER BY b.nonce, b.id",
         )?;
@@ -93,25 +154,30 @@ impl Store {
                 windows: r.get(4)?,
                 nonce: r.get(5)?,
                 tx_hash: r.get(6)?,
-                signed_tx: r.get(7)?,
+                signed_tx: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                charged_atto: r.get(8)?,
+                unresolved_ms: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Write-ahead: the signed transaction and its nonce, stored before it is sent.
+    /// Write-ahead: the signed transaction, its nonce and expected charge, stored before it
+    /// is sent.
     pub fn record_signed(
         &self,
         c: &Candidate,
         windows: i64,
         nonce: u64,
         signed: &str,
+        charged_atto: u128,
         now: i64,
     ) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, nonce, signed_tx, status)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'pending')",
-            params![c.agent_id, c.epoch, windows, now, nonce as i64, signed],
+            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, nonce, signed_tx,
+                                           status, kind, charged_atto)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'pending', 'pending', ?7)",
+            params![c.agent_id, c.epoch, windows, now, nonce as i64, signed, charged_atto.to_string()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -124,81 +190,182 @@ impl Store {
         Ok(())
     }
 
-    /// Settles a transaction as failed (its usage stays to be retried or is settled apart).
-    pub fn record_tx_failed(&self, id: i64, reason: &str, now: i64) -> Result<()> {
+    /// The transaction looks final but the contract shows no state yet: remember since when.
+    pub fn record_unresolved(&self, id: i64, now: i64) -> Result<()> {
         self.conn.execute(
-            "UPDATE billing_attempts SET status = 'failed', reason = ?2, updated_ms = ?3 WHERE id = ?1",
-            params![id, reason, now],
+            "UPDATE billing_attempts SET unresolved_ms = COALESCE(unresolved_ms, ?2) WHERE id = ?1",
+            params![id, now],
         )?;
         Ok(())
     }
 
-    /// A decision not to send, with its reason (shown by `billing-attempts`).
-    pub fn record_skipped(&self, c: &Candidate, reason: &str, now: i64) -> Result<()> {
+    /// Ends a transaction's attempt row with a kind and reason (its epoch is settled apart).
+    pub fn record_attempt(&self, id: i64, kind: Kind, reason: &str, now: i64) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', ?5)",
-            params![c.agent_id, c.epoch, c.windows, now, reason],
+            "UPDATE billing_attempts SET status = ?2, kind = ?3, reason = ?4, updated_ms = ?5 WHERE id = ?1",
+            params![id, kind.attempt_status(), kind.as_str(), reason, now],
         )?;
         Ok(())
     }
 
-    /// The epoch is billed: by our transaction `tx` (`(attempt id, windows charged, hash)`),
-    /// or found billed on chain (`None`). One transaction for both rows.
-    pub fn record_billed(
-        &mut self,
-        agent_id: i64,
-        epoch: i64,
-        tx: Option<(i64, i64, Option<&str>)>,
-        outcome: &str,
-        now: i64,
-    ) -> Result<()> {
-        let t = self.conn.transaction()?;
-        if let Some((id, _, hash)) = tx {
-            t.execute(
-                "UPDATE billing_attempts SET status = 'success', tx_hash = COALESCE(?2, tx_hash),
-                        reason = ?3, updated_ms = ?4 WHERE id = ?1",
-                params![id, hash, outcome, now],
-            )?;
-        }
-        let charged = tx.map(|(_, windows, _)| windows);
-        let hash = tx.and_then(|(_, _, h)| h);
-        t.execute(
-            "UPDATE usage_windows SET billed = 1, billed_ms = ?3, billed_windows = ?4,
-                    clipped_windows = CASE WHEN ?4 IS NULL THEN 0 ELSE MAX(windows - ?4, 0) END,
-                    billed_tx_hash = ?5, outcome = ?6
-             WHERE agent_id = ?1 AND epoch = ?2",
-            params![agent_id, epoch, now, charged, hash, outcome],
-        )?;
-        t.commit()?;
-        Ok(())
-    }
-
-    /// The epoch can never be billed (expired, refused by the contract's rules, clipped to 0).
-    pub fn record_unbillable(
+    /// A decision without a transaction (not sent, skipped, released), shown by
+    /// `billing-attempts`.
+    pub fn record_decision(
         &self,
         agent_id: i64,
         epoch: i64,
-        outcome: &str,
-        clipped: bool,
+        windows: i64,
+        kind: Kind,
+        reason: &str,
+        now: i64,
     ) -> Result<()> {
         self.conn.execute(
-            "UPDATE usage_windows SET outcome = ?3,
-                    clipped_windows = CASE WHEN ?4 THEN windows ELSE clipped_windows END
-             WHERE agent_id = ?1 AND epoch = ?2",
-            params![agent_id, epoch, outcome, clipped],
+            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+            params![agent_id, epoch, windows, now, kind.attempt_status(), kind.as_str(), reason],
         )?;
         Ok(())
     }
 
-    /// Failed transactions of (agent, epoch) whose message was not one of the contract's.
-    pub fn unexplained_failures(&self, agent_id: i64, epoch: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM billing_attempts WHERE agent_id = ?1 AND epoch = ?2
-             AND status = 'failed' AND reason LIKE 'unexplained:%'",
-            params![agent_id, epoch],
-            |r| r.get(0),
-        )?)
+    /// Settles (agent, epoch): billed, or unbillable, or held, with the reason.
+    pub fn settle_epoch(&self, agent_id: i64, epoch: i64, s: &Settled, now: i64) -> Result<()> {
+        let billed = s.kind.is_billed();
+        self.conn.execute(
+            "UPDATE usage_windows SET kind = ?3, outcome = ?4, billed = ?5,
+                    billed_ms = CASE WHEN ?5 THEN ?6 ELSE billed_ms END,
+                    billed_windows = CASE WHEN ?5 THEN ?7 ELSE billed_windows END,
+                    clipped_windows = CASE WHEN ?3 = 'clipped' THEN windows
+                                           WHEN ?5 AND ?7 IS NOT NULL THEN MAX(windows - ?7, 0)
+                                           ELSE clipped_windows END,
+                    billed_tx_hash = CASE WHEN ?5 THEN ?8 ELSE billed_tx_hash END,
+                    charged_atto = CASE WHEN ?5 THEN ?9 ELSE charged_atto END,
+                    settlement = CASE WHEN ?5 THEN ?10 ELSE settlement END
+             WHERE agent_id = ?1 AND epoch = ?2",
+            params![
+                agent_id,
+                epoch,
+                s.kind.as_str(),
+                s.reason,
+                billed,
+                now,
+                s.charged_windows,
+                s.tx_hash,
+                s.charged_atto,
+                s.settlement.or(billed.then_some("Billed")),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Re-opens held epochs for billing: of one agent (one epoch of it), or all with
+    /// `None`. Returns how many were released; each release is recorded.
+    pub fn release_holds(
+        &mut self,
+        agent_id: Option<i64>,
+        epoch: Option<i64>,
+        reason: &str,
+        now: i64,
+    ) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let held: Vec<(i64, i64, i64)> = tx
+            .prepare(
+                "SELECT agent_id, epoch, windows FROM usage_windows WHERE kind = 'held'
+                 AND (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR epoch = ?2)",
+            )?
+            .query_map(params![agent_id, epoch], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (agent, epoch, windows) in &held {
+            tx.execute(
+                "UPDATE usage_windows SET kind = NULL, outcome = NULL WHERE agent_id = ?1 AND epoch = ?2",
+                params![agent, epoch],
+            )?;
+            tx.execute(
+                "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', 'retried-by-human', ?5)",
+                params![agent, epoch, windows, now, reason],
+            )?;
+        }
+        tx.commit()?;
+        Ok(held.len())
+    }
+
+    /// `billing skip`: settles an open or held epoch for good, with the human's reason.
+    /// Returns false when (agent, epoch) has nothing open.
+    pub fn skip_epoch(
+        &mut self,
+        agent_id: i64,
+        epoch: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let windows: Option<i64> = tx
+            .query_row(
+                "SELECT windows FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2
+                 AND (kind IS NULL OR kind = 'held')",
+                params![agent_id, epoch],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(windows) = windows else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE usage_windows SET kind = 'skipped-by-human', outcome = ?3 WHERE agent_id = ?1 AND epoch = ?2",
+            params![agent_id, epoch, reason],
+        )?;
+        tx.execute(
+            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
+             VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', 'skipped-by-human', ?5)",
+            params![agent_id, epoch, windows, now, reason],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Held epochs, as lines for a human: `address epoch N: reason`.
+    pub fn held_epochs(&self) -> Result<Vec<(String, i64, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.address, u.epoch, COALESCE(u.outcome, '') FROM usage_windows u
+             JOIN agents a ON a.id = u.agent_id WHERE u.kind = 'held' ORDER BY u.epoch, a.address",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Billed epochs whose settlement may still change, not read since before `current`.
+    pub fn receivables_to_follow(&self, current: i64, limit: usize) -> Result<Vec<Receivable>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.agent_id, a.address, u.epoch FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+             WHERE u.kind IN ('billed', 'billed-found-on-chain')
+               AND (u.settlement IS NULL OR u.settlement IN ('Billed', 'Delinquent'))
+               AND (u.settlement_checked_epoch IS NULL OR u.settlement_checked_epoch < ?1)
+             ORDER BY u.settlement_checked_epoch IS NOT NULL, u.settlement_checked_epoch, u.epoch LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![current, limit as i64], |r| {
+            Ok(Receivable {
+                agent_id: r.get(0)?,
+                address: r.get(1)?,
+                epoch: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_settlement(
+        &self,
+        agent_id: i64,
+        epoch: i64,
+        state: &str,
+        checked_epoch: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE usage_windows SET settlement = ?3, settlement_checked_epoch = ?4 WHERE agent_id = ?1 AND epoch = ?2",
+            params![agent_id, epoch, state, checked_epoch],
+        )?;
+        Ok(())
     }
 
     pub fn meta_window_reward(&self) -> Result<Option<u128>> {
@@ -212,9 +379,105 @@ impl Store {
         if self.meta_window_reward()? != Some(window_reward) {
             self.meta_set("escrow_window_reward", &window_reward.to_string())?;
         }
-        if self.meta_get_i64("escrow_max_backbill_epochs")? != Some(max_backbill as i64) {
+        if self.meta_get("escrow_max_backbill_epochs")? != Some(max_backbill.to_string()) {
             self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())?;
         }
+        Ok(())
+    }
+
+    /// The escrow's backbill limit as last seen (u64: "no limit" may be u64::MAX).
+    pub fn meta_max_backbill(&self) -> Result<Option<u64>> {
+        Ok(self
+            .meta_get("escrow_max_backbill_epochs")?
+            .and_then(|v| v.parse().ok()))
+    }
+}
+
+/// One (agent, epoch) of the local ledger, as `reconcile` compares it with the chain.
+#[derive(Debug, Clone)]
+pub struct LedgerRow {
+    pub agent_id: i64,
+    pub address: String,
+    pub fee_bps: i64,
+    pub epoch: i64,
+    pub windows: i64,
+    /// None: open.
+    pub kind: Option<Kind>,
+}
+
+/// What `reconcile --apply` does to one (agent, epoch).
+#[derive(Debug, Clone)]
+pub enum Correction {
+    /// The chain has it billed: so do we (with its settlement state).
+    FoundOnChain(&'static str),
+    /// The chain lacks it and can still take it: open for billing again.
+    Reopen,
+    /// The chain lacks it and can no longer take it.
+    Lost(String),
+}
+
+impl Store {
+    /// Up to `limit` rows with windows after `(agent_id, epoch)` = `after`, from
+    /// `since_epoch` on, in (agent, epoch) order: a bounded, resumable walk.
+    pub fn ledger_rows(
+        &self,
+        since_epoch: i64,
+        after: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<LedgerRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT u.agent_id, a.address, a.fee_bps, u.epoch, u.windows, u.kind
+             FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+             WHERE u.windows > 0 AND u.epoch >= ?1 AND (u.agent_id, u.epoch) > (?2, ?3)
+             ORDER BY u.agent_id, u.epoch LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![since_epoch, after.0, after.1, limit as i64], |r| {
+            let kind: Option<String> = r.get(5)?;
+            Ok(LedgerRow {
+                agent_id: r.get(0)?,
+                address: r.get(1)?,
+                fee_bps: r.get(2)?,
+                epoch: r.get(3)?,
+                windows: r.get(4)?,
+                kind: kind.as_deref().and_then(Kind::parse),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes the local ledger follow the chain, all corrections in one transaction.
+    pub fn apply_corrections(
+        &mut self,
+        corrections: &[(i64, i64, Correction)],
+        now: i64,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (agent_id, epoch, c) in corrections {
+            let (kind, billed, outcome, settlement): (
+                Option<&str>,
+                bool,
+                Option<String>,
+                Option<&str>,
+            ) = match c {
+                Correction::FoundOnChain(state) => (
+                    Some(Kind::BilledFoundOnChain.as_str()),
+                    true,
+                    Some("billed (found on chain by reconcile)".into()),
+                    Some(*state),
+                ),
+                Correction::Reopen => (None, false, None, None),
+                Correction::Lost(reason) => {
+                    (Some(Kind::Lost.as_str()), false, Some(reason.clone()), None)
+                }
+            };
+            tx.execute(
+                "UPDATE usage_windows SET kind = ?3, billed = ?4, outcome = ?5, settlement = ?6,
+                        billed_ms = CASE WHEN ?4 THEN COALESCE(billed_ms, ?7) ELSE NULL END
+                 WHERE agent_id = ?1 AND epoch = ?2",
+                params![agent_id, epoch, kind, billed, outcome, settlement, now],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 }

@@ -20,11 +20,14 @@ use crate::error::{Error, Result};
 /// Numbered plain-SQL migrations from `sql/`, applied in order and recorded in
 /// `PRAGMA user_version`.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../sql/0001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../sql/0001_initial.sql")),
+        M::up(include_str!("../../sql/0002_ledger.sql")),
+    ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 1;
+const SCHEMA_VERSION: usize = 2;
 
 pub struct Store {
     conn: Connection,
@@ -102,6 +105,12 @@ impl Store {
         Ok(self.meta_get(key)?.and_then(|v| v.parse().ok()))
     }
 
+    pub fn meta_delete(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -136,18 +145,22 @@ impl std::fmt::Display for Pruned {
 
 impl Store {
     /// Deletes records older than `cutoff_ms` that nothing depends on any more: attempts,
-    /// settled billing records, and windows of settled epochs. Unbilled usage is kept.
+    /// billing records of settled epochs, and windows of settled epochs. Unbilled usage,
+    /// and the billing records of open or held epochs, are kept; `prune` is the only way
+    /// billing records are ever deleted.
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<Pruned> {
         let tx = self.conn.transaction()?;
         let attempts = tx.execute("DELETE FROM attempts WHERE attempted_ms < ?1", [cutoff_ms])?;
         let billing_attempts = tx.execute(
-            "DELETE FROM billing_attempts WHERE updated_ms < ?1 AND status <> 'pending'",
+            "DELETE FROM billing_attempts WHERE updated_ms < ?1 AND status <> 'pending'
+             AND NOT EXISTS (SELECT 1 FROM usage_windows u WHERE u.agent_id = billing_attempts.agent_id
+                             AND u.epoch = billing_attempts.epoch AND (u.kind IS NULL OR u.kind = 'held'))",
             [cutoff_ms],
         )?;
         let windows = tx.execute(
             "DELETE FROM stream_windows WHERE opened_ms < ?1 AND epoch IS NOT NULL
              AND EXISTS (SELECT 1 FROM usage_windows u WHERE u.agent_id = stream_windows.agent_id
-                         AND u.epoch = stream_windows.epoch AND (u.billed = 1 OR u.outcome IS NOT NULL))",
+                         AND u.epoch = stream_windows.epoch AND u.kind IS NOT NULL AND u.kind <> 'held')",
             [cutoff_ms],
         )?;
         tx.commit()?;

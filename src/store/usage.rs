@@ -52,11 +52,11 @@ pub fn insert_window(
 }
 
 /// Counted windows that are neither billed nor settled for good (still waiting for their
-/// epoch, or for billing): of one agent, or of all agents with `None`.
+/// epoch, for billing, or held for a human): of one agent, or of all agents with `None`.
 pub fn unbilled_windows(conn: &Connection, agent_id: Option<i64>) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT COALESCE(SUM(windows), 0) FROM usage_windows
-                 WHERE (?1 IS NULL OR agent_id = ?1) AND billed = 0 AND outcome IS NULL)
+                 WHERE (?1 IS NULL OR agent_id = ?1) AND (kind IS NULL OR kind = 'held'))
               + (SELECT COUNT(*) FROM stream_windows
                  WHERE (?1 IS NULL OR agent_id = ?1) AND epoch IS NULL)",
         [agent_id],

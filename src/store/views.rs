@@ -9,6 +9,7 @@ use crate::error::Result;
 /// One agent's row of `report`.
 #[derive(Debug)]
 pub struct AgentRow {
+    pub id: i64,
     pub address: String,
     pub status: String,
     pub fee_bps: i64,
@@ -19,6 +20,8 @@ pub struct AgentRow {
     pub billed: i64,
     pub clipped: i64,
     pub expired: i64,
+    /// Windows of epochs held for a human.
+    pub held: i64,
     pub next_attempt_ms: Option<i64>,
     pub window_end_ms: Option<i64>,
     pub last_error: Option<String>,
@@ -61,24 +64,30 @@ impl Store {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
     }
 
-    pub fn agent_rows(&self) -> Result<Vec<AgentRow>> {
+    /// Agents for `report`; removed ones too with `all`.
+    pub fn agent_rows(&self, all: bool) -> Result<Vec<AgentRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
                     (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id AND u.billed = 1),
                     (SELECT COALESCE(SUM(u.clipped_windows), 0) FROM usage_windows u WHERE u.agent_id = a.id),
                     (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
-                       WHERE u.agent_id = a.id AND u.outcome LIKE 'expired%'),
-                    a.next_attempt_ms, a.expected_end_ms, a.last_error
-             FROM agents a ORDER BY a.address",
+                       WHERE u.agent_id = a.id AND u.kind = 'expired'),
+                    a.next_attempt_ms, a.expected_end_ms, a.last_error,
+                    (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
+                       WHERE u.agent_id = a.id AND u.kind = 'held'),
+                    a.removed_ms IS NOT NULL
+             FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address",
         )?;
         let rows: Vec<(i64, AgentRow)> = stmt
-            .query_map([], |r| {
-                let status: String = r.get(2)?;
+            .query_map([all], |r| {
+                let removed: bool = r.get(13)?;
+                let status: String = if removed { "removed".into() } else { r.get(2)? };
                 let next = if status == "active" { r.get(9)? } else { None };
                 Ok((
                     r.get(0)?,
                     AgentRow {
+                        id: r.get(0)?,
                         address: r.get(1)?,
                         status,
                         fee_bps: r.get(3)?,
@@ -88,6 +97,7 @@ impl Store {
                         billed: r.get(6)?,
                         clipped: r.get(7)?,
                         expired: r.get(8)?,
+                        held: r.get(12)?,
                         next_attempt_ms: next,
                         window_end_ms: r.get(10)?,
                         last_error: r.get(11)?,
@@ -146,15 +156,17 @@ impl Store {
 
     /// Unbilled epochs that pass the contract's backbill limit when the next epoch begins.
     pub fn expiry_warnings(&self) -> Result<Vec<String>> {
-        let (Some(current), Some(limit)) = (
-            self.max_epoch_seen()?,
-            self.meta_get_i64("escrow_max_backbill_epochs")?,
-        ) else {
+        let (Some(current), Some(limit)) = (self.max_epoch_seen()?, self.meta_max_backbill()?)
+        else {
+            return Ok(Vec::new());
+        };
+        // A limit beyond any epoch (u64::MAX: "no limit") never expires anything.
+        let Ok(limit) = i64::try_from(limit) else {
             return Ok(Vec::new());
         };
         let mut stmt = self.conn.prepare(
             "SELECT a.address, u.epoch, u.windows FROM usage_windows u JOIN agents a ON a.id = u.agent_id
-             WHERE u.billed = 0 AND u.outcome IS NULL AND ?1 - u.epoch >= ?2 ORDER BY u.epoch, a.address",
+             WHERE (u.kind IS NULL OR u.kind = 'held') AND ?1 - u.epoch >= ?2 ORDER BY u.epoch, a.address",
         )?;
         let rows = stmt.query_map(params![current, limit], |r| {
             let (address, epoch, windows): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -236,7 +248,7 @@ impl Store {
         let (windows_billed, windows_clipped, windows_expired) = self.conn.query_row(
             "SELECT COALESCE(SUM(CASE WHEN billed = 1 THEN COALESCE(billed_windows, windows) END), 0),
                     COALESCE(SUM(clipped_windows), 0),
-                    COALESCE(SUM(CASE WHEN outcome LIKE 'expired%' THEN windows END), 0)
+                    COALESCE(SUM(CASE WHEN kind = 'expired' THEN windows END), 0)
              FROM usage_windows",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -251,5 +263,72 @@ impl Store {
             billing_failures: self
                 .count("SELECT COUNT(*) FROM billing_attempts WHERE status = 'failed'")?,
         })
+    }
+}
+
+/// One billed epoch's charge and settlement state.
+#[derive(Debug)]
+pub struct Charge {
+    pub agent_id: i64,
+    pub address: String,
+    pub epoch: i64,
+    pub windows: i64,
+    pub charged_atto: u128,
+    pub settlement: String,
+    pub billed_ms: Option<i64>,
+}
+
+impl Store {
+    /// Every billed epoch with a recorded charge (ours; not the MVP's, whose charges are
+    /// unknown), oldest first; only those still open (Billed, Delinquent) with `open`.
+    pub fn charges(&self, open: bool) -> Result<Vec<Charge>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
+                    COALESCE(u.settlement, 'Billed'), u.billed_ms
+             FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+             WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
+               AND (NOT ?1 OR COALESCE(u.settlement, 'Billed') IN ('Billed', 'Delinquent'))
+             ORDER BY u.epoch, a.address",
+        )?;
+        let rows = stmt.query_map([open], |r| {
+            let atto: String = r.get(4)?;
+            Ok(Charge {
+                agent_id: r.get(0)?,
+                address: r.get(1)?,
+                epoch: r.get(2)?,
+                windows: r.get(3)?,
+                charged_atto: atto.parse().unwrap_or(0),
+                settlement: r.get(5)?,
+                billed_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// What billed epochs charged and what became of it, in atto-CLAW.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Money {
+    pub billed: u128,
+    /// Paid: on time or late.
+    pub settled: u128,
+    /// Not paid yet: Billed or Delinquent.
+    pub outstanding: u128,
+    /// Slashed from the agent's bond instead.
+    pub slashed: u128,
+}
+
+impl Money {
+    pub fn of<'a>(charges: impl Iterator<Item = &'a Charge>) -> Money {
+        let mut m = Money::default();
+        for c in charges {
+            m.billed += c.charged_atto;
+            match c.settlement.as_str() {
+                "SettledOnTime" | "SettledLate" => m.settled += c.charged_atto,
+                "Slashed" => m.slashed += c.charged_atto,
+                _ => m.outstanding += c.charged_atto,
+            }
+        }
+        m
     }
 }

@@ -1,0 +1,285 @@
+//! `reconcile`: the contract's `getEpochState` is the ledger, ours a cache of it. Compares
+//! every locally known (agent, epoch) with the chain and, with `--apply`, makes the local
+//! ledger follow it. Bounded per run and resumable, so it can run from cron.
+
+use std::collections::HashMap;
+
+use argh::FromArgs;
+
+use super::{Ctx, Run};
+use crate::error::{Error, Result};
+use crate::escrow::{self, AgentInfo, Decision, Escrow, EscrowConfig, Views};
+use crate::gateway::Gateway;
+use crate::keys::Address;
+use crate::ledger::settlement;
+use crate::output::{Cell, Format, Rows};
+use crate::store::billing::{Correction, LedgerRow};
+use crate::store::Store;
+use crate::{config, http, now_ms};
+
+const CURSOR: &str = "reconcile_cursor";
+
+/// Compare the local billing ledger with the escrow contract's getEpochState (and the
+/// escrow's fee with ours); exit 4 on any difference. --apply makes the local ledger follow
+/// the chain in one transaction. Resumes where a bounded run stopped.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "reconcile")]
+pub struct Reconcile {
+    /// address of the StreamAgencyEscrow contract (env STREAM_AGENCY_ESCROW_CONTRACT)
+    #[argh(option)]
+    pub escrow_contract: Option<String>,
+    /// gateway to ask (default: https://api.claws.network; env STREAM_AGENCY_BILLING_PROXY)
+    #[argh(option)]
+    pub billing_proxy: Option<String>,
+    /// only epochs from this one on
+    #[argh(option, default = "0")]
+    pub since_epoch: u64,
+    /// make the local ledger follow the chain (mark billed what the chain has, re-open
+    /// what it lacks and can still take, record the rest as lost)
+    #[argh(switch)]
+    pub apply: bool,
+    /// at most this many (agent, epoch) pairs per run; the next run continues (default: 100000)
+    #[argh(option, default = "100_000")]
+    pub max_pairs: usize,
+    /// HTTP timeout per request in seconds (default: 10)
+    #[argh(option)]
+    pub timeout_seconds: Option<u64>,
+    /// allow http:// URLs to hosts other than loopback
+    #[argh(switch)]
+    pub allow_insecure_http: bool,
+    /// table, json or tsv (default: table)
+    #[argh(option, default = "Format::Table")]
+    pub format: Format,
+}
+
+/// One difference between the local ledger and the chain.
+struct Difference {
+    address: String,
+    epoch: Option<i64>,
+    local: String,
+    chain: String,
+    action: String,
+}
+
+impl Run for Reconcile {
+    fn run(self, ctx: &Ctx) -> Result<()> {
+        let cfg = config::view_config(
+            self.escrow_contract.clone(),
+            self.billing_proxy.clone(),
+            self.timeout_seconds,
+            self.allow_insecure_http,
+        )?;
+        if self.max_pairs == 0 {
+            return Err(Error::usage("--max-pairs must be at least 1"));
+        }
+        let since = i64::try_from(self.since_epoch)
+            .map_err(|_| Error::usage("--since-epoch is out of range"))?;
+        let mut store = ctx.open()?;
+        let gateway = Gateway::new(http::agent(cfg.timeout), &cfg.proxy);
+        let escrow = Escrow {
+            gateway: &gateway,
+            contract: cfg.escrow.to_bech32(),
+        };
+        let unreachable = |e: String| {
+            Error::runtime(format!(
+                "reconcile needs the gateway ({e}): check --billing-proxy; nothing was changed"
+            ))
+        };
+        let config = escrow.config().map_err(unreachable)?;
+        let current = gateway.network_status().map_err(unreachable)?.epoch;
+        let walk = Walk {
+            escrow: &escrow,
+            config: &config,
+            current,
+            apply: self.apply,
+        };
+        let (found, corrections, done) = walk.run(&store, since, self.max_pairs)?;
+        if self.apply && !corrections.is_empty() {
+            store.apply_corrections(&corrections, now_ms())?;
+        }
+        print_differences(&found, self.format);
+        let lost = corrections
+            .iter()
+            .filter(|c| matches!(c.2, Correction::Lost(_)))
+            .count();
+        let fees = found.iter().filter(|d| d.epoch.is_none()).count();
+        if done {
+            eprintln!(
+                "reconcile: {} differences; the whole ledger was checked",
+                found.len()
+            );
+        } else {
+            eprintln!(
+                "reconcile: {} differences so far; --max-pairs reached, run again to continue",
+                found.len()
+            );
+        }
+        let attention = if self.apply { lost + fees } else { found.len() };
+        if attention > 0 {
+            return Err(Error::NeedsHuman(format!(
+                "reconcile: {attention} differences need a human (see above)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One bounded walk over the ledger.
+struct Walk<'a> {
+    escrow: &'a Escrow<'a>,
+    config: &'a EscrowConfig,
+    current: i64,
+    apply: bool,
+}
+
+impl Walk<'_> {
+    /// Returns the differences, the corrections, and whether the walk reached the end.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &self,
+        store: &Store,
+        since: i64,
+        max_pairs: usize,
+    ) -> Result<(Vec<Difference>, Vec<(i64, i64, Correction)>, bool)> {
+        let after = store
+            .meta_get(CURSOR)?
+            .and_then(|c| {
+                let (a, e) = c.split_once(':')?;
+                Some((a.parse().ok()?, e.parse().ok()?))
+            })
+            .unwrap_or((0, i64::MIN));
+        let rows = store.ledger_rows(since, after, max_pairs)?;
+        let mut infos: HashMap<i64, Option<AgentInfo>> = HashMap::new();
+        let (mut found, mut corrections) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let agent = Address::parse(&row.address).map_err(|e| {
+                Error::runtime(format!("agent {} in the database: {e}", row.address))
+            })?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = infos.entry(row.agent_id) {
+                let info = self.escrow.agent_info(&agent).map_err(gateway_error)?;
+                if let Some(d) = info.as_ref().and_then(|i| fee_difference(row, i)) {
+                    found.push(d);
+                }
+                slot.insert(info);
+            }
+            let state = self
+                .escrow
+                .epoch_state(&agent, row.epoch as u64)
+                .map_err(gateway_error)?;
+            if let Some((difference, correction)) = self.compare(row, state, &infos[&row.agent_id])
+            {
+                found.push(difference);
+                corrections.push((row.agent_id, row.epoch, correction));
+            }
+        }
+        let done = rows.len() < max_pairs;
+        match rows.last() {
+            Some(last) if !done => {
+                store.meta_set(CURSOR, &format!("{}:{}", last.agent_id, last.epoch))?
+            }
+            _ => store.meta_delete(CURSOR)?,
+        }
+        Ok((found, corrections, done))
+    }
+
+    fn compare(
+        &self,
+        row: &LedgerRow,
+        state: Option<u8>,
+        info: &Option<AgentInfo>,
+    ) -> Option<(Difference, Correction)> {
+        let local_billed = row.kind.is_some_and(|k| k.is_billed());
+        let local = row.kind.map_or("open".to_string(), |k| k.to_string());
+        let (chain, correction) = match (state, local_billed) {
+            (Some(index), false) => (
+                settlement(index).to_string(),
+                Correction::FoundOnChain(settlement(index)),
+            ),
+            (None, true) => {
+                let views = Views {
+                    state: None,
+                    info: info.clone(),
+                };
+                let correction = match escrow::judge(
+                    row.epoch,
+                    row.windows,
+                    self.current,
+                    &views,
+                    self.config,
+                ) {
+                    Decision::Send { .. } => Correction::Reopen,
+                    Decision::Unbillable { reason, .. } => {
+                        Correction::Lost(format!("billed locally, not on chain; {reason}"))
+                    }
+                    Decision::AlreadyBilled { state } => {
+                        Correction::FoundOnChain(settlement(state))
+                    }
+                };
+                ("not billed".to_string(), correction)
+            }
+            _ => return None,
+        };
+        let action = match (&correction, self.apply) {
+            (Correction::FoundOnChain(_), applied) => {
+                if applied {
+                    "marked billed"
+                } else {
+                    "--apply marks it billed"
+                }
+            }
+            (Correction::Reopen, applied) => {
+                if applied {
+                    "re-opened for billing"
+                } else {
+                    "--apply re-opens it for billing"
+                }
+            }
+            (Correction::Lost(_), applied) => {
+                if applied {
+                    "recorded as lost"
+                } else {
+                    "--apply records it as lost (the contract can no longer take it)"
+                }
+            }
+        };
+        Some((
+            Difference {
+                address: row.address.clone(),
+                epoch: Some(row.epoch),
+                local,
+                chain,
+                action: action.into(),
+            },
+            correction,
+        ))
+    }
+}
+
+/// The escrow charges its own fee for the agent: a different local fee misleads reports.
+fn fee_difference(row: &LedgerRow, info: &AgentInfo) -> Option<Difference> {
+    (info.fee_bps != row.fee_bps as u64).then(|| Difference {
+        address: row.address.clone(),
+        epoch: None,
+        local: format!("fee {} bps", row.fee_bps),
+        chain: format!("fee {} bps", info.fee_bps),
+        action: "the escrow's fee is what is charged: re-enroll with --fee-bps to match".into(),
+    })
+}
+
+fn gateway_error(e: String) -> Error {
+    Error::runtime(format!("reconcile stopped, nothing was changed: {e}"))
+}
+
+fn print_differences(found: &[Difference], format: Format) {
+    let mut rows = Rows::new(vec!["agent", "epoch", "local", "chain", "action"]);
+    for d in found {
+        rows.rows.push(vec![
+            Cell::Text(d.address.clone()),
+            Cell::OptInt(d.epoch),
+            Cell::Text(d.local.clone()),
+            Cell::Text(d.chain.clone()),
+            Cell::Text(d.action.clone()),
+        ]);
+    }
+    rows.emit(format, &[]);
+}
