@@ -268,14 +268,19 @@ fn pause_resume_remove_need_a_known_agent_and_remove_guards_unbilled_windows() {
         "3 counted windows not yet billed",
     );
     let out = sb.ok(&["remove", "--address", &a, "--force"]);
-    assert!(out.contains("3 unbilled windows will not be billed"), "{out}");
+    assert!(
+        out.contains("3 unbilled windows will not be billed"),
+        "{out}"
+    );
     // The history stays, settled by the human's --force; the secret is wiped.
     assert_eq!(
         sb.query_i64("SELECT COUNT(*) FROM usage_windows WHERE kind = 'skipped-by-human'"),
         1
     );
     assert_eq!(
-        sb.query_i64("SELECT COUNT(*) FROM agents WHERE stream_signature = '' AND removed_ms IS NOT NULL"),
+        sb.query_i64(
+            "SELECT COUNT(*) FROM agents WHERE stream_signature = '' AND removed_ms IS NOT NULL"
+        ),
         1
     );
 }

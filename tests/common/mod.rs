@@ -5,6 +5,7 @@
 //! in), so tests compare the tool's database against the service's truth.
 #![allow(dead_code)]
 
+pub mod bill;
 pub mod chain;
 pub mod http;
 
@@ -454,7 +455,9 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             let mut s = state.lock().unwrap();
             s.advance();
             let rest = &p["/transaction/".len()..];
-            if let Some(hash) = rest.strip_suffix("/status") {
+            if let Some(hash) = rest.strip_suffix("/process-status") {
+                answer(s.chain.process_status(hash))
+            } else if let Some(hash) = rest.strip_suffix("/status") {
                 answer(s.chain.status(hash))
             } else if let Some(hash) = rest.strip_suffix("?withResults=true") {
                 answer(s.chain.with_results(hash))
