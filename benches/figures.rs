@@ -277,8 +277,39 @@ fn billing(n: usize) {
         "--max-tick-seconds",
         "3600",
     ];
-    let m = tick(&sb, &fake, &billing_args);
-    assert!(m.stdout.contains(&format!("{n} sent")), "{}", m.stdout);
+    // From a fresh start the breaker's slow start sends 1, 2, 4, ... transactions as bills
+    // are confirmed; the fake executes at once, so each tick confirms the last one's.
+    let (mut ticks, mut wall, mut cpu) = (0, Duration::ZERO, Duration::ZERO);
+    let mut widest = None;
+    while fake.state().chain.billed.len() < n && ticks < 40 {
+        let m = tick(&sb, &fake, &billing_args);
+        ticks += 1;
+        wall += m.wall;
+        cpu += m.cpu;
+        let sent: usize = m
+            .stdout
+            .split(" sent")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if widest
+            .as_ref()
+            .is_none_or(|(w, _): &(usize, Measured)| sent > *w)
+        {
+            widest = Some((sent, m));
+        }
+    }
+    assert_eq!(fake.state().chain.billed.len(), n);
+    row(
+        &format!("billing {n} agents for one epoch from a fresh start (slow start; views + sign + write-ahead + send + confirm by getEpochState)"),
+        format!(
+            "{ticks} ticks, {:.2} s wall in all; {:.0} µs CPU per transaction",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n as f64
+        ),
+    );
+    let (sent, m) = widest.unwrap();
     let sign_send = m
         .stdout
         .split("ms to sign and send each")
@@ -288,23 +319,70 @@ fn billing(n: usize) {
         .trim()
         .to_string();
     row(
-        &format!("billing {n} agents for one epoch (views + sign + write-ahead + send)"),
+        &format!("the widest of those ticks ({sent} sent)"),
         format!(
-            "{:.0} transactions/s; per transaction {:.2} ms wall, {:.0} µs CPU; sign+store+send alone {sign_send} ms",
-            n as f64 / m.wall.as_secs_f64(),
-            m.wall.as_secs_f64() * 1e3 / n as f64,
-            m.cpu.as_secs_f64() * 1e6 / n as f64
+            "{:.2} ms wall per transaction sent (confirming the previous tick's included); sign+store+send alone {sign_send} ms",
+            m.wall.as_secs_f64() * 1e3 / sent.max(1) as f64,
         ),
     );
-    let m = tick(&sb, &fake, &billing_args);
+}
+
+/// `reconcile` over `agents` x `epochs` billed epochs that the chain has too.
+fn reconcile(agents: usize, epochs: i64) {
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 0,
+        },
+        600_000,
+    );
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let epoch = fake.state().epoch_at(now_ms());
+    {
+        let mut c = sb.conn();
+        let tx = c.transaction().unwrap();
+        let mut s = fake.state();
+        for i in 0..agents {
+            let address = wallet(i).address().to_bech32();
+            tx.execute(
+                "INSERT INTO agents (address, stream_signature, fee_bps, status, enrolled_ms, updated_ms)
+                 VALUES (?1, '00', 500, 'paused', 0, 0)",
+                [&address],
+            )
+            .unwrap();
+            let id = tx.last_insert_rowid();
+            for e in epoch - epochs..epoch {
+                tx.execute(
+                    "INSERT INTO usage_windows (agent_id, epoch, windows, billed, kind) VALUES (?1, ?2, 3, 1, 'billed')",
+                    [id, e],
+                )
+                .unwrap();
+                s.chain.billed.insert((address.clone(), e as u64), 3);
+            }
+            s.chain.agents.insert(address, EscrowAgent::default());
+        }
+        drop(s);
+        tx.commit().unwrap();
+    }
+    let m = measure(sb.command(&[
+        "reconcile",
+        "--escrow-contract",
+        CONTRACT,
+        "--billing-proxy",
+        &fake.url,
+    ]));
+    assert_eq!(m.code, 0, "{}", m.stdout);
     row(
-        &format!("confirming {n} billing transactions"),
+        &format!("reconcile {agents} agents x {epochs} epochs ({} getEpochState + {agents} getAgentInfo)", agents as i64 * epochs),
         format!(
-            "{:.2} ms per transaction",
-            m.wall.as_secs_f64() * 1e3 / n as f64
+            "{:.1} s wall, {:.0} µs wall and {:.0} µs CPU per (agent, epoch); peak RSS {:.1} MiB",
+            m.wall.as_secs_f64(),
+            m.wall.as_secs_f64() * 1e6 / (agents as f64 * epochs as f64),
+            m.cpu.as_secs_f64() * 1e6 / (agents as f64 * epochs as f64),
+            m.max_rss_kib as f64 / 1024.0
         ),
     );
-    assert_eq!(fake.state().chain.billed.len(), n);
 }
 
 /// 15x compressed: 120 s windows, renewal accepted in the last 24 s, --lead-seconds 20,
@@ -390,6 +468,9 @@ fn main() {
     }
     if wants("billing") {
         billing(1_000);
+    }
+    if wants("reconcile") {
+        reconcile(10_000, 10);
     }
     let bin = env!("CARGO_BIN_EXE_stream-agency");
     row(

@@ -3,8 +3,8 @@
 //!
 //! A failure is only known a few rounds after sending, so billing never has more than
 //! `window` transactions in flight: 1 after the first start, a configuration change, a
-//! failure or a human's `billing retry`, doubling with every confirmed bill up to
-//! [`MAX_WINDOW`]. Failures that are not about one agent (out of gas, an unknown function,
+//! failure or a human's `billing retry`, one more for every confirmed bill (so doubling
+//! with each round of confirmations) up to [`MAX_WINDOW`]. Failures that are not about one agent (out of gas, an unknown function,
 //! or [`TRIP_AFTER`] unexplained failures in a row across agents) trip the breaker: billing
 //! stops for everyone with one clear message until the configuration changes or a human
 //! runs `billing retry`.
@@ -58,14 +58,15 @@ pub fn window(store: &Store) -> Result<i64> {
         .clamp(1, MAX_WINDOW))
 }
 
-/// A bill confirmed: the failure streak ends and the window widens.
+/// A bill confirmed: the failure streak ends and the window widens by one, so it doubles
+/// with each round of confirmations (like TCP's slow start), never faster.
 pub fn billed(store: &Store) -> Result<()> {
     if store.meta_get_i64(STREAK)? != Some(0) {
         store.meta_set(STREAK, "0")?;
     }
     let w = window(store)?;
     if w < MAX_WINDOW {
-        store.meta_set(WINDOW, &(w * 2).min(MAX_WINDOW).to_string())?;
+        store.meta_set(WINDOW, &(w + 1).to_string())?;
     }
     Ok(())
 }

@@ -147,7 +147,7 @@ impl Run for BillingAttempts {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
         let mut rows = Rows::new(vec![
-            "created", "agent", "epoch", "windows", "nonce", "tx_hash", "status", "reason",
+            "created", "agent", "epoch", "windows", "nonce", "tx_hash", "status", "reason", "kind",
         ]);
         for b in store.billing_rows(self.limit)? {
             rows.rows.push(vec![
@@ -159,6 +159,7 @@ impl Run for BillingAttempts {
                 Cell::OptText(b.tx_hash),
                 Cell::Text(b.status),
                 Cell::OptText(b.reason),
+                Cell::OptText(b.kind),
             ]);
         }
         rows.emit(self.format, &[]);

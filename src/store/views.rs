@@ -51,6 +51,7 @@ pub struct BillingRow {
     pub tx_hash: Option<String>,
     pub status: String,
     pub reason: Option<String>,
+    pub kind: Option<String>,
 }
 
 impl Store {
@@ -135,7 +136,7 @@ impl Store {
 
     pub fn billing_rows(&self, limit: u32) -> Result<Vec<BillingRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason
+            "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason, b.kind
              FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
              ORDER BY b.created_ms DESC, b.id DESC LIMIT ?1",
         )?;
@@ -149,6 +150,7 @@ impl Store {
                 tx_hash: r.get(5)?,
                 status: r.get(6)?,
                 reason: r.get(7)?,
+                kind: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
