@@ -53,6 +53,7 @@ macro_rules! commands {
 
 commands! {
     InitDb(cmd::init_db::InitDb),
+    ImportMvp(cmd::import_mvp::ImportMvp),
     Keygen(cmd::secrets::Keygen),
     EncryptSecrets(cmd::secrets::EncryptSecrets),
     Enroll(cmd::enroll::Enroll),

@@ -36,6 +36,7 @@ pub fn held(store: &Store) -> Result<Vec<String>> {
 /// `check`: everything a monitor should page about.
 pub fn check(store: &Store, now: i64, warn_ms: i64, pending_limit_ms: i64) -> Result<Vec<String>> {
     let mut out = store.at_risk(now, warn_ms)?;
+    out.extend(store.never_renewed(now, now - warn_ms)?);
     out.extend(store.failing(now, FAILING_FOR_MS)?);
     out.extend(store.stale_billing(now, pending_limit_ms)?);
     out.extend(held(store)?);

@@ -33,6 +33,10 @@ pub struct Agency {
     pub stop: Arc<AtomicBool>,
     /// After this instant a tick starts no new renewal or billing (--max-tick-seconds).
     deadline: Option<Instant>,
+    /// The gateway did not answer last time (its outage is logged once).
+    gateway_down: bool,
+    /// "No agent enrolled" was said (once per process).
+    told_empty: bool,
 }
 
 /// Whether the work must stop: a signal, or the tick's deadline.
@@ -114,6 +118,8 @@ impl Agency {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
             deadline: None,
+            gateway_down: false,
+            told_empty: false,
         }
     }
 
@@ -145,6 +151,10 @@ impl Agency {
         // 2-3. Renew what is due; continuity first, so even without an epoch.
         let due = self.store.due_agents(now_ms())?;
         summary.due = due.len();
+        if !self.told_empty && self.store.is_empty()? {
+            log::warn!("no agent is enrolled yet: enroll one with `stream-agency enroll-from-pem --pem AGENT.pem` or `stream-agency enroll --from-file -` (lines of address<TAB>signature); see README, Getting started");
+        }
+        self.told_empty = true;
         let min_epoch = self.store.max_epoch_seen()?;
         for agent in &due {
             if self.halted() {
@@ -203,10 +213,20 @@ impl Agency {
         let status = match self.gateway.network_status() {
             Ok(s) => s,
             Err(e) => {
-                log::warn!("epoch unknown this tick, renewing anyway: {e}");
+                // Said once when the gateway stops answering, not at every tick of `run`.
+                if !self.gateway_down {
+                    log::warn!(
+                        "epoch unknown, renewing anyway: {e}; is --epoch-api-url {} right and reachable?",
+                        self.cfg.epoch_api_url
+                    );
+                }
+                self.gateway_down = true;
                 return Ok(None);
             }
         };
+        if std::mem::take(&mut self.gateway_down) {
+            log::info!("the gateway answers again: epoch {}", status.epoch);
+        }
         let obs = EpochObservation {
             epoch: status.epoch,
             observed_ms,

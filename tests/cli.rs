@@ -343,9 +343,28 @@ fn databases_that_are_not_ours_are_refused() {
     )
     .unwrap();
     let before = sb.file_bytes();
-    refused(&sb, &before, &["report"], 2, "chmod 600");
+    refused(&sb, &before, &["report"], 2, "is not an SQLite database");
     std::fs::set_permissions(&sb.db, std::fs::Permissions::from_mode(0o600)).unwrap();
-    refused(&sb, &before, &["report"], 1, "not a stream-agency database");
+    refused(&sb, &before, &["tick"], 2, "is not an SQLite database");
+
+    // Another application's SQLite database, readable by others: named, never changed.
+    let sb = Sandbox::new();
+    {
+        let c = rusqlite::Connection::open(&sb.db).unwrap();
+        c.execute_batch("CREATE TABLE recipes (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO recipes VALUES (1, 'soup');")
+            .unwrap();
+    }
+    std::fs::set_permissions(&sb.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = sb.file_bytes();
+    for cmd in [&["report"][..], &["init-db"], &["check"], &["tick"]] {
+        refused(
+            &sb,
+            &before,
+            cmd,
+            2,
+            "another application (tables: recipes)",
+        );
+    }
 
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);

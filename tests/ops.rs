@@ -119,11 +119,16 @@ fn exit_statuses_tell_cron_and_systemd_what_happened() {
     let r = sb.run(&run_args(&tick_args(&fake, &[])));
     assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("failing for 120 min"), "{}", r.stderr);
-    // 1: fatal runtime error.
+    // 1: fatal runtime error (a database newer than this binary).
     let bad = Sandbox::new();
-    std::fs::write(&bad.db, vec![b'x'; 4096]).unwrap();
-    std::fs::set_permissions(&bad.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    bad.ok(&["init-db"]);
+    bad.conn().pragma_update(None, "user_version", 99).unwrap();
     assert_eq!(bad.run(&["report"]).code, 1);
+    // A file that is not SQLite is a wrong --db: a usage error.
+    let text = Sandbox::new();
+    std::fs::write(&text.db, vec![b'x'; 4096]).unwrap();
+    std::fs::set_permissions(&text.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(text.run(&["report"]).code, 2);
     // 3 is covered by the lock test; --help documents them all.
     let help = sb.run(&["--help"]).stdout;
     for code in ["1 runtime", "2 usage", "3 another", "4 ran, but"] {

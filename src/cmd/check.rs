@@ -41,7 +41,16 @@ impl Run for Check {
             println!("{p}");
         }
         needs_human(&problems)?;
-        println!("ok: all active agents streaming, billing on time");
+        let (active, streaming) = store.streaming(now)?;
+        if active == 0 {
+            println!("ok: no active agent (enroll one: see README, Getting started)");
+        } else if streaming == active {
+            println!("ok: all {active} active agents streaming, billing on time");
+        } else {
+            println!(
+                "ok: {streaming} of {active} active agents streaming, the others renewing or waiting for their first renewal; billing on time"
+            );
+        }
         Ok(())
     }
 }

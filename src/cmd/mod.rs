@@ -7,6 +7,7 @@
 pub mod billing;
 pub mod check;
 pub mod enroll;
+pub mod import_mvp;
 pub mod init_db;
 pub mod prune;
 pub mod reconcile;

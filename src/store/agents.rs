@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// The signature as stored: encrypted when a key is configured.
-    fn sealed(&self, address: &Address, signature: &str) -> String {
+    pub(super) fn sealed(&self, address: &Address, signature: &str) -> String {
         match &self.secret_key {
             Some(key) => key.encrypt(&address.to_bech32(), signature),
             None => signature.to_string(),

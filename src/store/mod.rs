@@ -6,6 +6,8 @@
 
 pub mod agents;
 pub mod billing;
+pub mod mvp;
+pub mod recognize;
 pub mod usage;
 pub mod views;
 
@@ -43,6 +45,11 @@ impl Store {
             return Err(Error::usage(format!(
                 "database path {shown} is a directory: give a file path with --db"
             )));
+        }
+        // Never change a file that is not ours: recognised read-only, refused in one line.
+        let found = recognize::recognize(path)?;
+        if let Some(refusal) = recognize::refusal(path, &found, SCHEMA_VERSION) {
+            return Err(refusal);
         }
         if path.exists() {
             crate::config::check_private_file(path, "database")?;

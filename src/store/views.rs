@@ -219,6 +219,25 @@ impl Store {
         )
     }
 
+    /// Active agents enrolled before `enrolled_before` that never had a window.
+    pub fn never_renewed(&self, now: i64, enrolled_before: i64) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT address || ': enrolled ' || ((?1 - enrolled_ms) / 60000) || ' min ago and never renewed: is a tick timer or run scheduled?'
+             FROM agents WHERE status = 'active' AND removed_ms IS NULL AND last_success_ms IS NULL
+               AND expected_end_ms IS NULL AND enrolled_ms < ?2 ORDER BY address",
+            params![now, enrolled_before],
+        )
+    }
+
+    /// Active agents: (all, with a window open now).
+    pub fn streaming(&self, now: i64) -> Result<(i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(expected_end_ms > ?1), 0) FROM agents WHERE status = 'active'",
+            [now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     pub fn agents_with_status(&self, status: &str) -> Result<i64> {
         Ok(self.conn.query_row(
             "SELECT COUNT(*) FROM agents WHERE status = ?1",

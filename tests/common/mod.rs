@@ -8,6 +8,7 @@
 pub mod bill;
 pub mod chain;
 pub mod http;
+pub mod mvp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
