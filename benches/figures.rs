@@ -327,6 +327,77 @@ fn billing(n: usize) {
     );
 }
 
+/// `import-mvp` of an MVP database of `agents` agents with `days` days of attempts (48 a
+/// day, as 30-minute windows give), 2 usage rows and 2 billing attempts a day each.
+fn import_mvp(agents: usize, days: usize) {
+    let sb = Sandbox::new();
+    let old = sb.dir.path().join("mvp.db");
+    let built = Instant::now();
+    {
+        let mut conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(common::mvp::SCHEMA).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut agent = tx
+                .prepare("INSERT INTO agents (address, stream_signature, fee_bps, status, created_ms, updated_ms) VALUES (?1, ?2, 500, 'active', 0, 0)")
+                .unwrap();
+            let mut attempt = tx
+                .prepare("INSERT INTO attempts (agent_id, attempted_ms, ok, status_code, reason, end_stream_ms, response_body) VALUES (?1, ?2, 1, 200, 'ok', ?3, ?4)")
+                .unwrap();
+            let mut usage = tx
+                .prepare("INSERT INTO usage_windows (agent_id, epoch, windows, billed) VALUES (?1, ?2, 24, ?3)")
+                .unwrap();
+            let mut bill = tx
+                .prepare("INSERT INTO billing_attempts (agent_id, epoch, windows, attempted_ms, ok, return_code, stdout, stderr) VALUES (?1, ?2, 24, 0, 1, 0, 'Transaction hash: 00ab', '')")
+                .unwrap();
+            for i in 0..agents {
+                let w = wallet(i);
+                let sig = hex::encode(w.sign_message(b"stream"));
+                agent
+                    .execute(rusqlite::params![w.address().to_bech32(), sig])
+                    .unwrap();
+                let id = (i + 1) as i64;
+                for k in 0..(days * 48) as i64 {
+                    let t = 1_795_000_000_000 + k * 1_800_000;
+                    let body = format!(
+                        r#"{{"status": "streaming", "end_stream": {}}}"#,
+                        t + 1_800_000
+                    );
+                    attempt
+                        .execute(rusqlite::params![id, t, t + 1_800_000, body])
+                        .unwrap();
+                }
+                for e in 0..(days * 2) as i64 {
+                    usage
+                        .execute(rusqlite::params![id, e, e + 2 < (days * 2) as i64])
+                        .unwrap();
+                    bill.execute(rusqlite::params![id, e]).unwrap();
+                }
+            }
+        }
+        tx.commit().unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    let size = std::fs::metadata(&old).unwrap().len();
+    let built = built.elapsed();
+    let m = measure(sb.command(&["import-mvp", old.to_str().unwrap(), "--format", "tsv"]));
+    assert_eq!(m.code, 0, "{}", m.stdout);
+    row(
+        &format!("import-mvp of {agents} agents with {days} days of attempts ({} attempts, {:.0} MiB MVP file, built in {:.0} s)", agents * days * 48, size as f64 / 1_048_576.0, built.as_secs_f64()),
+        format!(
+            "{:.1} s wall, {:.1} s CPU ({:.1} µs per attempt), peak RSS {:.1} MiB; new database {:.0} MiB",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.wall.as_secs_f64() * 1e6 / (agents * days * 48) as f64,
+            m.max_rss_kib as f64 / 1024.0,
+            db_bytes(&sb) as f64 / 1_048_576.0
+        ),
+    );
+}
+
 /// `reconcile` over `agents` x `epochs` billed epochs that the chain has too.
 fn reconcile(agents: usize, epochs: i64) {
     let fake = FakeClaws::start(
@@ -471,6 +542,9 @@ fn main() {
     }
     if wants("reconcile") {
         reconcile(10_000, 10);
+    }
+    if wants("import") {
+        import_mvp(10_000, 30);
     }
     let bin = env!("CARGO_BIN_EXE_stream-agency");
     row(

@@ -40,6 +40,8 @@ pub struct RuntimeConfig {
     pub count_observed_windows: bool,
     pub timeout: Duration,
     pub max_tick: Duration,
+    /// `--billing-chain`: the chain id every gateway must be on, billing or not.
+    pub chain: String,
     pub billing: Option<BillingConfig>,
 }
 
@@ -175,6 +177,7 @@ impl RuntimeArgs {
         };
 
         Ok(RuntimeConfig {
+            chain: chain_id(self.billing_chain.clone())?,
             policy: Policy {
                 lead_ms: lead as i64 * 1000,
                 jitter_ms: jitter as i64 * 1000,
@@ -209,14 +212,7 @@ impl RuntimeArgs {
             })?;
         check_private_file(&pem, "operator PEM")?;
         let operator = Wallet::from_pem_file(&pem)?;
-        let chain =
-            string_opt(self.billing_chain.clone(), "billing-chain").unwrap_or_else(|| "C".into());
-        if chain.is_empty() || chain.len() > 32 || !chain.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(Error::usage(
-                "--billing-chain must be a short alphanumeric chain id, e.g. C",
-            ));
-        }
+        let chain = chain_id(self.billing_chain.clone())?;
         let gas_limit = u64_opt(self.billing_gas_limit, "billing-gas-limit", 25_000_000)?;
         let gas_price = u64_opt(
             self.billing_gas_price,
@@ -242,6 +238,17 @@ impl RuntimeArgs {
             gas_price,
         })
     }
+}
+
+/// `--billing-chain` (or its variable), default C.
+fn chain_id(flag: Option<String>) -> Result<String> {
+    let chain = string_opt(flag, "billing-chain").unwrap_or_else(|| "C".into());
+    if chain.is_empty() || chain.len() > 32 || !chain.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::usage(
+            "--billing-chain must be a short alphanumeric chain id, e.g. C",
+        ));
+    }
+    Ok(chain)
 }
 
 /// `--timeout-seconds` (or its variable), 1..=300, default 10.

@@ -53,6 +53,9 @@ pub struct NetworkStatus {
     pub epoch: i64,
     pub rounds_passed: i64,
     pub rounds_per_epoch: i64,
+    /// Rounds since genesis, and the current epoch's first round, when the gateway gives them.
+    pub current_round: Option<i64>,
+    pub round_at_epoch_start: Option<i64>,
 }
 
 /// From `GET /network/config`.
@@ -61,6 +64,8 @@ pub struct NetworkConfig {
     pub chain_id: String,
     pub min_gas_price: u64,
     pub round_duration_ms: i64,
+    /// Genesis, Unix seconds (`erd_start_time`), when the gateway gives it.
+    pub start_time_s: Option<i64>,
 }
 
 /// A JSON number or decimal string as u64 (the gateway writes both).
@@ -224,6 +229,8 @@ pub fn parse_status(data: &Value) -> Result<NetworkStatus, String> {
         epoch: field_i64(s, "erd_epoch_number")?,
         rounds_passed: field_i64(s, "erd_rounds_passed_in_current_epoch")?,
         rounds_per_epoch: field_i64(s, "erd_rounds_per_epoch")?,
+        current_round: field_i64(s, "erd_current_round").ok(),
+        round_at_epoch_start: field_i64(s, "erd_round_at_epoch_start").ok(),
     })
 }
 
@@ -244,6 +251,7 @@ pub fn parse_config(data: &Value) -> Result<NetworkConfig, String> {
             .collect(),
         min_gas_price: num("erd_min_gas_price")?,
         round_duration_ms: field_i64(c, "erd_round_duration")?,
+        start_time_s: field_i64(c, "erd_start_time").ok(),
     })
 }
 

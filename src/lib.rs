@@ -16,6 +16,7 @@ pub mod billing;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod escrow;
 pub mod gateway;

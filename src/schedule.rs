@@ -10,6 +10,9 @@ pub const AGENT_PROBLEM_RETRY_MS: i64 = 15 * 60 * 1000;
 /// No attempt is planned sooner than this after the last one, whatever the answers say.
 pub const MIN_RETRY_MS: i64 = 500;
 const BACKOFF_S: [i64; 4] = [30, 60, 120, 180];
+/// While an agent's service accepts renewals only after the end, one window in this many
+/// is still renewed ahead (a probe), to notice when early renewals are accepted again.
+pub const PROBE_EVERY: u32 = 8;
 
 /// The backoff of the `step`-th attempt in a row without a new window (1-based).
 pub fn backoff_ms(step: u32) -> i64 {
@@ -32,6 +35,12 @@ pub struct Known {
     pub window_ms: Option<i64>,
     /// Attempts in a row without a new window.
     pub step: u32,
+    /// The service accepts this agent's renewals only once the window ended.
+    pub after_end: bool,
+    /// Windows renewed at their end since the last probe ahead of it.
+    pub since_probe: u32,
+    /// When this attempt was made.
+    pub attempted_ms: i64,
 }
 
 /// The next attempt and the agent's new backoff step.
@@ -39,6 +48,9 @@ pub struct Known {
 pub struct Plan {
     pub next_attempt_ms: i64,
     pub backoff_step: u32,
+    /// What is learned of the service's renewal policy for this agent.
+    pub after_end: bool,
+    pub since_probe: u32,
 }
 
 impl Policy {
@@ -58,7 +70,13 @@ impl Policy {
                 _ => next,
             }
         };
+        let (after_end, since_probe) = learn(answer, known);
         let (next, backoff_step) = match *answer {
+            // Renewed ahead of the end, unless the service only accepts it after the end:
+            // then at the end (a probe ahead every PROBE_EVERY windows).
+            Answer::Opened { end_ms } if after_end && since_probe > 0 => {
+                (end_ms + self.jitter(), 0)
+            }
             Answer::Opened { end_ms } => (end_ms - self.lead_ms + self.jitter(), 0),
             Answer::AlreadyStreaming {
                 again_at_ms: Some(at),
@@ -89,7 +107,26 @@ impl Policy {
         Plan {
             next_attempt_ms: next.max(now + MIN_RETRY_MS),
             backoff_step,
+            after_end,
+            since_probe,
         }
+    }
+}
+
+/// What an answer teaches about when the service accepts this agent's renewals: "again at"
+/// the window's own end means only after the end; a window opened by an attempt made
+/// before the previous one ended means ahead of it again.
+fn learn(answer: &Answer, known: Known) -> (bool, u32) {
+    match *answer {
+        Answer::AlreadyStreaming {
+            end_ms: Some(end),
+            again_at_ms: Some(at),
+        } if (at - end).abs() <= 1_000 => (true, 1),
+        Answer::Opened { .. } if known.end_ms.is_some_and(|end| known.attempted_ms < end) => {
+            (false, 0)
+        }
+        Answer::Opened { .. } if known.after_end => (true, (known.since_probe + 1) % PROBE_EVERY),
+        _ => (known.after_end, known.since_probe),
     }
 }
 
@@ -106,9 +143,64 @@ mod tests {
     fn known(end_ms: Option<i64>, step: u32) -> Known {
         Known {
             end_ms,
-            window_ms: None,
             step,
+            ..Known::default()
         }
+    }
+
+    #[test]
+    fn after_end_renewals_are_learned_and_probed_now_and_then() {
+        let end = NOW + 8_000;
+        let told = Answer::AlreadyStreaming {
+            end_ms: Some(end),
+            again_at_ms: Some(end),
+        };
+        let p = NO_JITTER.plan(&told, NOW, known(Some(end), 0));
+        assert_eq!(
+            (p.after_end, p.since_probe, p.next_attempt_ms),
+            (true, 1, end)
+        );
+        // The next window is renewed at its end, not ahead of it...
+        let mut k = Known {
+            end_ms: Some(end),
+            after_end: true,
+            since_probe: 1,
+            attempted_ms: end,
+            ..Known::default()
+        };
+        let mut probes = 0;
+        for i in 0..16 {
+            let next_end = end + (i + 1) * 8_000;
+            let p = NO_JITTER.plan(&Answer::Opened { end_ms: next_end }, k.attempted_ms, k);
+            if p.next_attempt_ms < next_end {
+                probes += 1;
+            } else {
+                assert_eq!(p.next_attempt_ms, next_end);
+            }
+            k = Known {
+                end_ms: Some(next_end),
+                after_end: p.after_end,
+                since_probe: p.since_probe,
+                attempted_ms: next_end,
+                ..k
+            };
+        }
+        // ... but one window in PROBE_EVERY is renewed ahead, to notice a change.
+        assert_eq!(probes, 2);
+        // An early renewal accepted again: back to renewing ahead.
+        let early = Known {
+            attempted_ms: end - 5_000,
+            ..k
+        };
+        let p = NO_JITTER.plan(
+            &Answer::Opened {
+                end_ms: end + 8_000,
+            },
+            end - 5_000,
+            early,
+        );
+        assert!(!p.after_end);
+        assert!(p.next_attempt_ms < end + 8_000, "ahead of the end again");
     }
 
     fn next(answer: Answer, known_end: Option<i64>, step: u32) -> i64 {
@@ -198,16 +290,14 @@ mod tests {
         assert_eq!(next(Answer::OpenedWithoutEnd, None, 0), NOW + 30_000);
         // With a known window length, renewal is planned as if the window had its usual end.
         let usual = Known {
-            end_ms: None,
             window_ms: Some(1_800_000),
-            step: 0,
+            ..Known::default()
         };
         let plan = NO_JITTER.plan(&Answer::OpenedWithoutEnd, NOW, usual);
         assert_eq!(plan.next_attempt_ms, NOW + 30_000, "capped by the backoff");
         let short = Known {
-            end_ms: None,
             window_ms: Some(380_000),
-            step: 0,
+            ..Known::default()
         };
         let plan = NO_JITTER.plan(&Answer::OpenedWithoutEnd, NOW, short);
         assert_eq!(plan.next_attempt_ms, NOW + 20_000);

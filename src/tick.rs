@@ -9,16 +9,18 @@ use std::time::Instant;
 
 use crate::billing::{Biller, BillingSummary};
 use crate::config::RuntimeConfig;
+use crate::epochs::{self, Clock, Reading, Start};
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::schedule::Known;
 use crate::store::agents::{DueAgent, Renewal, Verdict};
-use crate::store::usage::{effective_epoch, EpochObservation, EpochTiming};
+use crate::store::usage::effective_epoch;
 use crate::store::Store;
 use crate::stream::{Answer, Reply, StreamClient};
 use crate::{health, http, now_ms};
 
 const ROUND_DURATION_KEY: &str = "round_duration_ms";
+const GENESIS_KEY: &str = "genesis_ms";
 
 /// The long-lived pieces a tick works with.
 pub struct Agency {
@@ -37,6 +39,12 @@ pub struct Agency {
     gateway_down: bool,
     /// "No agent enrolled" was said (once per process).
     told_empty: bool,
+    /// "Epoch boundaries are estimated" was said (once per process).
+    told_estimate: bool,
+    /// The chain's clock, once `/network/config` answered (`Some(None)`: it has no genesis).
+    clock: Option<Option<Clock>>,
+    /// Set when the epoch gateway is on another chain than `--billing-chain`.
+    wrong_chain: Option<String>,
 }
 
 /// Whether the work must stop: a signal, or the tick's deadline.
@@ -120,6 +128,9 @@ impl Agency {
             deadline: None,
             gateway_down: false,
             told_empty: false,
+            told_estimate: false,
+            clock: None,
+            wrong_chain: None,
         }
     }
 
@@ -205,11 +216,12 @@ impl Agency {
         Ok(summary)
     }
 
-    /// Asks the gateway for the epoch and attributes waiting windows. `None` when the
-    /// gateway does not answer: the tick goes on without it.
+    /// Asks the gateway for the epoch, records its start on the timeline and attributes
+    /// the windows waiting for it. `None` when the gateway does not answer or cannot be
+    /// trusted: the tick goes on renewing, counting and billing nothing on it.
     fn observe_epoch(&mut self, summary: &mut TickSummary) -> Result<Option<i64>> {
-        // The time before asking: the answer's epoch bounds every window opened until then.
-        let observed_ms = now_ms();
+        // Asked and answered: the answer's epoch bounds every window opened until `before`.
+        let before = now_ms();
         let status = match self.gateway.network_status() {
             Ok(s) => s,
             Err(e) => {
@@ -224,51 +236,117 @@ impl Agency {
                 return Ok(None);
             }
         };
+        let after = now_ms();
         if std::mem::take(&mut self.gateway_down) {
             log::info!("the gateway answers again: epoch {}", status.epoch);
         }
-        let obs = EpochObservation {
+        let clock = self.chain_clock();
+        let round_ms = self.round_ms(clock);
+        let epoch_len = round_ms.map(|r| r * status.rounds_per_epoch);
+        let reading = Reading {
             epoch: status.epoch,
-            observed_ms,
+            before_ms: before,
+            after_ms: after,
             rounds_passed: status.rounds_passed,
+            current_round: status.current_round,
+            round_at_epoch_start: status.round_at_epoch_start,
         };
-        let current = self.store.observe_epoch(&obs)?;
+        let distrust = match &self.wrong_chain {
+            Some(why) => Some(why.clone()),
+            None => epochs::distrust(&reading, self.store.last_seen()?, epoch_len),
+        };
+        if let Some(why) = distrust {
+            log::error!("epoch reading ignored: {why}");
+            summary.attention.push(format!(
+                "{why}; nothing is counted or billed on it (check --epoch-api-url {})",
+                self.cfg.epoch_api_url
+            ));
+            return Ok(None);
+        }
+        let start = epochs::epoch_start(&reading, clock, round_ms);
+        if matches!(start, Some(Start::Estimated(_)))
+            && !std::mem::replace(&mut self.told_estimate, true)
+        {
+            log::warn!(
+                "the gateway's genesis time and round numbers do not place epoch {} exactly (fields missing, or the round duration changed): epoch boundaries are estimated to half a round",
+                status.epoch
+            );
+        }
+        let current = match start {
+            Some(start) => self.store.record_epoch(status.epoch, start, after)?,
+            None => effective_epoch(self.store.max_epoch_seen()?, status.epoch),
+        };
         self.rounds_passed = status.rounds_passed;
-        let (waiting, needs_timing) = self.store.unattributed_windows(obs.observed_ms, current)?;
-        if waiting > 0 {
-            let timing = if needs_timing {
-                self.round_duration_ms().map(|round_ms| EpochTiming {
-                    round_ms,
-                    rounds_per_epoch: status.rounds_per_epoch,
-                })
-            } else {
-                None
-            };
-            summary.windows_attributed += self.store.attribute_windows(&obs, current, timing)?;
+        if self.store.unattributed_windows(before)? > 0 {
+            let len = epoch_len.filter(|&l| l > 0).unwrap_or(i64::MAX / 4);
+            summary.windows_attributed += self.store.attribute_windows(current, before, len)?;
         }
         Ok(Some(current))
     }
 
-    /// The chain's round duration, cached in the database after the first answer.
-    fn round_duration_ms(&self) -> Option<i64> {
-        match self.store.meta_get_i64(ROUND_DURATION_KEY) {
-            Ok(Some(ms)) => return Some(ms),
-            Ok(None) => {}
-            Err(e) => log::warn!("cannot read the cached round duration: {e}"),
+    /// Genesis and round duration from `/network/config`, asked once per process (which is
+    /// also when the gateway's chain id is checked against `--billing-chain`) and kept in
+    /// the database for the ticks whose gateway does not answer it.
+    fn chain_clock(&mut self) -> Option<Clock> {
+        if let Some(clock) = self.clock {
+            return clock;
         }
-        match self.gateway.network_config() {
-            Ok(c) if c.round_duration_ms > 0 => {
-                if let Err(e) = self
-                    .store
-                    .meta_set(ROUND_DURATION_KEY, &c.round_duration_ms.to_string())
-                {
-                    log::warn!("cannot cache the round duration: {e}");
-                }
-                Some(c.round_duration_ms)
-            }
-            Ok(_) => None,
+        let config = match self.gateway.network_config() {
+            Ok(c) => c,
             Err(e) => {
-                log::warn!("round duration unknown, windows wait for their epoch: {e}");
+                log::debug!("gateway config unavailable this time, using the one kept: {e}");
+                let genesis = self.store.meta_get_i64(GENESIS_KEY).unwrap_or(None)?;
+                let round_ms = self
+                    .store
+                    .meta_get_i64(ROUND_DURATION_KEY)
+                    .unwrap_or(None)?;
+                return Some(Clock {
+                    genesis_ms: genesis,
+                    round_ms,
+                });
+            }
+        };
+        if config.chain_id != self.cfg.chain {
+            self.wrong_chain = Some(format!(
+                "the gateway at --epoch-api-url has chain id {} but --billing-chain is {}",
+                config.chain_id, self.cfg.chain
+            ));
+        }
+        let cached = self.store.meta_get_i64(ROUND_DURATION_KEY).unwrap_or(None);
+        if config.round_duration_ms > 0 && cached != Some(config.round_duration_ms) {
+            if let Err(e) = self
+                .store
+                .meta_set(ROUND_DURATION_KEY, &config.round_duration_ms.to_string())
+            {
+                log::warn!("cannot cache the round duration: {e}");
+            }
+        }
+        let clock = config
+            .start_time_s
+            .filter(|_| config.round_duration_ms > 0)
+            .map(|s| Clock {
+                genesis_ms: s.saturating_mul(1000),
+                round_ms: config.round_duration_ms,
+            });
+        let kept = self.store.meta_get_i64(GENESIS_KEY).unwrap_or(None);
+        if let Some(c) = clock.filter(|c| kept != Some(c.genesis_ms)) {
+            if let Err(e) = self.store.meta_set(GENESIS_KEY, &c.genesis_ms.to_string()) {
+                log::warn!("cannot keep the genesis time: {e}");
+            }
+        }
+        self.clock = Some(clock);
+        clock
+    }
+
+    /// The round duration: the clock's, else the one cached from an earlier run.
+    fn round_ms(&self, clock: Option<Clock>) -> Option<i64> {
+        if let Some(c) = clock {
+            return Some(c.round_ms);
+        }
+        match self.store.meta_get_i64(ROUND_DURATION_KEY) {
+            Ok(ms) => ms.filter(|&ms| ms > 0),
+            Err(e) => {
+                log::warn!("cannot read the cached round duration: {e}");
                 None
             }
         }
@@ -300,6 +378,9 @@ impl Agency {
             end_ms: agent.expected_end_ms,
             window_ms: agent.window_ms,
             step: agent.backoff_step,
+            after_end: agent.after_end,
+            since_probe: agent.since_probe,
+            attempted_ms,
         };
         let plan = self.cfg.policy.plan(&reply.answer, now, known);
         let (verdict, window) = verdict_of(
@@ -332,6 +413,8 @@ impl Agency {
             expected_end_ms: reply.answer.end_ms(),
             next_attempt_ms: plan.next_attempt_ms,
             backoff_step: plan.backoff_step,
+            after_end: plan.after_end,
+            since_probe: plan.since_probe,
         })?;
         summary.database_ms += db_started.elapsed().as_secs_f64() * 1000.0;
         if counted {

@@ -378,6 +378,8 @@ fn killing_the_daemon_at_random_moments_never_bills_twice_or_loses_an_epoch() {
         child.wait().unwrap();
     }
     b.settle_after_renewals();
+    let windows = b.assert_windows_in_their_epochs();
+    println!("{windows} windows counted, each in the epoch the service granted it in");
 
     // No epoch made unbillable: nothing settled without billing, no order violation.
     assert_eq!(
@@ -452,6 +454,7 @@ fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
     b.fake.state().chaos = None;
     b.fake.state().gateway_down_until = 0;
     b.settle_after_renewals();
+    b.assert_windows_in_their_epochs();
 
     let s = b.fake.state();
     let faults_by_kind = s

@@ -14,7 +14,7 @@ const MAX_GAP_MS: i64 = 2_000;
 
 /// Runs `run` until every agent had `windows` windows, stops it, and checks continuity and
 /// counting against the fake's own record. Returns (max gap ms, windows granted).
-fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize) {
+fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize, usize) {
     let fake = FakeClaws::start(WINDOW_MS, policy, EPOCH_MS);
     let sb = Sandbox::new();
     sb.enroll_all();
@@ -58,12 +58,13 @@ fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize) {
     let pending = sb.query_i64("SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL");
     assert_eq!(pending, 0);
     let total: usize = state.windows.values().map(Vec::len).sum();
-    (state.max_gap_ms(), total)
+    let most_refusals = state.refusals.values().copied().max().unwrap_or(0);
+    (state.max_gap_ms(), total, most_refusals)
 }
 
 #[test]
 fn renewal_accepted_before_the_end_never_lapses() {
-    let (gap, total) = run_until(
+    let (gap, total, _) = run_until(
         RenewalPolicy::Early {
             accept_before_ms: 2_000,
         },
@@ -78,14 +79,19 @@ fn renewal_accepted_before_the_end_never_lapses() {
 
 #[test]
 fn renewal_only_after_the_end_with_can_stream_again_at() {
-    let (gap, total) = run_until(RenewalPolicy::AfterEnd { say_when: true }, 4);
-    println!("after-end policy (can_stream_again_at): {total} windows, max gap {gap} ms");
+    let (gap, total, refusals) = run_until(RenewalPolicy::AfterEnd { say_when: true }, 4);
+    println!("after-end policy (can_stream_again_at): {total} windows, max gap {gap} ms, at most {refusals} 403 per agent");
     assert!(gap <= MAX_GAP_MS, "gap {gap} ms exceeds jitter + 1 s");
+    // Learned from the first "again at the end": no probe before each window.
+    assert!(
+        refusals <= 1,
+        "{refusals} 'already streaming' answers for one agent"
+    );
 }
 
 #[test]
 fn renewal_only_after_the_end_with_end_stream_only() {
-    let (gap, total) = run_until(RenewalPolicy::AfterEnd { say_when: false }, 4);
+    let (gap, total, _) = run_until(RenewalPolicy::AfterEnd { say_when: false }, 4);
     println!("after-end policy (end_stream only): {total} windows, max gap {gap} ms");
     assert!(gap <= MAX_GAP_MS, "gap {gap} ms exceeds jitter + 1 s");
 }

@@ -24,6 +24,9 @@ pub struct DueAgent {
     /// Length of its last window, from the answer that opened it.
     pub window_ms: Option<i64>,
     pub backoff_step: u32,
+    /// Renewals accepted only after the end (learned), and windows since the last probe.
+    pub after_end: bool,
+    pub since_probe: u32,
 }
 
 /// Active agents whose attempt is due at `?1`, most urgent (earliest window end, unknown
@@ -63,6 +66,8 @@ pub struct Renewal<'a> {
     pub expected_end_ms: Option<i64>,
     pub next_attempt_ms: i64,
     pub backoff_step: u32,
+    pub after_end: bool,
+    pub since_probe: u32,
 }
 
 impl Store {
@@ -221,7 +226,8 @@ impl Store {
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                        expected_end_ms - last_success_ms FROM agents {DUE}"
+                        expected_end_ms - last_success_ms, renew_after_end, windows_since_probe
+             FROM agents {DUE}"
         ))?;
         let rows = stmt.query_map([now], |r| {
             Ok(DueAgent {
@@ -231,6 +237,8 @@ impl Store {
                 expected_end_ms: r.get(3)?,
                 backoff_step: r.get(4)?,
                 window_ms: r.get(5)?,
+                after_end: r.get(6)?,
+                since_probe: r.get(7)?,
             })
         })?;
         let mut due: Vec<DueAgent> = rows.collect::<Result<_, _>>()?;
@@ -312,6 +320,8 @@ impl Store {
                 expected_end_ms = COALESCE(?6, expected_end_ms),
                 next_attempt_ms = ?7,
                 backoff_step = ?8,
+                renew_after_end = ?9,
+                windows_since_probe = ?10,
                 updated_ms = ?4
              WHERE id = ?1",
         )?
@@ -324,6 +334,8 @@ impl Store {
             r.expected_end_ms,
             r.next_attempt_ms,
             r.backoff_step,
+            r.after_end,
+            r.since_probe,
         ])?;
         tx.commit()?;
         Ok(counted)
@@ -356,6 +368,8 @@ mod tests {
             expected_end_ms: Some(end),
             next_attempt_ms: end - 100,
             backoff_step: 0,
+            after_end: false,
+            since_probe: 0,
         }
     }
 

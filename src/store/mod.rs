@@ -25,11 +25,12 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../sql/0001_initial.sql")),
         M::up(include_str!("../../sql/0002_ledger.sql")),
+        M::up(include_str!("../../sql/0003_epochs.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 2;
+const SCHEMA_VERSION: usize = 3;
 
 pub struct Store {
     conn: Connection,

@@ -1,6 +1,8 @@
 //! The Python MVP's database (`stream_agency.py`): reading it (read-only, columns found by
 //! name, unknown ones ignored) and bringing it into ours in one transaction.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection};
 
 use super::Store;
@@ -66,33 +68,29 @@ fn pick(cols: &[String], name: &str) -> String {
     }
 }
 
-/// One agent's rows of an MVP table: the named columns (NULL where the table lacks one),
-/// in id order, each handed to `each`. Returns how many rows there were.
+/// Every row of an MVP table in one pass (its rowid order): the named columns, NULL
+/// where the table lacks one, handed with the row's `agent_id` to `each`. One pass, not
+/// one query per agent: the MVP's tables have no index on `agent_id`.
 fn each_row(
     source: &Connection,
     table: &str,
     cols: &[String],
     wanted: &[&str],
-    agent_id: i64,
-    mut each: impl FnMut(&rusqlite::Row) -> Result<()>,
-) -> Result<i64> {
+    mut each: impl FnMut(i64, &rusqlite::Row) -> Result<()>,
+) -> Result<()> {
     if cols.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let picked: Vec<String> = wanted.iter().map(|w| pick(cols, w)).collect();
-    let sql = format!(
-        "SELECT {} FROM {table} WHERE agent_id = ?1 ORDER BY {}",
-        picked.join(", "),
-        pick(cols, "id")
-    );
+    let sql = format!("SELECT agent_id, {} FROM {table}", picked.join(", "));
     let mut read = source.prepare(&sql)?;
-    let mut rows = read.query([agent_id])?;
-    let mut n = 0;
+    let mut rows = read.query([])?;
     while let Some(r) = rows.next()? {
-        each(r)?;
-        n += 1;
+        if let Some(agent_id) = r.get::<_, Option<i64>>(0)? {
+            each(agent_id, r)?;
+        }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Refuses an MVP database that lacks a column the import needs.
@@ -174,8 +172,9 @@ impl Store {
         let billing_cols = columns(source, "billing_attempts")?;
         let usage_cols = columns(source, "usage_windows")?;
         let tx = self.conn.transaction()?;
-        let mut all = Vec::with_capacity(agents.len());
-        for (a, stored) in agents.iter().zip(&sealed) {
+        // MVP agent id -> (our id, position in `agents`).
+        let mut targets: HashMap<i64, (i64, usize)> = HashMap::with_capacity(agents.len());
+        for (i, (a, stored)) in agents.iter().zip(&sealed).enumerate() {
             let m = &a.mvp;
             let last_error = m.last_error.as_deref().map(|e| redact(e, &m.signature));
             tx.prepare_cached(
@@ -199,15 +198,35 @@ impl Store {
                 m.created_ms.unwrap_or(now),
                 now,
             ])?;
-            let id = tx.last_insert_rowid();
-            let mut counts = Counts::default();
-            copy_usage(&tx, source, &usage_cols, m.id, id, &mut counts)?;
-            counts.attempts = copy_attempts(&tx, source, &attempt_cols, m, id, redact)?;
-            counts.billing_attempts = copy_billing(&tx, source, &billing_cols, m, id, redact)?;
-            all.push(counts);
+            targets.insert(m.id, (tx.last_insert_rowid(), i));
         }
+        let mut all = vec![Counts::default(); agents.len()];
+        let to = Targets {
+            ids: &targets,
+            agents,
+            redact,
+        };
+        copy_usage(&tx, source, &usage_cols, &to, &mut all)?;
+        copy_attempts(&tx, source, &attempt_cols, &to, &mut all)?;
+        copy_billing(&tx, source, &billing_cols, &to, &mut all)?;
         tx.commit()?;
         Ok(all)
+    }
+}
+
+/// Where an MVP agent's rows go.
+struct Targets<'a> {
+    /// MVP agent id -> (our id, position in `agents`); rows of other agents are skipped.
+    ids: &'a HashMap<i64, (i64, usize)>,
+    agents: &'a [Checked],
+    redact: Redact<'a>,
+}
+
+impl Targets<'_> {
+    /// Our id, the MVP's signature (to redact it), and the agent's position.
+    fn of(&self, mvp_id: i64) -> Option<(i64, &str, usize)> {
+        let &(id, i) = self.ids.get(&mvp_id)?;
+        Some((id, self.agents[i].mvp.signature.as_str(), i))
     }
 }
 
@@ -217,24 +236,23 @@ fn copy_usage(
     tx: &Connection,
     source: &Connection,
     cols: &[String],
-    from: i64,
-    to: i64,
-    counts: &mut Counts,
+    to: &Targets,
+    counts: &mut [Counts],
 ) -> Result<()> {
-    let sql = format!(
-        "SELECT epoch, windows, COALESCE({}, 0), {} FROM usage_windows WHERE agent_id = ?1 AND windows > 0",
-        pick(cols, "billed"),
-        pick(cols, "billed_at_ms")
-    );
-    let mut read = source.prepare(&sql)?;
-    let mut rows = read.query([from])?;
     let mut write = tx.prepare_cached(
         "INSERT INTO usage_windows (agent_id, epoch, windows, billed, billed_ms, kind, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    while let Some(r) = rows.next()? {
-        let (epoch, windows, billed): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let billed = billed != 0;
+    let wanted = ["epoch", "windows", "billed", "billed_at_ms"];
+    each_row(source, "usage_windows", cols, &wanted, |mvp_id, r| {
+        let Some((id, _, i)) = to.of(mvp_id) else {
+            return Ok(());
+        };
+        let windows: i64 = r.get::<_, Option<i64>>(2)?.unwrap_or(0);
+        if windows <= 0 {
+            return Ok(());
+        }
+        let billed = r.get::<_, Option<i64>>(3)?.unwrap_or(0) != 0;
         let (kind, outcome) = if billed {
             (
                 Some(Kind::BilledByMvp.as_str()),
@@ -244,22 +262,22 @@ fn copy_usage(
             (None, None)
         };
         write.execute(params![
-            to,
-            epoch,
+            id,
+            r.get::<_, i64>(1)?,
             windows,
             billed,
-            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
             kind,
             outcome
         ])?;
-        counts.windows += windows;
+        counts[i].windows += windows;
         if billed {
-            counts.billed_epochs += 1;
+            counts[i].billed_epochs += 1;
         } else {
-            counts.open_epochs += 1;
+            counts[i].open_epochs += 1;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The MVP's `/stream` calls; its raw bodies are cut to a redacted excerpt.
@@ -267,10 +285,9 @@ fn copy_attempts(
     tx: &Connection,
     source: &Connection,
     cols: &[String],
-    m: &MvpAgent,
-    to: i64,
-    redact: Redact,
-) -> Result<i64> {
+    to: &Targets,
+    counts: &mut [Counts],
+) -> Result<()> {
     let mut write = tx.prepare_cached(
         "INSERT INTO attempts (agent_id, attempted_ms, duration_ms, ok, status_code, reason, end_stream_ms, counted, body_excerpt)
          VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 0, ?7)",
@@ -283,25 +300,29 @@ fn copy_attempts(
         "end_stream_ms",
         "response_body",
     ];
-    each_row(source, "attempts", cols, &wanted, m.id, |r| {
-        let status: Option<i64> = r.get::<_, Option<i64>>(2)?.filter(|&s| s != 0);
-        let reason: Option<String> = r.get(3)?;
-        let body: Option<String> = r.get(5)?;
+    each_row(source, "attempts", cols, &wanted, |mvp_id, r| {
+        let Some((id, signature, i)) = to.of(mvp_id) else {
+            return Ok(());
+        };
+        let status: Option<i64> = r.get::<_, Option<i64>>(3)?.filter(|&s| s != 0);
+        let reason: Option<String> = r.get(4)?;
+        let body: Option<String> = r.get(6)?;
         write.execute(params![
-            to,
-            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(1)?.unwrap_or(0) != 0,
+            id,
+            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(2)?.unwrap_or(0) != 0,
             status,
             format!(
                 "MVP: {}",
                 reason
                     .as_deref()
-                    .map(|t| redact(t, &m.signature))
+                    .map(|t| (to.redact)(t, signature))
                     .unwrap_or_else(|| "-".into())
             ),
-            r.get::<_, Option<i64>>(4)?,
-            body.map(|b| redact(&b, &m.signature)),
+            r.get::<_, Option<i64>>(5)?,
+            body.map(|b| (to.redact)(&b, signature)),
         ])?;
+        counts[i].attempts += 1;
         Ok(())
     })
 }
@@ -311,10 +332,9 @@ fn copy_billing(
     tx: &Connection,
     source: &Connection,
     cols: &[String],
-    m: &MvpAgent,
-    to: i64,
-    redact: Redact,
-) -> Result<i64> {
+    to: &Targets,
+    counts: &mut [Counts],
+) -> Result<()> {
     let mut write = tx.prepare_cached(
         "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, tx_hash, status, kind, reason)
          VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'mvp', ?7)",
@@ -328,10 +348,13 @@ fn copy_billing(
         "stdout",
         "stderr",
     ];
-    each_row(source, "billing_attempts", cols, &wanted, m.id, |r| {
-        let ok = r.get::<_, Option<i64>>(3)?.unwrap_or(0) != 0;
-        let stdout: String = r.get::<_, Option<String>>(5)?.unwrap_or_default();
-        let stderr: String = r.get::<_, Option<String>>(6)?.unwrap_or_default();
+    each_row(source, "billing_attempts", cols, &wanted, |mvp_id, r| {
+        let Some((id, signature, i)) = to.of(mvp_id) else {
+            return Ok(());
+        };
+        let ok = r.get::<_, Option<i64>>(4)?.unwrap_or(0) != 0;
+        let stdout: String = r.get::<_, Option<String>>(6)?.unwrap_or_default();
+        let stderr: String = r.get::<_, Option<String>>(7)?.unwrap_or_default();
         let hash = stdout
             .split(|c: char| !c.is_ascii_hexdigit())
             .find(|w| w.len() == 64)
@@ -343,23 +366,24 @@ fn copy_billing(
         };
         let reason = format!(
             "MVP: clawpy exited {}{}",
-            r.get::<_, Option<i64>>(4)?
+            r.get::<_, Option<i64>>(5)?
                 .map_or("?".into(), |c| c.to_string()),
             if said.is_empty() {
                 String::new()
             } else {
-                format!(": {}", redact(said, &m.signature))
+                format!(": {}", (to.redact)(said, signature))
             }
         );
         write.execute(params![
-            to,
-            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+            id,
             r.get::<_, Option<i64>>(1)?.unwrap_or(0),
             r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(3)?.unwrap_or(0),
             hash,
             if ok { "success" } else { "failed" },
             reason,
         ])?;
+        counts[i].billing_attempts += 1;
         Ok(())
     })
 }

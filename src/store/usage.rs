@@ -1,39 +1,25 @@
 //! Windows and their epochs.
 //!
 //! A renewal records its window in `stream_windows` at once (so a crash never loses it),
-//! without an epoch. The epoch is attributed from a gateway observation taken *after* the
-//! window opened, and only then is the window added to `usage_windows`:
-//! - `min_epoch` (the highest epoch seen before the window opened) is a lower bound and the
-//!   observation's epoch an upper bound; when they agree the epoch is exact;
-//! - otherwise the epoch boundary is placed from the observation's rounds passed in the
-//!   current epoch and the round duration, clamped between the two bounds.
-//!
-//! So windows opened while the gateway was down are attributed once it answers again, and a
-//! tick that straddles an epoch change splits its windows at the boundary.
+//! without an epoch. Each trusted epoch reading adds the current epoch's start to the
+//! timeline in `epoch_starts` (exact from genesis, or estimated to half a round), and
+//! windows opened before that reading are attributed by the time they opened against the
+//! timeline, then counted in `usage_windows`. So windows opened while the gateway was down
+//! are attributed once it answers again, and a tick that straddles an epoch change splits
+//! its windows at the boundary, to the round.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
+use crate::epochs::{self, Seen, Start};
 use crate::error::Result;
 
-/// What `/network/status` said, and when.
-#[derive(Debug, Clone, Copy)]
-pub struct EpochObservation {
-    pub epoch: i64,
-    pub observed_ms: i64,
-    pub rounds_passed: i64,
-}
-
-/// Round duration and epoch length, from `/network/config` and `/network/status`.
-#[derive(Debug, Clone, Copy)]
-pub struct EpochTiming {
-    pub round_ms: i64,
-    pub rounds_per_epoch: i64,
-}
-
 const MAX_EPOCH_SEEN: &str = "max_epoch_seen";
+const SEEN_AT: &str = "epoch_seen_at_ms";
 
-/// Records a window once per (agent, end). Returns whether it is new.
+/// Records a window once per (agent, end). The service may give `end_stream` in seconds in
+/// one answer and in milliseconds in another: an end on a whole second and another within
+/// a second of it are the same window. Returns whether it is new.
 pub fn insert_window(
     conn: &Connection,
     agent_id: i64,
@@ -45,7 +31,10 @@ pub fn insert_window(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO stream_windows (agent_id, end_stream_ms, opened_ms, observed, min_epoch)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (
+                 SELECT 1 FROM stream_windows WHERE agent_id = ?1
+                 AND end_stream_ms BETWEEN ?2 - 999 AND ?2 + 999
+                 AND (end_stream_ms = ?2 OR end_stream_ms % 1000 = 0 OR ?2 % 1000 = 0))",
         )?
         .execute(params![agent_id, end_ms, opened_ms, observed, min_epoch])?;
     Ok(inserted == 1)
@@ -64,112 +53,138 @@ pub fn unbilled_windows(conn: &Connection, agent_id: Option<i64>) -> Result<i64>
     )?)
 }
 
-/// Where an epoch boundary lies, estimated from an observation.
-fn estimate_epoch(
-    opened_ms: i64,
-    lower: i64,
-    obs: &EpochObservation,
-    current: i64,
-    t: EpochTiming,
-) -> i64 {
-    let epoch_start = obs.observed_ms - obs.rounds_passed * t.round_ms;
-    let epoch_len = (t.rounds_per_epoch * t.round_ms).max(1);
-    let estimate = if opened_ms >= epoch_start {
-        current
-    } else {
-        let behind = (epoch_start - opened_ms + epoch_len - 1) / epoch_len;
-        current - behind
-    };
-    estimate.clamp(lower, current)
-}
-
-/// The current epoch given the highest seen before and a new observation: it never goes
-/// back (a lagging gateway must not make a window land in an epoch already billed).
+/// The current epoch given the highest seen before and a new reading: it never goes back
+/// (a lagging gateway must not make a window land in an epoch already billed).
 pub fn effective_epoch(seen: Option<i64>, observed: i64) -> i64 {
     seen.map_or(observed, |s| s.max(observed))
 }
 
 impl Store {
+    /// The highest trusted epoch seen.
     pub fn max_epoch_seen(&self) -> Result<Option<i64>> {
         self.meta_get_i64(MAX_EPOCH_SEEN)
     }
 
-    /// Records an epoch observation; returns the effective current epoch, which never goes
-    /// back (a lagging gateway must not make a window land in an epoch already billed).
-    pub fn observe_epoch(&self, obs: &EpochObservation) -> Result<i64> {
+    /// The last trusted reading: the epoch and when it was answered.
+    pub fn last_seen(&self) -> Result<Option<Seen>> {
+        Ok(
+            match (self.max_epoch_seen()?, self.meta_get_i64(SEEN_AT)?) {
+                (Some(epoch), Some(at_ms)) => Some(Seen { epoch, at_ms }),
+                _ => None,
+            },
+        )
+    }
+
+    /// Records a trusted reading: the epoch, when it was first seen, and where it started
+    /// (the first estimate is kept until an exact start replaces it). Returns the effective
+    /// current epoch, which never goes back. Writes nothing when nothing changed, so an idle
+    /// tick leaves the database alone.
+    pub fn record_epoch(&self, epoch: i64, start: Start, at_ms: i64) -> Result<i64> {
         let seen = self.max_epoch_seen()?;
-        let current = effective_epoch(seen, obs.epoch);
+        let current = effective_epoch(seen, epoch);
+        if current == epoch {
+            let exact = matches!(start, Start::Exact(_));
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO epoch_starts (epoch, start_ms, exact) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (epoch) DO UPDATE SET start_ms = excluded.start_ms, exact = excluded.exact
+                     WHERE excluded.exact > epoch_starts.exact",
+                )?
+                .execute(params![epoch, start.ms(), exact])?;
+        }
         if seen != Some(current) {
             self.meta_set(MAX_EPOCH_SEEN, &current.to_string())?;
+            self.meta_set(SEEN_AT, &at_ms.to_string())?;
         }
         Ok(current)
     }
 
-    /// Whether some window opened up to `until_ms` still waits for its epoch, and whether
-    /// attributing it needs the epoch timing (its bounds differ).
-    pub fn unattributed_windows(&self, until_ms: i64, current: i64) -> Result<(i64, bool)> {
+    /// The start of `epoch`, when known.
+    pub fn epoch_start(&self, epoch: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT start_ms FROM epoch_starts WHERE epoch = ?1",
+                [epoch],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// How many windows opened up to `until_ms` still wait for their epoch.
+    pub fn unattributed_windows(&self, until_ms: i64) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(MAX(min_epoch IS NULL OR min_epoch < ?2), 0)
-             FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1",
-            params![until_ms, current],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            "SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1",
+            [until_ms],
+            |r| r.get(0),
         )?)
     }
 
-    /// Attributes the windows opened before `obs` to their epochs and counts them in
-    /// `usage_windows`, in one transaction. Windows whose epoch needs `timing` and has none
-    /// stay unattributed. Returns how many windows were counted.
+    /// Attributes the windows opened up to `until_ms` to their epochs and counts them in
+    /// `usage_windows`, in one transaction: those opened since the current epoch's start in
+    /// one statement, earlier ones by the timeline. Returns how many were counted.
     pub fn attribute_windows(
         &mut self,
-        obs: &EpochObservation,
         current: i64,
-        timing: Option<EpochTiming>,
+        until_ms: i64,
+        epoch_len_ms: i64,
     ) -> Result<usize> {
+        let Some(start) = self.epoch_start(current)? else {
+            return Ok(0);
+        };
         let tx = self.conn.transaction()?;
-        // The common case, set-based: the epoch did not change since the window opened.
-        let exact =
-            "FROM stream_windows WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2";
+        // The common case, set-based: opened in the current epoch.
+        let recent =
+            "FROM stream_windows WHERE epoch IS NULL AND opened_ms >= ?3 AND opened_ms <= ?1";
         tx.prepare_cached(&format!(
             "INSERT INTO usage_windows (agent_id, epoch, windows)
-             SELECT agent_id, ?2, COUNT(*) {exact} GROUP BY agent_id
+             SELECT agent_id, ?2, COUNT(*) {recent} GROUP BY agent_id
              ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + excluded.windows"
         ))?
-        .execute(params![obs.observed_ms, current])?;
+        .execute(params![until_ms, current, start])?;
         let mut counted = tx
             .prepare_cached(
                 "UPDATE stream_windows SET epoch = ?2
-                 WHERE epoch IS NULL AND opened_ms <= ?1 AND min_epoch = ?2",
+                 WHERE epoch IS NULL AND opened_ms >= ?3 AND opened_ms <= ?1",
             )?
-            .execute(params![obs.observed_ms, current])?;
-        // The rest, one by one: the boundary is estimated from the epoch timing.
-        let pending: Vec<(i64, i64, i64, Option<i64>)> = tx
+            .execute(params![until_ms, current, start])?;
+        // The rest, one by one against the timeline.
+        let earlier: Vec<(i64, i64, i64, Option<i64>)> = tx
             .prepare_cached(
                 "SELECT agent_id, end_stream_ms, opened_ms, min_epoch FROM stream_windows
-                 WHERE epoch IS NULL AND opened_ms <= ?1",
+                 WHERE epoch IS NULL AND opened_ms < ?1",
             )?
-            .query_map([obs.observed_ms], |r| {
+            .query_map([start.min(until_ms + 1)], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<Result<_, _>>()?;
-        for (agent_id, end_ms, opened_ms, min_epoch) in pending {
-            let lower = min_epoch.unwrap_or(0).min(current);
-            let epoch = if lower == current {
-                current
-            } else if let Some(t) = timing {
-                estimate_epoch(opened_ms, lower, obs, current, t)
-            } else {
-                continue;
-            };
-            tx.prepare_cached(
-                "UPDATE stream_windows SET epoch = ?3 WHERE agent_id = ?1 AND end_stream_ms = ?2",
-            )?
-            .execute(params![agent_id, end_ms, epoch])?;
-            tx.prepare_cached(
-                "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (?1, ?2, 1)
-                 ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + 1",
-            )?
-            .execute(params![agent_id, epoch])?;
-            counted += 1;
+        if !earlier.is_empty() {
+            let starts: Vec<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT epoch, start_ms FROM epoch_starts WHERE epoch <= ?1 ORDER BY epoch",
+                )?
+                .query_map([current], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (agent_id, end_ms, opened_ms, min_epoch) in earlier {
+                let Some(found) = epochs::epoch_at(opened_ms, &starts, epoch_len_ms) else {
+                    continue;
+                };
+                // Below the current epoch (it opened before its start), and never below
+                // the trusted epoch seen before it opened.
+                let epoch = found
+                    .min(current - 1)
+                    .max(min_epoch.unwrap_or(i64::MIN).min(current - 1));
+                tx.prepare_cached(
+                    "UPDATE stream_windows SET epoch = ?3 WHERE agent_id = ?1 AND end_stream_ms = ?2",
+                )?
+                .execute(params![agent_id, end_ms, epoch])?;
+                tx.prepare_cached(
+                    "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (?1, ?2, 1)
+                     ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + 1",
+                )?
+                .execute(params![agent_id, epoch])?;
+                counted += 1;
+            }
         }
         tx.commit()?;
         Ok(counted)
@@ -181,11 +196,6 @@ mod tests {
     use super::*;
     use crate::keys::Address;
     use crate::store::memory_store;
-
-    const TIMING: EpochTiming = EpochTiming {
-        round_ms: 100,
-        rounds_per_epoch: 10,
-    };
 
     fn usage(s: &Store) -> Vec<(i64, i64)> {
         s.conn
@@ -204,39 +214,38 @@ mod tests {
             Address::parse("claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn")
                 .unwrap();
         s.enroll(&alice, "aa", 500, 0).unwrap();
-        // Epoch 7 began at t=10_000; epoch length 1_000 ms.
+        // Epoch 6 began at 9_000, epoch 7 at 10_000; epochs last 1_000 ms.
+        s.record_epoch(6, Start::Exact(9_000), 9_500).unwrap();
         for (end, opened, min_epoch) in [
-            (1, 9_100, Some(6)),  // before the boundary: epoch 6
-            (2, 10_050, Some(6)), // after it: epoch 7
-            (3, 8_500, None),     // gateway was down since the start: epoch 5
-            (4, 10_300, Some(7)), // exact: bounds agree
-            (5, 10_900, Some(7)), // opened after the observation: waits
+            (1, 9_950, Some(6)),  // 50 ms before the boundary: epoch 6
+            (2, 10_050, Some(6)), // 50 ms after it: epoch 7
+            (3, 7_500, None),     // gateway was down since the start: epoch 4
+            (4, 10_300, Some(7)), // in the current epoch
+            (5, 10_900, Some(7)), // opened after the reading: waits
         ] {
             assert!(insert_window(&s.conn, 1, end, opened, false, min_epoch).unwrap());
         }
-        let obs = EpochObservation {
-            epoch: 7,
-            observed_ms: 10_500,
-            rounds_passed: 5,
-        };
-        assert_eq!(s.observe_epoch(&obs).unwrap(), 7);
+        assert_eq!(s.record_epoch(7, Start::Exact(10_000), 10_500).unwrap(), 7);
+        assert_eq!(s.unattributed_windows(10_500).unwrap(), 4);
+        assert_eq!(s.attribute_windows(7, 10_500, 1_000).unwrap(), 4);
+        assert_eq!(s.attribute_windows(7, 10_500, 1_000).unwrap(), 0);
+        assert_eq!(usage(&s), vec![(4, 1), (6, 1), (7, 2)]);
+        // A lagging reading never moves the current epoch back.
+        assert_eq!(s.record_epoch(6, Start::Exact(9_000), 11_000).unwrap(), 7);
+        assert_eq!(s.attribute_windows(7, 11_000, 1_000).unwrap(), 1);
+        assert_eq!(usage(&s), vec![(4, 1), (6, 1), (7, 3)]);
+        // An estimate never replaces an exact start; an exact one replaces an estimate.
+        s.record_epoch(7, Start::Estimated(10_040), 11_100).unwrap();
+        assert_eq!(s.epoch_start(7).unwrap(), Some(10_000));
+        s.record_epoch(8, Start::Estimated(11_040), 11_100).unwrap();
+        s.record_epoch(8, Start::Exact(11_000), 11_200).unwrap();
+        assert_eq!(s.epoch_start(8).unwrap(), Some(11_000));
         assert_eq!(
-            s.unattributed_windows(obs.observed_ms, 7).unwrap(),
-            (4, true)
+            s.last_seen().unwrap(),
+            Some(Seen {
+                epoch: 8,
+                at_ms: 11_100
+            })
         );
-        // Without timing only the exact window can be attributed.
-        assert_eq!(s.attribute_windows(&obs, 7, None).unwrap(), 1);
-        assert_eq!(s.attribute_windows(&obs, 7, Some(TIMING)).unwrap(), 3);
-        assert_eq!(s.attribute_windows(&obs, 7, Some(TIMING)).unwrap(), 0);
-        assert_eq!(usage(&s), vec![(5, 1), (6, 1), (7, 2)]);
-        // A lagging gateway never moves the current epoch back.
-        let lagging = EpochObservation {
-            epoch: 6,
-            observed_ms: 11_000,
-            rounds_passed: 0,
-        };
-        assert_eq!(s.observe_epoch(&lagging).unwrap(), 7);
-        assert_eq!(s.attribute_windows(&lagging, 7, Some(TIMING)).unwrap(), 1);
-        assert_eq!(usage(&s), vec![(5, 1), (6, 1), (7, 3)]);
     }
 }

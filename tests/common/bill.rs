@@ -247,4 +247,35 @@ impl Bill {
         let nonces: Vec<u64> = s.chain.executed.iter().map(|e| e.nonce).collect();
         assert_eq!(nonces, (0..nonces.len() as u64).collect::<Vec<_>>());
     }
+
+    /// Every window counted is counted in the epoch the service granted it in.
+    pub fn assert_windows_in_their_epochs(&self) -> usize {
+        let conn = self.sb.conn();
+        let rows: Vec<(String, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT a.address, w.end_stream_ms, w.epoch, w.opened_ms FROM stream_windows w
+                 JOIN agents a ON a.id = w.agent_id WHERE w.epoch IS NOT NULL",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let s = self.fake.state();
+        for (address, end, epoch, opened) in &rows {
+            let granted = s.windows[address]
+                .iter()
+                .find(|w| w.end == *end)
+                .unwrap_or_else(|| {
+                    panic!("{address}: counted a window ending {end} never granted")
+                });
+            let boundary = s.genesis_ms + (granted.epoch + 1) * s.epoch_ms;
+            assert_eq!(
+                granted.epoch, *epoch,
+                "{address}: window ending {end} in the wrong epoch: granted at {}, opened at {opened} by our clock, next epoch at {boundary}",
+                granted.start
+            );
+        }
+        rows.len()
+    }
 }

@@ -136,6 +136,9 @@ pub struct Window {
 }
 
 pub struct State {
+    /// Genesis (a whole second): round r starts at genesis + r x round_ms, epoch e at
+    /// genesis + e x epoch_ms; epoch 100 began within the second before the fake started.
+    pub genesis_ms: i64,
     pub t0: i64,
     pub epoch_base: i64,
     pub epoch_ms: i64,
@@ -158,6 +161,17 @@ pub struct State {
     /// Ends of windows granted whose answer the client may not have read.
     pub lost_windows: HashSet<(String, i64)>,
     pub chain: chain::Chain,
+    /// `/stream` for this address is answered no sooner than this time (a renewal placed
+    /// to the millisecond).
+    pub stream_hold: HashMap<String, i64>,
+    /// "Already streaming" answers given, per address.
+    pub refusals: HashMap<String, usize>,
+    /// "Already streaming" answers give `end_stream` in seconds (the spec allows both).
+    pub end_in_seconds: bool,
+    /// The gateway gives no genesis time and no round numbers (only rounds passed).
+    pub omit_genesis: bool,
+    /// Until this time the gateway reports this epoch (another network, a stale cache).
+    pub wrong_epoch: Option<(i64, i64)>,
     pub stream_requests: usize,
     pub status_requests: usize,
 }
@@ -253,7 +267,13 @@ impl State {
         if now >= open_at {
             return self.grant(addr, now);
         }
-        let mut answer = json!({"error": "Agent is already streaming", "end_stream": end});
+        *self.refusals.entry(addr.to_string()).or_default() += 1;
+        let shown_end = if self.end_in_seconds {
+            json!(end / 1000)
+        } else {
+            json!(end)
+        };
+        let mut answer = json!({"error": "Agent is already streaming", "end_stream": shown_end});
         if matches!(
             self.policy,
             RenewalPolicy::Early { .. } | RenewalPolicy::AfterEnd { say_when: true }
@@ -265,14 +285,27 @@ impl State {
 
     fn network_status(&self) -> (u16, String) {
         let now = now_ms();
-        let into_epoch = (now - self.t0).rem_euclid(self.epoch_ms);
-        let data = json!({"status": {
-            "erd_epoch_number": self.epoch_at(now),
-            "erd_current_round": (now - self.t0) / self.round_ms,
-            "erd_rounds_passed_in_current_epoch": into_epoch / self.round_ms,
-            "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
-            "erd_nonce": (now - self.t0) / self.round_ms,
-        }});
+        let rounds_per_epoch = self.epoch_ms / self.round_ms;
+        let current_round = (now - self.genesis_ms) / self.round_ms;
+        let epoch = match self.wrong_epoch {
+            Some((until, wrong)) if now < until => wrong,
+            _ => self.epoch_at(now),
+        };
+        let first_round = (epoch * rounds_per_epoch).min(current_round);
+        let mut status = json!({
+            "erd_epoch_number": epoch,
+            "erd_current_round": current_round,
+            "erd_round_at_epoch_start": first_round,
+            "erd_rounds_passed_in_current_epoch": current_round - first_round,
+            "erd_rounds_per_epoch": rounds_per_epoch,
+            "erd_nonce": current_round,
+        });
+        if self.omit_genesis {
+            let o = status.as_object_mut().unwrap();
+            o.remove("erd_current_round");
+            o.remove("erd_round_at_epoch_start");
+        }
+        let data = json!({ "status": status });
         (
             200,
             json!({"data": data, "error": "", "code": "successful"}).to_string(),
@@ -288,6 +321,10 @@ impl State {
             "erd_round_duration": self.round_ms,
             "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
         }});
+        let mut data = data;
+        if !self.omit_genesis {
+            data["config"]["erd_start_time"] = json!(self.genesis_ms / 1000);
+        }
         (
             200,
             json!({"data": data, "error": "", "code": "successful"}).to_string(),
@@ -308,11 +345,18 @@ pub struct FakeClaws {
 
 impl FakeClaws {
     pub fn start(window_ms: i64, policy: RenewalPolicy, epoch_ms: i64) -> FakeClaws {
+        let epoch_base = 100;
+        let genesis_ms = (now_ms() - epoch_base * epoch_ms).div_euclid(1000) * 1000;
+        let round_ms = [100, 50, 10, 1]
+            .into_iter()
+            .find(|r| epoch_ms % r == 0)
+            .unwrap();
         let state = Arc::new(Mutex::new(State {
-            t0: now_ms(),
-            epoch_base: 100,
+            genesis_ms,
+            t0: genesis_ms + epoch_base * epoch_ms,
+            epoch_base,
             epoch_ms,
-            round_ms: 1,
+            round_ms,
             window_ms,
             policy,
             registered: None,
@@ -326,6 +370,11 @@ impl FakeClaws {
             faults: Vec::new(),
             lost_windows: HashSet::new(),
             chain: chain::Chain::default(),
+            stream_hold: HashMap::new(),
+            refusals: HashMap::new(),
+            end_in_seconds: false,
+            omit_genesis: false,
+            wrong_epoch: None,
             stream_requests: 0,
             status_requests: 0,
         }));
@@ -351,6 +400,13 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
                 .ok()
                 .and_then(|v| v["address"].as_str().map(str::to_string))
                 .unwrap_or_default();
+            let hold = state.lock().unwrap().stream_hold.get(&addr).copied();
+            if let Some(until) = hold {
+                let wait = until - now_ms();
+                if wait > 0 {
+                    std::thread::sleep(Duration::from_millis(wait as u64));
+                }
+            }
             let latency = state.lock().unwrap().stream_latency_ms;
             if let Some((lo, hi)) = latency {
                 std::thread::sleep(Duration::from_micros(fastrand::u64(lo * 1000..=hi * 1000)));

@@ -1,0 +1,16 @@
+-- stream-agency schema, version 3: epochs to the round, and what each agent's stream
+-- service accepts.
+
+-- The start of every epoch seen (Unix ms): exact from genesis and the epoch's first round,
+-- or estimated to half a round where the gateway's figures do not allow more. Windows are
+-- attributed by the time they opened against this timeline. Small: one row per epoch.
+CREATE TABLE epoch_starts (
+    epoch    INTEGER PRIMARY KEY,
+    start_ms INTEGER NOT NULL,
+    exact    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- 1 once the service said "again at" the window's end: renew at the end, not before (no
+-- 403 per window); a probe before the end every few windows finds out if that changed.
+ALTER TABLE agents ADD COLUMN renew_after_end INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN windows_since_probe INTEGER NOT NULL DEFAULT 0;
