@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 use base64::Engine as _;
 use bech32::primitives::decode::{
@@ -171,14 +172,14 @@ pub fn parse_signature_hex(s: &str) -> Result<[u8; 64], String> {
     Ok(out)
 }
 
-/// A stream signature: a reusable bearer secret. `Debug` never shows it; only the
+/// A stream signature (or other secret text): a reusable bearer secret. `Debug` never
+/// shows it, it is not `Clone`, and its buffer is wiped when it is dropped; only the
 /// request body and the database ever hold its text.
-#[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     pub fn new(text: String) -> Secret {
-        Secret(text)
+        Secret(Zeroizing::new(text))
     }
 
     pub fn expose(&self) -> &str {
@@ -239,8 +240,10 @@ impl Wallet {
                 meta.len()
             )));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::usage(format!("cannot read PEM file {shown}: {e}")))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::usage(format!("cannot read PEM file {shown}: {e}")))?,
+        );
         let mut wallets =
             parse_pem(&text).map_err(|e| Error::usage(format!("PEM file {shown}: {e}")))?;
         Ok(wallets.swap_remove(0))
@@ -264,7 +267,7 @@ pub fn parse_pem(text: &str) -> Result<Vec<Wallet>, String> {
                 n + 1
             ));
         };
-        let mut body = String::new();
+        let mut body = Zeroizing::new(String::new());
         let mut ended = false;
         for (m, line) in lines.by_ref() {
             if let Some(end) = line
@@ -287,21 +290,22 @@ pub fn parse_pem(text: &str) -> Result<Vec<Wallet>, String> {
         }
         let (_, label_address) =
             Address::parse_any_hrp(label).map_err(|e| format!("label address is invalid: {e}"))?;
-        let hex_text = base64::engine::general_purpose::STANDARD
-            .decode(body.as_bytes())
-            .map_err(|_| "key body is not valid base64".to_string())?;
+        let hex_text = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|_| "key body is not valid base64".to_string())?,
+        );
         if hex_text.len() != 128 {
             return Err(format!(
                 "key body decodes to {} characters, expected 128 hex characters",
                 hex_text.len()
             ));
         }
-        let mut raw = [0u8; 64];
-        hex::decode_to_slice(&hex_text, &mut raw)
+        let mut raw = Zeroizing::new([0u8; 64]);
+        hex::decode_to_slice(&*hex_text, &mut *raw)
             .map_err(|_| "key body is not hex inside the base64".to_string())?;
-        let seed: [u8; 32] = raw[..32].try_into().expect("32 bytes");
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(raw[..32].try_into().expect("32 bytes"));
         let wallet = Wallet::from_seed(&seed);
-        raw.fill(0);
         if wallet.address.as_bytes()[..] != hex_text_public_half(&hex_text)? {
             return Err("the public key in the file does not match its secret key".into());
         }

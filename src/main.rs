@@ -6,9 +6,15 @@ use stream_agency::cli::Cli;
 use stream_agency::error::exit;
 
 fn main() {
+    // Stream signatures and keys pass through this process: no core dump may hold them.
+    let dumpable =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    if let Err(e) = dumpable {
+        log::debug!("cannot mark the process non-dumpable: {e}");
+    }
     let args: Vec<String> = std::env::args().collect();
     let name = args.first().map(String::as_str).unwrap_or("stream-agency");
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();

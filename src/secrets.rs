@@ -7,8 +7,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
+use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use zeroize::Zeroizing;
 
 use crate::config::check_private_file;
 use crate::error::{Error, Result};
@@ -35,34 +38,36 @@ impl SecretKey {
     /// Reads a key file: 64 hex characters, mode 0600. Errors never quote the file.
     pub fn load(path: &Path) -> Result<SecretKey> {
         check_private_file(path, "secret key file")?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             Error::usage(format!(
                 "cannot read secret key file {}: {e}",
                 path.display()
             ))
-        })?;
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+        })?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut *key).map_err(|_| {
             Error::usage(format!(
                 "secret key file {} does not hold 64 hex characters: create one with `keygen`",
                 path.display()
             ))
         })?;
-        let cipher = XChaCha20Poly1305::new(&key.into());
-        key.fill(0);
+        // The cipher keeps its own copy of the key and wipes it on drop (chacha20's zeroize).
+        let cipher = XChaCha20Poly1305::new((&*key).into());
         Ok(SecretKey { cipher })
     }
 
     /// Writes a new random key file (mode 0600); refuses to overwrite one.
     pub fn generate(path: &Path) -> Result<()> {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut *key);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
             .map_err(|e| Error::usage(format!("cannot create key file {}: {e}", path.display())))?;
-        writeln!(file, "{}", hex::encode(key))
+        let text = Zeroizing::new(hex::encode(&*key));
+        writeln!(file, "{}", text.as_str())
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::runtime(format!("cannot write key file {}: {e}", path.display())))
     }

@@ -5,6 +5,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::http;
+use zeroize::Zeroizing;
+
 use crate::keys::{Secret, STREAM_MESSAGE};
 
 /// What a `/stream` answer means for the agent.
@@ -72,12 +74,7 @@ impl StreamClient {
 
     /// One renewal attempt.
     pub fn renew(&self, address: &str, signature: &Secret) -> Reply {
-        let body = serde_json::json!({
-            "signature": signature.expose(),
-            "message": STREAM_MESSAGE,
-            "address": address,
-        })
-        .to_string();
+        let body = request_body(address, signature);
         let started = Instant::now();
         let result = http::send(self.agent.post(&self.url), Some(&body));
         let duration_ms = started.elapsed().as_millis() as i64;
@@ -163,6 +160,44 @@ pub fn classify(reply: &http::Reply) -> (Answer, String) {
     }
 }
 
+/// The JSON body of a renewal, written into one buffer big enough from the start (no
+/// reallocation leaves a copy of the signature behind) that is wiped when dropped.
+fn request_body(address: &str, signature: &Secret) -> Zeroizing<String> {
+    let fields = [
+        ("signature", signature.expose()),
+        ("message", STREAM_MESSAGE),
+        ("address", address),
+    ];
+    // Escaping makes a character at most six bytes long.
+    let room: usize = fields.iter().map(|(k, v)| k.len() + 6 * v.len() + 6).sum();
+    let mut body = Zeroizing::new(String::with_capacity(room + 2));
+    body.push('{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push('"');
+        body.push_str(key);
+        body.push_str("\":\"");
+        for c in value.chars() {
+            match c {
+                '"' => body.push_str("\\\""),
+                '\\' => body.push_str("\\\\"),
+                c if (c as u32) < 0x20 => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    body.push_str("\\u00");
+                    body.push(HEX[(c as usize) >> 4] as char);
+                    body.push(HEX[(c as usize) & 15] as char);
+                }
+                c => body.push(c),
+            }
+        }
+        body.push('"');
+    }
+    body.push('}');
+    body
+}
+
 /// The first 200 characters of a body, safe to store and show: the agent's signature is
 /// redacted (a broken service might echo the request) and control characters are removed.
 pub fn excerpt(body: &[u8], signature: &str) -> String {
@@ -195,6 +230,17 @@ pub fn redact(text: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_body_is_the_json_the_service_expects() {
+        let sig = Secret::new("ab\"c\\d\u{1}".into());
+        let body = request_body("claw1x", &sig);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["signature"], "ab\"c\\d\u{1}");
+        assert_eq!(v["message"], "stream");
+        assert_eq!(v["address"], "claw1x");
+        assert!(body.capacity() >= body.len());
+    }
 
     fn reply(status: u16, body: &str) -> http::Reply {
         http::Reply {

@@ -42,12 +42,14 @@ fn refused(sb: &Sandbox, before: &[u8], args: &[&str], code: i32, expect: &str) 
         "{args:?}: expected {expect:?} in {:?}",
         r.stderr
     );
-    assert_eq!(
-        r.stderr.trim_end().lines().count(),
-        1,
-        "{args:?}: one line, got {:?}",
-        r.stderr
-    );
+    // One line of error (after the warning a signature on the command line always gets).
+    let error_lines = r
+        .stderr
+        .trim_end()
+        .lines()
+        .filter(|l| !l.starts_with("warning: --signature on the command line"))
+        .count();
+    assert_eq!(error_lines, 1, "{args:?}: one line, got {:?}", r.stderr);
     assert_eq!(sb.file_bytes(), before, "{args:?} changed the database");
     let wal = sb.db.with_extension("db-wal");
     assert!(
@@ -572,4 +574,114 @@ fn readme_commands_and_exit_statuses_are_in_help() {
             "exit status {status} is not in --help:\n{help}"
         );
     }
+}
+
+/// A signature from standard input or a 0600 file enrolls the same agent as one on the
+/// command line, and only the command line one warns.
+#[test]
+fn signatures_come_from_stdin_or_a_private_file_and_argv_warns() {
+    let (a, s) = alice();
+    let stored = |sb: &Sandbox| -> (String, i64) {
+        sb.conn()
+            .query_row(
+                "SELECT stream_signature, fee_bps FROM agents WHERE address = ?1",
+                [&a],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let argv = Sandbox::new();
+    let r = argv.run(&[
+        "enroll",
+        "--address",
+        &a,
+        "--signature",
+        &s,
+        "--fee-bps",
+        "700",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr
+            .matches("warning: --signature on the command line")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+
+    let stdin = Sandbox::new();
+    let mut child = stdin
+        .command(&[
+            "enroll",
+            "--address",
+            &a,
+            "--signature",
+            "-",
+            "--fee-bps",
+            "700",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("  {s}  \n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "no warning for stdin"
+    );
+    assert_eq!(
+        stored(&stdin),
+        stored(&argv),
+        "the same agent as from the command line"
+    );
+
+    let file = Sandbox::new();
+    let path = file.dir.path().join("alice.sig");
+    std::fs::write(&path, format!("{s}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = file.file_bytes();
+    refused(
+        &file,
+        &before,
+        &[
+            "enroll",
+            "--address",
+            &a,
+            "--signature-file",
+            path.to_str().unwrap(),
+        ],
+        2,
+        "chmod 600",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = file.run(&[
+        "enroll",
+        "--address",
+        &a,
+        "--signature-file",
+        path.to_str().unwrap(),
+        "--fee-bps",
+        "700",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("warning"),
+        "no warning for a file: {}",
+        r.stderr
+    );
+    assert_eq!(stored(&file), stored(&argv));
 }

@@ -9,21 +9,29 @@ use argh::FromArgs;
 
 use super::{parse_address, Ctx, Run};
 use crate::error::{Error, Result};
-use crate::keys::{self, Address, Wallet, STREAM_MESSAGE};
+use zeroize::Zeroizing;
+
+use crate::keys::{self, Address, Secret, Wallet, STREAM_MESSAGE};
 use crate::now_ms;
 use crate::store::Store;
 
 /// Enroll an agent with its signature of "stream" (verified offline first), or many from a
 /// file of `address<TAB>signature[<TAB>fee_bps]` lines (all checked before any is written).
+/// The signature is a bearer secret: give it on standard input (`--signature -`) or in a
+/// 0600 file (`--signature-file`), not on the command line.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "enroll")]
 pub struct Enroll {
     /// the agent's claw1... address
     #[argh(option)]
     pub address: Option<String>,
-    /// the agent's signature of the message "stream", hex (optional 0x)
+    /// the agent's signature of the message "stream", hex (optional 0x): "-" reads one line
+    /// from standard input; a value on the command line is visible to other users (ps)
     #[argh(option)]
     pub signature: Option<String>,
+    /// read the signature from this file (mode 0600)
+    #[argh(option)]
+    pub signature_file: Option<PathBuf>,
     /// enroll every line of this file ("-" for stdin); "#" starts a comment
     #[argh(option)]
     pub from_file: Option<PathBuf>,
@@ -45,21 +53,22 @@ pub struct EnrollFromPem {
 }
 
 /// An enrollment whose address, signature and fee were checked.
-pub type Checked = (Address, String, u32);
+pub type Checked = (Address, Secret, u32);
 
 impl Run for Enroll {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let agents = match (self.from_file, self.address, self.signature) {
-            (Some(file), None, None) => {
+        let agents = match (self.from_file, self.address) {
+            (Some(file), None) if self.signature.is_none() && self.signature_file.is_none() => {
                 check_fee(self.fee_bps)?;
-                parse_enrollment_file(&read_input(&file)?, self.fee_bps)?
+                parse_enrollment_file(&Zeroizing::new(read_input(&file)?), self.fee_bps)?
             }
-            (None, Some(address), Some(signature)) => {
-                vec![check_enrollment(&address, &signature, self.fee_bps)?]
+            (None, Some(address)) => {
+                let signature = signature_input(self.signature, self.signature_file)?;
+                vec![check_enrollment(&address, signature.expose(), self.fee_bps)?]
             }
             _ => {
                 return Err(Error::usage(
-                    "enroll takes --address and --signature, or --from-file FILE (not both)",
+                    "enroll takes --address with --signature - (stdin) or --signature-file FILE, or --from-file FILE (not both)",
                 ))
             }
         };
@@ -74,7 +83,7 @@ impl Run for EnrollFromPem {
         let sig = wallet.sign_message(STREAM_MESSAGE.as_bytes());
         save(
             &mut ctx.open_with_secrets()?,
-            &[(wallet.address(), hex::encode(sig), fee_bps)],
+            &[(wallet.address(), Secret::new(hex::encode(sig)), fee_bps)],
         )
     }
 }
@@ -99,7 +108,38 @@ pub fn check_enrollment(address: &str, signature: &str, fee_bps: u32) -> Result<
             "--signature is not {address}'s signature of \"{STREAM_MESSAGE}\": sign it with that agent's wallet"
         )));
     }
-    Ok((address, hex::encode(sig), fee_bps))
+    Ok((address, Secret::new(hex::encode(sig)), fee_bps))
+}
+
+/// The signature from standard input (`-`, one line), a 0600 file, or the command line,
+/// which is visible in `ps` and kept in shell history: that one works, with a warning.
+fn signature_input(arg: Option<String>, file: Option<PathBuf>) -> Result<Secret> {
+    match (arg, file) {
+        (Some(dash), None) if dash == "-" => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Error::usage(format!("cannot read the signature from standard input: {e}")))?;
+            Ok(Secret::new(line.trim().to_string()))
+        }
+        (None, Some(path)) => {
+            crate::config::check_private_file(&path, "signature file")?;
+            let text = Zeroizing::new(read_input(&path)?);
+            Ok(Secret::new(text.trim().to_string()))
+        }
+        (Some(hex), None) => {
+            eprintln!(
+                "warning: --signature on the command line is visible to other users (ps, /proc) and kept in shell history; use --signature - (stdin) or --signature-file FILE"
+            );
+            Ok(Secret::new(hex))
+        }
+        (None, None) => Err(Error::usage(
+            "enroll --address needs the signature: --signature - (one line on stdin) or --signature-file FILE (or enroll many with --from-file FILE)",
+        )),
+        (Some(_), Some(_)) => Err(Error::usage(
+            "give the signature once: --signature - or --signature-file FILE",
+        )),
+    }
 }
 
 /// A file's text, or standard input's for "-".

@@ -169,7 +169,7 @@ fn check(m: &MvpAgent) -> std::result::Result<Checked, String> {
     Ok(Checked {
         mvp: m.clone(),
         address,
-        signature: hex::encode(sig),
+        signature: crate::keys::Secret::new(hex::encode(sig)),
         fee_bps,
         active,
         note,

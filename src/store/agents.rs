@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{usage, Store};
 use crate::error::{Error, Result};
 use crate::keys::{Address, Secret};
+use zeroize::Zeroizing;
 
 #[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
@@ -92,11 +93,11 @@ impl Store {
     }
 
     /// The signature as stored: encrypted when a key is configured.
-    pub(super) fn sealed(&self, address: &Address, signature: &str) -> String {
-        match &self.secret_key {
+    pub(super) fn sealed(&self, address: &Address, signature: &str) -> Zeroizing<String> {
+        Zeroizing::new(match &self.secret_key {
             Some(key) => key.encrypt(&address.to_bech32(), signature),
             None => signature.to_string(),
-        }
+        })
     }
 
     /// Adds an agent, or updates a known one's signature and fee and reactivates it.
@@ -108,7 +109,8 @@ impl Store {
         fee_bps: u32,
         now: i64,
     ) -> Result<Enrolled> {
-        let (new, _) = self.enroll_many(&[(*address, signature.to_string(), fee_bps)], now)?;
+        let (new, _) =
+            self.enroll_many(&[(*address, Secret::new(signature.into()), fee_bps)], now)?;
         Ok(if new == 1 {
             Enrolled::New
         } else {
@@ -119,10 +121,13 @@ impl Store {
     /// Enrolls agents in one transaction (all or nothing). Returns (new, updated).
     pub fn enroll_many(
         &mut self,
-        agents: &[(Address, String, u32)],
+        agents: &[(Address, Secret, u32)],
         now: i64,
     ) -> Result<(usize, usize)> {
-        let sealed: Vec<String> = agents.iter().map(|(a, s, _)| self.sealed(a, s)).collect();
+        let sealed: Vec<Zeroizing<String>> = agents
+            .iter()
+            .map(|(a, s, _)| self.sealed(a, s.expose()))
+            .collect();
         let tx = self.conn.transaction()?;
         let (mut new, mut updated) = (0, 0);
         for ((address, _, fee_bps), stored) in agents.iter().zip(&sealed) {
@@ -142,7 +147,7 @@ impl Store {
                     removed_ms = NULL,
                     updated_ms = excluded.updated_ms",
             )?
-            .execute(params![address.to_bech32(), stored, fee_bps, now])?;
+            .execute(params![address.to_bech32(), stored.as_str(), fee_bps, now])?;
             if known {
                 updated += 1;
             } else {

@@ -34,7 +34,7 @@ pub struct Checked {
     pub mvp: MvpAgent,
     pub address: Address,
     /// The signature as our `enroll` stores it (lowercase hex, no 0x).
-    pub signature: String,
+    pub signature: crate::keys::Secret,
     pub fee_bps: i64,
     pub active: bool,
     /// What changed on the way in (e.g. suspended became paused).
@@ -164,9 +164,9 @@ impl Store {
         redact: Redact,
         now: i64,
     ) -> Result<Vec<Counts>> {
-        let sealed: Vec<String> = agents
+        let sealed: Vec<zeroize::Zeroizing<String>> = agents
             .iter()
-            .map(|a| self.sealed(&a.address, &a.signature))
+            .map(|a| self.sealed(&a.address, a.signature.expose()))
             .collect();
         let attempt_cols = columns(source, "attempts")?;
         let billing_cols = columns(source, "billing_attempts")?;
@@ -185,7 +185,7 @@ impl Store {
             )?
             .execute(params![
                 a.address.to_bech32(),
-                stored,
+                stored.as_str(),
                 a.fee_bps,
                 if a.active { "active" } else { "paused" },
                 m.expected_end_ms,
