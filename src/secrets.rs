@@ -66,7 +66,7 @@ impl SecretKey {
             .mode(0o600)
             .open(path)
             .map_err(|e| Error::usage(format!("cannot create key file {}: {e}", path.display())))?;
-        let text = Zeroizing::new(hex::encode(&*key));
+        let text = Zeroizing::new(hex::encode(key.as_slice()));
         writeln!(file, "{}", text.as_str())
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::runtime(format!("cannot write key file {}: {e}", path.display())))
