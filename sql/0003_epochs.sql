@@ -14,3 +14,6 @@ CREATE TABLE epoch_starts (
 -- 403 per window); a probe before the end every few windows finds out if that changed.
 ALTER TABLE agents ADD COLUMN renew_after_end INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE agents ADD COLUMN windows_since_probe INTEGER NOT NULL DEFAULT 0;
+-- 1 after an "already streaming, again at T" whose T had already passed (on the corrected
+-- clock): a second one for the same window waits for the window's end.
+ALTER TABLE agents ADD COLUMN stale_refusal INTEGER NOT NULL DEFAULT 0;

@@ -134,6 +134,9 @@ macro_rules! runtime_command {
             /// allow http:// URLs to hosts other than loopback (TLS is otherwise required)
             #[argh(switch)]
             pub allow_insecure_http: bool,
+            /// a host clock off the network's by more than this needs a human (default: 60)
+            #[argh(option)]
+            pub max_clock_skew_seconds: Option<u64>,
             $($extra)*
         }
 
@@ -155,6 +158,7 @@ macro_rules! runtime_command {
                     billing_gas_price: self.billing_gas_price,
                     max_tick_seconds: self.max_tick_seconds,
                     allow_insecure_http: self.allow_insecure_http,
+                    max_clock_skew_seconds: self.max_clock_skew_seconds,
                 }
             }
         }

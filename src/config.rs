@@ -30,6 +30,7 @@ pub struct RuntimeArgs {
     pub billing_gas_price: Option<u64>,
     pub max_tick_seconds: Option<u64>,
     pub allow_insecure_http: bool,
+    pub max_clock_skew_seconds: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct RuntimeConfig {
     pub max_tick: Duration,
     /// `--billing-chain`: the chain id every gateway must be on, billing or not.
     pub chain: String,
+    /// A host clock off the network's by more than this needs a human.
+    pub max_clock_skew_ms: i64,
     pub billing: Option<BillingConfig>,
 }
 
@@ -176,7 +179,14 @@ impl RuntimeArgs {
             None
         };
 
+        let skew = u64_opt(self.max_clock_skew_seconds, "max-clock-skew-seconds", 60)?;
+        if !(1..=86_400 * 365).contains(&skew) {
+            return Err(Error::usage(
+                "--max-clock-skew-seconds must be between 1 and 31536000",
+            ));
+        }
         Ok(RuntimeConfig {
+            max_clock_skew_ms: skew as i64 * 1000,
             chain: chain_id(self.billing_chain.clone())?,
             policy: Policy {
                 lead_ms: lead as i64 * 1000,

@@ -43,16 +43,23 @@ impl Start {
     }
 }
 
-/// The current epoch's start from a reading; `None` without any round duration (the
-/// windows then wait for a reading that places it).
-pub fn epoch_start(r: &Reading, clock: Option<Clock>, round_ms: Option<i64>) -> Option<Start> {
+/// The current epoch's start, in host time, from a reading; `offset_ms` is the network's
+/// clock minus the host's (0 when in sync). `None` without any round duration (the windows
+/// then wait for a reading that places it).
+pub fn epoch_start(
+    r: &Reading,
+    clock: Option<Clock>,
+    round_ms: Option<i64>,
+    offset_ms: i64,
+) -> Option<Start> {
     if let (Some(c), Some(current), Some(first)) = (clock, r.current_round, r.round_at_epoch_start)
     {
         if c.round_ms > 0 {
-            // The round "now" must be the gateway's current round, within one round.
-            let earliest = (r.before_ms - c.genesis_ms).div_euclid(c.round_ms);
-            let latest = (r.after_ms - c.genesis_ms).div_euclid(c.round_ms);
-            let start = c.genesis_ms + first * c.round_ms;
+            // The round "now" (on the network's clock) must be the gateway's current round,
+            // within one round.
+            let earliest = (r.before_ms + offset_ms - c.genesis_ms).div_euclid(c.round_ms);
+            let latest = (r.after_ms + offset_ms - c.genesis_ms).div_euclid(c.round_ms);
+            let start = c.genesis_ms + first * c.round_ms - offset_ms;
             if (earliest - 1..=latest + 1).contains(&current)
                 && first <= current
                 && start <= r.after_ms
@@ -148,17 +155,17 @@ mod tests {
         // Round 100 runs from 1_600_000 to 1_606_000; the epoch began at round 90.
         let r = reading(7, 1_603_000, 100, 90);
         assert_eq!(
-            epoch_start(&r, Some(CLOCK), None),
+            epoch_start(&r, Some(CLOCK), None, 0),
             Some(Start::Exact(1_540_000))
         );
         // Without genesis: 10 rounds passed, the current round began in
         // (1_603_000 - 66_000, 1_603_020 - 60_000]: the middle is 1_540_010.
         assert_eq!(
-            epoch_start(&r, None, Some(6_000)),
+            epoch_start(&r, None, Some(6_000), 0),
             Some(Start::Estimated(1_540_010))
         );
         assert_eq!(
-            epoch_start(&r, None, None),
+            epoch_start(&r, None, None, 0),
             None,
             "nothing to place it with"
         );
@@ -166,7 +173,7 @@ mod tests {
         // says 140.
         let changed = reading(7, 1_603_000, 140, 130);
         assert!(matches!(
-            epoch_start(&changed, Some(CLOCK), None),
+            epoch_start(&changed, Some(CLOCK), None, 0),
             Some(Start::Estimated(_))
         ));
     }

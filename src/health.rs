@@ -20,6 +20,23 @@ pub fn tick_attention(store: &Store, now: i64) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// A host clock further off the network's than `max_ms`, said as a person would.
+pub fn clock_skew(offset: crate::clock::Offset, max_ms: i64) -> Option<String> {
+    (offset.ms.abs() > max_ms).then(|| {
+        format!(
+            "the host clock is {} the stream service: enable NTP (timedatectl set-ntp true); renewals are scheduled on the service's clock meanwhile",
+            crate::clock::describe(offset.ms)
+        )
+    })
+}
+
+/// The network clock's offset as the last run kept it.
+pub fn kept_offset(store: &Store) -> Result<Option<crate::clock::Offset>> {
+    Ok(store
+        .meta_get(crate::clock::STORE_KEY)?
+        .and_then(|t| crate::clock::estimate(&crate::clock::decode(&t))))
+}
+
 /// Held epochs, each with what to do about it.
 pub fn held(store: &Store) -> Result<Vec<String>> {
     Ok(store
@@ -34,7 +51,13 @@ pub fn held(store: &Store) -> Result<Vec<String>> {
 }
 
 /// `check`: everything a monitor should page about.
-pub fn check(store: &Store, now: i64, warn_ms: i64, pending_limit_ms: i64) -> Result<Vec<String>> {
+pub fn check(
+    store: &Store,
+    now: i64,
+    warn_ms: i64,
+    pending_limit_ms: i64,
+    max_skew_ms: i64,
+) -> Result<Vec<String>> {
     let mut out = store.at_risk(now, warn_ms)?;
     out.extend(store.never_renewed(now, now - warn_ms)?);
     out.extend(store.failing(now, FAILING_FOR_MS)?);
@@ -44,6 +67,9 @@ pub fn check(store: &Store, now: i64, warn_ms: i64, pending_limit_ms: i64) -> Re
         out.push(format!("billing stopped: {reason}"));
     }
     out.extend(store.expiry_warnings()?);
+    if let Some(skew) = kept_offset(store)?.and_then(|o| clock_skew(o, max_skew_ms)) {
+        out.push(skew);
+    }
     Ok(out)
 }
 
@@ -116,6 +142,11 @@ fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
         "held_epochs",
         "Epochs whose billing waits for a human.",
         &[("", store.held_epochs()?.len() as i64)],
+    );
+    metric(
+        "clock_offset_milliseconds",
+        "The stream service's clock minus the host's, as last estimated (positive: the host is behind).",
+        &[("", kept_offset(store)?.map_or(0, |o| o.ms))],
     );
     let last_tick = crate::lock::last_tick_ms(db).unwrap_or(0);
     metric(

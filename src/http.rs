@@ -8,12 +8,22 @@ use std::time::Duration;
 pub const MAX_BODY: u64 = 64 * 1024;
 
 pub fn agent(timeout: Duration) -> ureq::Agent {
+    builder(timeout).build()
+}
+
+/// An agent whose every answer's `Date` is a sample of the network's clock.
+pub fn sampling_agent(timeout: Duration, sink: crate::clock::Sink) -> ureq::Agent {
+    builder(timeout)
+        .middleware(crate::clock::DateSampler(sink))
+        .build()
+}
+
+fn builder(timeout: Duration) -> ureq::AgentBuilder {
     ureq::AgentBuilder::new()
         .timeout_connect(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
         .max_idle_connections_per_host(4)
         .user_agent(concat!("stream-agency/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// An HTTP answer of any status.

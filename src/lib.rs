@@ -14,6 +14,7 @@
 
 pub mod billing;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod epochs;

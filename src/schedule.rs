@@ -41,6 +41,8 @@ pub struct Known {
     pub since_probe: u32,
     /// When this attempt was made.
     pub attempted_ms: i64,
+    /// The last answer said "again at" a moment already past.
+    pub stale: bool,
 }
 
 /// The next attempt and the agent's new backoff step.
@@ -51,6 +53,8 @@ pub struct Plan {
     /// What is learned of the service's renewal policy for this agent.
     pub after_end: bool,
     pub since_probe: u32,
+    /// This answer said "again at" a moment already past.
+    pub stale: bool,
 }
 
 impl Policy {
@@ -71,7 +75,18 @@ impl Policy {
             }
         };
         let (after_end, since_probe) = learn(answer, known);
+        let stale =
+            matches!(*answer, Answer::AlreadyStreaming { again_at_ms: Some(at), .. } if at <= now);
         let (next, backoff_step) = match *answer {
+            // "Again at" a moment already past (a clock off, a confused service): never a
+            // hot loop. The first time the backoff; twice in a row, the window's end.
+            Answer::AlreadyStreaming {
+                end_ms,
+                again_at_ms: Some(_),
+            } if stale => match end_ms.or(known_end) {
+                Some(end) if known.stale && end > now => (end + self.jitter(), step_up),
+                end => (backoff_capped(end), step_up),
+            },
             // Renewed ahead of the end, unless the service only accepts it after the end:
             // then at the end (a probe ahead every PROBE_EVERY windows).
             Answer::Opened { end_ms } if after_end && since_probe > 0 => {
@@ -109,6 +124,7 @@ impl Policy {
             backoff_step,
             after_end,
             since_probe,
+            stale,
         }
     }
 }
@@ -301,12 +317,19 @@ mod tests {
         };
         let plan = NO_JITTER.plan(&Answer::OpenedWithoutEnd, NOW, short);
         assert_eq!(plan.next_attempt_ms, NOW + 20_000);
-        // Never a hot loop, whatever the service says.
+        // Never a hot loop, whatever the service says: "again at" a past moment backs off,
+        // and a second time waits for the window's end.
         let stale = Answer::AlreadyStreaming {
-            end_ms: None,
+            end_ms: Some(NOW + 200_000),
             again_at_ms: Some(NOW - 10),
         };
-        assert_eq!(next(stale, None, 0), NOW + MIN_RETRY_MS);
+        assert_eq!(next(stale, None, 0), NOW + 30_000);
+        let twice = Known {
+            stale: true,
+            ..known(None, 1)
+        };
+        let p = NO_JITTER.plan(&stale, NOW, twice);
+        assert_eq!((p.next_attempt_ms, p.stale), (NOW + 200_000, true));
         assert_eq!(
             next(Answer::Opened { end_ms: NOW }, None, 0),
             NOW + MIN_RETRY_MS

@@ -39,6 +39,23 @@ impl Answer {
         }
     }
 
+    /// The same answer with its times moved by `ms` (from the network's clock to the host's).
+    pub fn shifted(self, ms: i64) -> Answer {
+        match self {
+            Answer::Opened { end_ms } => Answer::Opened {
+                end_ms: end_ms + ms,
+            },
+            Answer::AlreadyStreaming {
+                end_ms,
+                again_at_ms,
+            } => Answer::AlreadyStreaming {
+                end_ms: end_ms.map(|t| t + ms),
+                again_at_ms: again_at_ms.map(|t| t + ms),
+            },
+            other => other,
+        }
+    }
+
     /// The earliest time a renewal is accepted, when the answer tells it.
     pub fn again_at_ms(&self) -> Option<i64> {
         match *self {

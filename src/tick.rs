@@ -12,12 +12,12 @@ use crate::config::RuntimeConfig;
 use crate::epochs::{self, Clock, Reading, Start};
 use crate::error::Result;
 use crate::gateway::Gateway;
-use crate::schedule::Known;
+use crate::schedule::{Known, Policy};
 use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::effective_epoch;
 use crate::store::Store;
 use crate::stream::{Answer, Reply, StreamClient};
-use crate::{health, http, now_ms};
+use crate::{clock, health, http, now_ms};
 
 const ROUND_DURATION_KEY: &str = "round_duration_ms";
 const GENESIS_KEY: &str = "genesis_ms";
@@ -45,6 +45,8 @@ pub struct Agency {
     clock: Option<Option<Clock>>,
     /// Set when the epoch gateway is on another chain than `--billing-chain`.
     wrong_chain: Option<String>,
+    /// The network's clock as the answers' `Date` headers tell it.
+    network_clock: clock::Keeper,
 }
 
 /// Whether the work must stop: a signal, or the tick's deadline.
@@ -115,7 +117,9 @@ impl fmt::Display for TickSummary {
 
 impl Agency {
     pub fn new(store: Store, mut cfg: RuntimeConfig) -> Agency {
-        let agent = http::agent(cfg.timeout);
+        let mut network_clock = clock::Keeper::new();
+        network_clock.load(store.meta_get(clock::STORE_KEY).ok().flatten().as_deref());
+        let agent = http::sampling_agent(cfg.timeout, network_clock.sink());
         let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));
         Agency {
             biller,
@@ -131,6 +135,7 @@ impl Agency {
             told_estimate: false,
             clock: None,
             wrong_chain: None,
+            network_clock,
         }
     }
 
@@ -212,6 +217,7 @@ impl Agency {
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);
+        self.keep_clock(&mut summary)?;
         summary.next_due_ms = next_due;
         Ok(summary)
     }
@@ -263,7 +269,8 @@ impl Agency {
             ));
             return Ok(None);
         }
-        let start = epochs::epoch_start(&reading, clock, round_ms);
+        let offset = self.network_clock.update().correction_ms();
+        let start = epochs::epoch_start(&reading, clock, round_ms, offset);
         if matches!(start, Some(Start::Estimated(_)))
             && !std::mem::replace(&mut self.told_estimate, true)
         {
@@ -282,6 +289,18 @@ impl Agency {
             summary.windows_attributed += self.store.attribute_windows(current, before, len)?;
         }
         Ok(Some(current))
+    }
+
+    /// Keeps the clock samples that tell something new, and names a skew a human should fix.
+    fn keep_clock(&mut self, summary: &mut TickSummary) -> Result<()> {
+        let offset = self.network_clock.update();
+        if let Some(text) = self.network_clock.to_keep() {
+            self.store.meta_set(clock::STORE_KEY, &text)?;
+        }
+        if let Some(skew) = health::clock_skew(offset, self.cfg.max_clock_skew_ms) {
+            summary.attention.push(skew);
+        }
+        Ok(())
     }
 
     /// Genesis and round duration from `/network/config`, asked once per process (which is
@@ -381,8 +400,17 @@ impl Agency {
             after_end: agent.after_end,
             since_probe: agent.since_probe,
             attempted_ms,
+            stale: agent.stale,
         };
-        let plan = self.cfg.policy.plan(&reply.answer, now, known);
+        // The service's times are on the network's clock: planned on the host's, with the
+        // estimate's uncertainty added to the lead while a correction applies.
+        let offset = self.network_clock.update();
+        let on_host = reply.answer.shifted(-offset.correction_ms());
+        let policy = Policy {
+            lead_ms: self.cfg.policy.lead_ms + offset.margin_ms(),
+            ..self.cfg.policy
+        };
+        let plan = policy.plan(&on_host, now, known);
         let (verdict, window) = verdict_of(
             &reply.answer,
             &reply.reason,
@@ -410,11 +438,12 @@ impl Agency {
             verdict,
             window,
             min_epoch,
-            expected_end_ms: reply.answer.end_ms(),
+            expected_end_ms: on_host.end_ms(),
             next_attempt_ms: plan.next_attempt_ms,
             backoff_step: plan.backoff_step,
             after_end: plan.after_end,
             since_probe: plan.since_probe,
+            stale: plan.stale,
         })?;
         summary.database_ms += db_started.elapsed().as_secs_f64() * 1000.0;
         if counted {

@@ -19,6 +19,9 @@ pub struct Check {
     /// warn about billing transactions pending longer than this (default: 900)
     #[argh(option, default = "900")]
     pub pending_limit_seconds: u32,
+    /// a host clock off the stream service's by more than this needs a human (default: 60)
+    #[argh(option, default = "60")]
+    pub max_clock_skew_seconds: u32,
     /// also write node_exporter textfile metrics to this file (atomically)
     #[argh(option)]
     pub prometheus: Option<PathBuf>,
@@ -36,6 +39,7 @@ impl Run for Check {
             now,
             i64::from(self.warn_seconds) * 1000,
             i64::from(self.pending_limit_seconds) * 1000,
+            i64::from(self.max_clock_skew_seconds) * 1000,
         )?;
         for p in &problems {
             println!("{p}");

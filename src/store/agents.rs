@@ -28,6 +28,7 @@ pub struct DueAgent {
     /// Renewals accepted only after the end (learned), and windows since the last probe.
     pub after_end: bool,
     pub since_probe: u32,
+    pub stale: bool,
 }
 
 /// Active agents whose attempt is due at `?1`, most urgent (earliest window end, unknown
@@ -69,6 +70,7 @@ pub struct Renewal<'a> {
     pub backoff_step: u32,
     pub after_end: bool,
     pub since_probe: u32,
+    pub stale: bool,
 }
 
 impl Store {
@@ -231,7 +233,8 @@ impl Store {
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                        expected_end_ms - last_success_ms, renew_after_end, windows_since_probe
+                        expected_end_ms - last_success_ms, renew_after_end, windows_since_probe,
+                        stale_refusal
              FROM agents {DUE}"
         ))?;
         let rows = stmt.query_map([now], |r| {
@@ -244,6 +247,7 @@ impl Store {
                 window_ms: r.get(5)?,
                 after_end: r.get(6)?,
                 since_probe: r.get(7)?,
+                stale: r.get(8)?,
             })
         })?;
         let mut due: Vec<DueAgent> = rows.collect::<Result<_, _>>()?;
@@ -327,6 +331,7 @@ impl Store {
                 backoff_step = ?8,
                 renew_after_end = ?9,
                 windows_since_probe = ?10,
+                stale_refusal = ?11,
                 updated_ms = ?4
              WHERE id = ?1",
         )?
@@ -341,6 +346,7 @@ impl Store {
             r.backoff_step,
             r.after_end,
             r.since_probe,
+            r.stale,
         ])?;
         tx.commit()?;
         Ok(counted)
@@ -375,6 +381,7 @@ mod tests {
             backoff_step: 0,
             after_end: false,
             since_probe: 0,
+            stale: false,
         }
     }
 

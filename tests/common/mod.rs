@@ -137,7 +137,7 @@ pub struct Window {
 
 pub struct State {
     /// Genesis (a whole second): round r starts at genesis + r x round_ms, epoch e at
-    /// genesis + e x epoch_ms; epoch 100 began within the second before the fake started.
+    /// genesis + e x epoch_ms; epoch 100 began one to two seconds before the fake started.
     pub genesis_ms: i64,
     pub t0: i64,
     pub epoch_base: i64,
@@ -168,6 +168,11 @@ pub struct State {
     pub refusals: HashMap<String, usize>,
     /// "Already streaming" answers give `end_stream` in seconds (the spec allows both).
     pub end_in_seconds: bool,
+    /// The network's clock minus the test host's: every time the fake gives (Date headers,
+    /// `end_stream`, `can_stream_again_at`, rounds) is this much ahead of the host's.
+    pub clock_offset_ms: i64,
+    /// What the `Date` header says.
+    pub date: DateHeader,
     /// The gateway gives no genesis time and no round numbers (only rounds passed).
     pub omit_genesis: bool,
     /// Until this time the gateway reports this epoch (another network, a stale cache).
@@ -227,7 +232,8 @@ impl State {
             });
         (
             200,
-            json!({"end_stream": end, "message": "stream started"}).to_string(),
+            json!({"end_stream": end + self.clock_offset_ms, "message": "stream started"})
+                .to_string(),
         )
     }
 
@@ -268,6 +274,7 @@ impl State {
             return self.grant(addr, now);
         }
         *self.refusals.entry(addr.to_string()).or_default() += 1;
+        let end = end + self.clock_offset_ms;
         let shown_end = if self.end_in_seconds {
             json!(end / 1000)
         } else {
@@ -278,12 +285,13 @@ impl State {
             self.policy,
             RenewalPolicy::Early { .. } | RenewalPolicy::AfterEnd { say_when: true }
         ) {
-            answer["can_stream_again_at"] = json!(open_at);
+            answer["can_stream_again_at"] = json!(open_at + self.clock_offset_ms);
         }
         (403, answer.to_string())
     }
 
     fn network_status(&self) -> (u16, String) {
+        // Rounds count the same on any clock; only their times (genesis) carry the offset.
         let now = now_ms();
         let rounds_per_epoch = self.epoch_ms / self.round_ms;
         let current_round = (now - self.genesis_ms) / self.round_ms;
@@ -323,7 +331,8 @@ impl State {
         }});
         let mut data = data;
         if !self.omit_genesis {
-            data["config"]["erd_start_time"] = json!(self.genesis_ms / 1000);
+            data["config"]["erd_start_time"] =
+                json!((self.genesis_ms + self.clock_offset_ms) / 1000);
         }
         (
             200,
@@ -346,7 +355,9 @@ pub struct FakeClaws {
 impl FakeClaws {
     pub fn start(window_ms: i64, policy: RenewalPolicy, epoch_ms: i64) -> FakeClaws {
         let epoch_base = 100;
-        let genesis_ms = (now_ms() - epoch_base * epoch_ms).div_euclid(1000) * 1000;
+        // A whole second, so that epoch 100 began one to two seconds ago: its first rounds
+        // (when the epoch before it is not billable yet) are over when a test starts.
+        let genesis_ms = (now_ms() - epoch_base * epoch_ms).div_euclid(1000) * 1000 - 1000;
         let round_ms = [100, 50, 10, 1]
             .into_iter()
             .find(|r| epoch_ms % r == 0)
@@ -373,13 +384,18 @@ impl FakeClaws {
             stream_hold: HashMap::new(),
             refusals: HashMap::new(),
             end_in_seconds: false,
+            clock_offset_ms: 0,
+            date: DateHeader::Correct,
             omit_genesis: false,
             wrong_epoch: None,
             stream_requests: 0,
             status_requests: 0,
         }));
         let handler_state = state.clone();
-        let url = http::serve(move |method, path, body| handle(&handler_state, method, path, body));
+        let url = http::serve(move |method, path, body| {
+            let action = handle(&handler_state, method, path, body);
+            with_date(&handler_state, action)
+        });
         FakeClaws { url, state }
     }
 
@@ -536,6 +552,33 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             r#"{"data":null,"error":"no route","code":"bad_request"}"#.into(),
         )),
     }
+}
+
+/// What the fake's `Date` header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DateHeader {
+    /// The network's time (the host's plus the offset).
+    Correct,
+    Missing,
+    Nonsense,
+}
+
+/// Adds the `Date` header every HTTP server sends (RFC 9110), on the network's clock.
+fn with_date(state: &Mutex<State>, action: Action) -> Action {
+    let Action::Answer(code, body, mut headers) = action else {
+        return action;
+    };
+    let (offset, mode) = {
+        let s = state.lock().unwrap();
+        (s.clock_offset_ms, s.date)
+    };
+    let at = std::time::UNIX_EPOCH + Duration::from_millis((now_ms() + offset).max(0) as u64);
+    match mode {
+        DateHeader::Correct => headers.push(("Date".into(), httpdate::fmt_http_date(at))),
+        DateHeader::Nonsense => headers.push(("Date".into(), "yesterday at noon-ish".into())),
+        DateHeader::Missing => {}
+    }
+    Action::Answer(code, body, headers)
 }
 
 /// Whether the gateway is down for this request: by switch, by a chaos outage in progress,
