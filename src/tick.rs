@@ -12,7 +12,7 @@ use crate::config::RuntimeConfig;
 use crate::epochs::{self, Clock, Reading, Start};
 use crate::error::Result;
 use crate::gateway::Gateway;
-use crate::schedule::{Known, Policy};
+use crate::schedule::{Known, Plan, Policy};
 use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::effective_epoch;
 use crate::store::Store;
@@ -371,18 +371,11 @@ impl Agency {
         }
     }
 
-    fn renew(
-        &mut self,
-        agent: &DueAgent,
-        min_epoch: Option<i64>,
-        summary: &mut TickSummary,
-    ) -> Result<()> {
-        let attempted_ms = now_ms();
-        let net_started = Instant::now();
-        let reply = match &agent.signature {
+    /// One `/stream` call for the agent; an unreadable stored signature fails that agent
+    /// alone (retried like an agent problem, while the others renew).
+    fn call_service(&self, agent: &DueAgent) -> Reply {
+        match &agent.signature {
             Ok(signature) => self.stream.renew(&agent.address, signature),
-            // Not this agent's fault on the service's side, but only a human can fix it:
-            // retried like an agent problem, while the others renew.
             Err(e) => Reply {
                 answer: Answer::Rejected,
                 status: None,
@@ -390,9 +383,19 @@ impl Agency {
                 excerpt: String::new(),
                 duration_ms: 0,
             },
-        };
-        summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
-        let now = now_ms();
+        }
+    }
+
+    /// The next attempt after `answer`. The service's times are on the network's clock:
+    /// planned on the host's, with the estimate's uncertainty added to the lead while a
+    /// correction applies. Returns the answer on the host's clock too.
+    fn plan(
+        &mut self,
+        agent: &DueAgent,
+        answer: &Answer,
+        attempted_ms: i64,
+        now: i64,
+    ) -> (Answer, Plan) {
         let known = Known {
             end_ms: agent.expected_end_ms,
             window_ms: agent.window_ms,
@@ -402,15 +405,28 @@ impl Agency {
             attempted_ms,
             stale: agent.stale,
         };
-        // The service's times are on the network's clock: planned on the host's, with the
-        // estimate's uncertainty added to the lead while a correction applies.
         let offset = self.network_clock.update();
-        let on_host = reply.answer.shifted(-offset.correction_ms());
+        let on_host = answer.shifted(-offset.correction_ms());
         let policy = Policy {
             lead_ms: self.cfg.policy.lead_ms + offset.margin_ms(),
             ..self.cfg.policy
         };
         let plan = policy.plan(&on_host, now, known);
+        (on_host, plan)
+    }
+
+    fn renew(
+        &mut self,
+        agent: &DueAgent,
+        min_epoch: Option<i64>,
+        summary: &mut TickSummary,
+    ) -> Result<()> {
+        let attempted_ms = now_ms();
+        let net_started = Instant::now();
+        let reply = self.call_service(agent);
+        summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
+        let now = now_ms();
+        let (on_host, plan) = self.plan(agent, &reply.answer, attempted_ms, now);
         let (verdict, window) = verdict_of(
             &reply.answer,
             &reply.reason,
