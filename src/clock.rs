@@ -44,10 +44,13 @@ pub struct Offset {
 }
 
 impl Offset {
-    /// The correction to apply: none while the offset is within its own uncertainty (a host
-    /// in sync schedules exactly as if there were no estimate at all).
+    /// The correction to apply: none while the offset could be noise (within twice its
+    /// uncertainty plus a second: `Date` has one-second resolution and a loaded host answers
+    /// slowly), so a host in sync schedules exactly as if there were no estimate at all. A
+    /// skew below that is harmless: renewals lead by minutes, and epoch starts are checked
+    /// against the chain's own round numbers.
     pub fn correction_ms(&self) -> i64 {
-        if self.ms.abs() > self.uncertainty_ms {
+        if self.ms.abs() > 2 * self.uncertainty_ms + 1_000 {
             self.ms
         } else {
             0
@@ -234,7 +237,7 @@ mod tests {
         assert_eq!((o.ms, o.uncertainty_ms), (5_480, 520));
         assert_eq!(o.correction_ms(), 5_480);
         let in_sync = Offset {
-            ms: 300,
+            ms: 1_900,
             uncertainty_ms: 520,
         };
         assert_eq!((in_sync.correction_ms(), in_sync.margin_ms()), (0, 0));

@@ -444,7 +444,7 @@ impl Agency {
         let counted = self.store.record_renewal(&Renewal {
             agent_id: agent.id,
             attempted_ms,
-            answered_ms: now,
+            opened_ms: opened_at(&on_host, agent, attempted_ms, now),
             duration_ms: reply.duration_ms,
             status_code: reply.status,
             reason: &reply.reason,
@@ -476,6 +476,27 @@ impl Agency {
     }
 }
 
+/// When a window opened, by the host's clock: the service granted it between the request
+/// (`attempted_ms`) and its answer (`answered_ms`). With the agent's usual window length
+/// known, `end - length` within those bounds (a slow answer must not move the window into
+/// the next epoch); otherwise when the answer came. A window found already open (its
+/// answer was lost) opened `length` before its end too, and not after it was seen.
+pub fn opened_at(answer: &Answer, agent: &DueAgent, attempted_ms: i64, answered_ms: i64) -> i64 {
+    match (*answer, agent.window_ms) {
+        (Answer::Opened { end_ms }, Some(len)) if len > 0 => {
+            (end_ms - len).clamp(attempted_ms, answered_ms)
+        }
+        (
+            Answer::AlreadyStreaming {
+                end_ms: Some(end_ms),
+                ..
+            },
+            Some(len),
+        ) if len > 0 => (end_ms - len).clamp(answered_ms - len, answered_ms),
+        _ => answered_ms,
+    }
+}
+
 /// What an answer means for the agent's counters, and the window it counts, if any:
 /// `(end, observed)`, observed when found already open (counted only with
 /// `--count-observed-windows`).
@@ -497,6 +518,44 @@ pub fn verdict_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_opened_when_its_end_says_within_the_request() {
+        let agent = |window_ms| DueAgent {
+            id: 1,
+            address: String::new(),
+            signature: Err(String::new()),
+            expected_end_ms: None,
+            window_ms,
+            backoff_step: 0,
+            after_end: false,
+            since_probe: 0,
+            stale: false,
+        };
+        let opened = Answer::Opened { end_ms: 14_000 };
+        // Sent at 9_500, answered at 10_400: granted at 10_000 by its end and length.
+        assert_eq!(
+            opened_at(&opened, &agent(Some(4_000)), 9_500, 10_400),
+            10_000
+        );
+        // Never outside the request's bounds, whatever the length says.
+        assert_eq!(
+            opened_at(&opened, &agent(Some(9_000)), 9_500, 10_400),
+            9_500
+        );
+        assert_eq!(opened_at(&opened, &agent(Some(100)), 9_500, 10_400), 10_400);
+        // The first window of an agent: when the answer came.
+        assert_eq!(opened_at(&opened, &agent(None), 9_500, 10_400), 10_400);
+        // Found already open, 1.9 s after it was granted (its answer was lost).
+        let seen = Answer::AlreadyStreaming {
+            end_ms: Some(14_000),
+            again_at_ms: None,
+        };
+        assert_eq!(
+            opened_at(&seen, &agent(Some(4_000)), 11_800, 11_900),
+            10_000
+        );
+    }
 
     #[test]
     fn answers_become_verdicts_and_windows() {

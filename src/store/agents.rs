@@ -52,8 +52,8 @@ pub enum Verdict {
 pub struct Renewal<'a> {
     pub agent_id: i64,
     pub attempted_ms: i64,
-    /// When the answer came: a window opened by it is dated then.
-    pub answered_ms: i64,
+    /// When the window this attempt counts opened (host time; see `tick::opened_at`).
+    pub opened_ms: i64,
     pub duration_ms: i64,
     pub status_code: Option<u16>,
     pub reason: &'a str,
@@ -291,7 +291,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let counted = match r.window {
             Some((end, observed)) => {
-                usage::insert_window(&tx, r.agent_id, end, r.answered_ms, observed, r.min_epoch)?
+                usage::insert_window(&tx, r.agent_id, end, r.opened_ms, observed, r.min_epoch)?
             }
             None => false,
         };
@@ -366,7 +366,7 @@ mod tests {
         Renewal {
             agent_id: id,
             attempted_ms: 1_000,
-            answered_ms: 1_003,
+            opened_ms: 1_003,
             duration_ms: 3,
             status_code: Some(200),
             reason: "renewed",
