@@ -90,7 +90,12 @@ impl Kind {
         match self {
             Kind::Pending => "pending",
             Kind::Billed | Kind::BilledFoundOnChain => "success",
-            Kind::Expired | Kind::Refused | Kind::Clipped | Kind::SkippedByHuman => "skipped",
+            Kind::Expired
+            | Kind::Refused
+            | Kind::Clipped
+            | Kind::SkippedByHuman
+            | Kind::RetriedByHuman
+            | Kind::Lost => "skipped",
             _ => "failed",
         }
     }

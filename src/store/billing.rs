@@ -219,12 +219,7 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
-            params![agent_id, epoch, windows, now, kind.attempt_status(), kind.as_str(), reason],
-        )?;
-        Ok(())
+        insert_decision(&self.conn, (agent_id, epoch, windows), kind, reason, now)
     }
 
     /// Settles (agent, epoch): billed, or unbillable, or held, with the reason.
@@ -276,16 +271,13 @@ impl Store {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?;
-        for (agent, epoch, windows) in &held {
+        for &(agent, epoch, windows) in &held {
             tx.execute(
                 "UPDATE usage_windows SET kind = NULL, outcome = NULL WHERE agent_id = ?1 AND epoch = ?2",
                 params![agent, epoch],
             )?;
-            tx.execute(
-                "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', 'retried-by-human', ?5)",
-                params![agent, epoch, windows, now, reason],
-            )?;
+            let released = (agent, epoch, windows);
+            insert_decision(&tx, released, Kind::RetriedByHuman, reason, now)?;
         }
         tx.commit()?;
         Ok(held.len())
@@ -316,11 +308,8 @@ impl Store {
             "UPDATE usage_windows SET kind = 'skipped-by-human', outcome = ?3 WHERE agent_id = ?1 AND epoch = ?2",
             params![agent_id, epoch, reason],
         )?;
-        tx.execute(
-            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
-             VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', 'skipped-by-human', ?5)",
-            params![agent_id, epoch, windows, now, reason],
-        )?;
+        let skipped = (agent_id, epoch, windows);
+        insert_decision(&tx, skipped, Kind::SkippedByHuman, reason, now)?;
         tx.commit()?;
         Ok(true)
     }
@@ -480,4 +469,20 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A billing attempt row for a decision without a transaction: `(agent, epoch, windows)`.
+fn insert_decision(
+    conn: &rusqlite::Connection,
+    (agent_id, epoch, windows): (i64, i64, i64),
+    kind: Kind,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![agent_id, epoch, windows, now, kind.attempt_status(), kind.as_str(), reason])?;
+    Ok(())
 }
