@@ -165,11 +165,7 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// A keeper, and the sink its HTTP agent samples into.
-    pub fn new() -> Keeper {
-        Keeper::default()
-    }
-
+    /// The sink its HTTP agent samples into.
     pub fn sink(&self) -> Sink {
         self.sink.clone()
     }

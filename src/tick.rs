@@ -117,7 +117,7 @@ impl fmt::Display for TickSummary {
 
 impl Agency {
     pub fn new(store: Store, mut cfg: RuntimeConfig) -> Agency {
-        let mut network_clock = clock::Keeper::new();
+        let mut network_clock = clock::Keeper::default();
         network_clock.load(store.meta_get(clock::STORE_KEY).ok().flatten().as_deref());
         let agent = http::sampling_agent(cfg.timeout, network_clock.sink());
         let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));

@@ -56,9 +56,18 @@ pub fn newest_billable(current: i64, rounds_passed: i64) -> i64 {
     }
 }
 
-/// The (agent, epoch) pairs a pass would consider now (also what `tick --dry-run` shows).
+/// The (agent, epoch) pairs a pass would consider now (also what `tick --dry-run` shows):
+/// none whose last "try later" failure is still backing off.
 pub fn candidates(store: &Store, current: i64, rounds_passed: i64) -> Result<Vec<Candidate>> {
-    store.billing_candidates(newest_billable(current, rounds_passed), now_ms())
+    let now = now_ms();
+    let mut out = Vec::new();
+    for c in store.billing_candidates(newest_billable(current, rounds_passed))? {
+        let (n, last) = store.retries(c.agent_id, c.epoch)?;
+        if last.is_none_or(|last| now >= last + retry_backoff_ms(n)) {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 pub struct Biller {

@@ -276,14 +276,26 @@ impl Biller {
                 breaker::trip(store, reason)?;
                 summary.blocked = Some(reason.into());
             }
-            Failure::Systemic(m) | Failure::Unexplained(m) => {
-                let systemic = matches!(classify_failure(message), Failure::Systemic(_));
-                settle(Kind::Held, &format!("held: {m}"))?;
-                summary.held += 1;
-                if let Some(reason) = breaker::failed(store, &m, systemic)? {
-                    summary.blocked = Some(reason);
-                }
-            }
+            Failure::Systemic(m) => self.hold(settle, store, &m, true, summary)?,
+            Failure::Unexplained(m) => self.hold(settle, store, &m, false, summary)?,
+        }
+        Ok(())
+    }
+
+    /// A failure no agent's situation explains: the epoch is held for a human, and the
+    /// breaker counts it (a `systemic` one stops billing at once).
+    fn hold(
+        &self,
+        settle: impl FnOnce(Kind, &str) -> Result<()>,
+        store: &Store,
+        message: &str,
+        systemic: bool,
+        summary: &mut BillingSummary,
+    ) -> Result<()> {
+        settle(Kind::Held, &format!("held: {message}"))?;
+        summary.held += 1;
+        if let Some(reason) = breaker::failed(store, message, systemic)? {
+            summary.blocked = Some(reason);
         }
         Ok(())
     }

@@ -73,14 +73,7 @@ impl Run for Retry {
         }
         let epoch = self.epoch.map(epoch_arg).transpose()?;
         let mut store = ctx.open()?;
-        let agent_id = match &address {
-            Some(a) => Some(store.agent_id(a)?.ok_or_else(|| {
-                Error::usage(format!(
-                    "unknown agent {a}: see `report` for enrolled agents"
-                ))
-            })?),
-            None => None,
-        };
+        let agent_id = address.map(|a| store.require_agent(&a)).transpose()?;
         let released = store.release_holds(agent_id, epoch, "billing retry", now_ms())?;
         let stopped = breaker::tripped(&store)?;
         breaker::reset(&store)?;
@@ -104,11 +97,7 @@ impl Run for Skip {
             ));
         }
         let mut store = ctx.open()?;
-        let id = store.agent_id(&address)?.ok_or_else(|| {
-            Error::usage(format!(
-                "unknown agent {address}: see `report` for enrolled agents"
-            ))
-        })?;
+        let id = store.require_agent(&address)?;
         if !store.skip_epoch(
             id,
             epoch,

@@ -93,7 +93,11 @@ impl Run for Reconcile {
             current,
             apply: self.apply,
         };
-        let (found, corrections, done) = walk.run(&store, since, self.max_pairs)?;
+        let Walked {
+            found,
+            corrections,
+            done,
+        } = walk.run(&store, since, self.max_pairs)?;
         if self.apply && !corrections.is_empty() {
             store.apply_corrections(&corrections, now_ms())?;
         }
@@ -124,6 +128,13 @@ impl Run for Reconcile {
     }
 }
 
+/// What one walk found, and whether it reached the end of the ledger.
+struct Walked {
+    found: Vec<Difference>,
+    corrections: Vec<(i64, i64, Correction)>,
+    done: bool,
+}
+
 /// One bounded walk over the ledger.
 struct Walk<'a> {
     escrow: &'a Escrow<'a>,
@@ -133,14 +144,9 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Returns the differences, the corrections, and whether the walk reached the end.
-    #[allow(clippy::type_complexity)]
-    fn run(
-        &self,
-        store: &Store,
-        since: i64,
-        max_pairs: usize,
-    ) -> Result<(Vec<Difference>, Vec<(i64, i64, Correction)>, bool)> {
+    /// Returns the differences, the corrections (agent id, epoch, what), and whether the
+    /// walk reached the end.
+    fn run(&self, store: &Store, since: i64, max_pairs: usize) -> Result<Walked> {
         let after = store
             .meta_get(CURSOR)?
             .and_then(|c| {
@@ -179,7 +185,11 @@ impl Walk<'_> {
             }
             _ => store.meta_delete(CURSOR)?,
         }
-        Ok((found, corrections, done))
+        Ok(Walked {
+            found,
+            corrections,
+            done,
+        })
     }
 
     fn compare(

@@ -3,7 +3,7 @@
 use argh::FromArgs;
 
 use super::{parse_address, Ctx, Run};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{claw, Cell, Format, Rows};
 use crate::store::views::Money;
 
@@ -111,11 +111,7 @@ impl Run for Attempts {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let address = parse_address(&self.address)?;
         let store = ctx.open()?;
-        let id = store.agent_id(&address)?.ok_or_else(|| {
-            Error::usage(format!(
-                "unknown agent {address}: see `report` for enrolled agents"
-            ))
-        })?;
+        let id = store.require_agent(&address)?;
         let mut rows = Rows::new(vec![
             "attempted",
             "ok",

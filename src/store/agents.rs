@@ -86,7 +86,8 @@ impl Store {
             .optional()?)
     }
 
-    fn require_agent(&self, address: &Address) -> Result<i64> {
+    /// The id of an enrolled agent, or the usage error that names it unknown.
+    pub fn require_agent(&self, address: &Address) -> Result<i64> {
         self.agent_id(address)?.ok_or_else(|| {
             Error::usage(format!(
                 "unknown agent {address}: enroll it first (see `report` for enrolled agents)"

@@ -71,11 +71,10 @@ pub struct Receivable {
 
 impl Store {
     /// Per agent, the lowest open epoch up to `newest` (inclusive), for agents with no
-    /// transaction in flight, no held epoch, no "try later" failure still backing off
-    /// (`retry_after` gives the wait after n such failures), and no window still waiting for
-    /// its epoch (it might belong to an earlier epoch, and epochs must go in increasing
-    /// order). An agent whose stored address does not parse is skipped, loudly.
-    pub fn billing_candidates(&self, newest: i64, now: i64) -> Result<Vec<Candidate>> {
+    /// transaction in flight, no held epoch, and no window still waiting for its epoch (it
+    /// might belong to an earlier epoch, and epochs must go in increasing order). An agent
+    /// whose stored address does not parse is skipped, loudly.
+    pub fn billing_candidates(&self, newest: i64) -> Result<Vec<Candidate>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.agent_id, a.address, MIN(u.epoch) FROM usage_windows u
              JOIN agents a ON a.id = u.agent_id
@@ -96,7 +95,7 @@ impl Store {
                                 AND (min_epoch IS NULL OR min_epoch <= ?2))",
             )?
             .query_row(params![agent_id, epoch], |r| r.get(0))?;
-            if waiting || self.backing_off(agent_id, epoch, now)? {
+            if waiting {
                 continue;
             }
             let agent = match Address::parse(&address) {
@@ -131,11 +130,6 @@ impl Store {
             params![agent_id, epoch],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
-    }
-
-    fn backing_off(&self, agent_id: i64, epoch: i64, now: i64) -> Result<bool> {
-        let (n, last) = self.retries(agent_id, epoch)?;
-        Ok(last.is_some_and(|last| now < last + crate::billing::retry_backoff_ms(n)))
     }
 
     pub fn pending_transactions(&self) -> Result<Vec<PendingTx>> {
