@@ -17,3 +17,6 @@ ALTER TABLE agents ADD COLUMN windows_since_probe INTEGER NOT NULL DEFAULT 0;
 -- 1 after an "already streaming, again at T" whose T had already passed (on the corrected
 -- clock): a second one for the same window waits for the window's end.
 ALTER TABLE agents ADD COLUMN stale_refusal INTEGER NOT NULL DEFAULT 0;
+-- The agent's window length as its renewals showed it (end minus when it opened, the
+-- longest seen: every estimate falls short by the answer's latency). Dates the windows.
+ALTER TABLE agents ADD COLUMN window_ms INTEGER;

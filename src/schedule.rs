@@ -83,7 +83,7 @@ impl Policy {
             Answer::AlreadyStreaming {
                 end_ms,
                 again_at_ms: Some(_),
-            } if stale => match end_ms.or(known_end) {
+            } if stale => match end_ms.max(known_end) {
                 Some(end) if known.stale && end > now => (end + self.jitter(), step_up),
                 end => (backoff_capped(end), step_up),
             },
@@ -330,6 +330,12 @@ mod tests {
         };
         let p = NO_JITTER.plan(&stale, NOW, twice);
         assert_eq!((p.next_attempt_ms, p.stale), (NOW + 200_000, true));
+        // A replayed old answer (its end long past) is capped by the end known since.
+        let replayed = Answer::AlreadyStreaming {
+            end_ms: Some(NOW - 50_000),
+            again_at_ms: Some(NOW - 60_000),
+        };
+        assert_eq!(next(replayed, Some(NOW + 3_000), 0), NOW + 3_000);
         assert_eq!(
             next(Answer::Opened { end_ms: NOW }, None, 0),
             NOW + MIN_RETRY_MS

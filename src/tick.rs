@@ -427,6 +427,7 @@ impl Agency {
         summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
         let now = now_ms();
         let (on_host, plan) = self.plan(agent, &reply.answer, attempted_ms, now);
+        let opened_ms = opened_at(&on_host, agent, attempted_ms, now);
         let (verdict, window) = verdict_of(
             &reply.answer,
             &reply.reason,
@@ -444,7 +445,11 @@ impl Agency {
         let counted = self.store.record_renewal(&Renewal {
             agent_id: agent.id,
             attempted_ms,
-            opened_ms: opened_at(&on_host, agent, attempted_ms, now),
+            opened_ms,
+            window_ms: match on_host {
+                Answer::Opened { end_ms } => Some(end_ms - opened_ms),
+                _ => None,
+            },
             duration_ms: reply.duration_ms,
             status_code: reply.status,
             reason: &reply.reason,
@@ -453,7 +458,9 @@ impl Agency {
             body_excerpt: &reply.excerpt,
             verdict,
             window,
-            min_epoch,
+            // The epoch seen before this attempt bounds a window it opened, not one found
+            // already open (its answer was lost earlier, maybe in the epoch before).
+            min_epoch: min_epoch.filter(|_| !window.is_some_and(|(_, observed)| observed)),
             expected_end_ms: on_host.end_ms(),
             next_attempt_ms: plan.next_attempt_ms,
             backoff_step: plan.backoff_step,

@@ -472,8 +472,10 @@ fn run_under_a_mix_of_faults_keeps_streams_counts_and_bills_exactly() {
             let gap = pair[1].start - pair[0].end;
             worst = worst.max(gap);
             if gap > 2_000 {
+                // A fault is recorded when it is decided; a delayed answer's window is
+                // granted 1.5 s later (its answer lost to the client's 1 s timeout).
                 let explained = s.faults.iter().any(|(a, at, _)| {
-                    a == addr && *at >= pair[0].start - 1_000 && *at <= pair[1].start
+                    a == addr && *at >= pair[0].start - 2_500 && *at <= pair[1].start
                 });
                 assert!(
                     explained,

@@ -22,7 +22,7 @@ pub struct DueAgent {
     /// The plaintext signature, or why it cannot be read (the agent fails alone).
     pub signature: std::result::Result<Secret, String>,
     pub expected_end_ms: Option<i64>,
-    /// Length of its last window, from the answer that opened it.
+    /// Its window length, the longest its renewals showed (end minus when it opened).
     pub window_ms: Option<i64>,
     pub backoff_step: u32,
     /// Renewals accepted only after the end (learned), and windows since the last probe.
@@ -54,6 +54,8 @@ pub struct Renewal<'a> {
     pub attempted_ms: i64,
     /// When the window this attempt counts opened (host time; see `tick::opened_at`).
     pub opened_ms: i64,
+    /// The length of a window this attempt opened, as it showed it (end - opened).
+    pub window_ms: Option<i64>,
     pub duration_ms: i64,
     pub status_code: Option<u16>,
     pub reason: &'a str,
@@ -234,7 +236,7 @@ impl Store {
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                        expected_end_ms - last_success_ms, renew_after_end, windows_since_probe,
+                        window_ms, renew_after_end, windows_since_probe,
                         stale_refusal
              FROM agents {DUE}"
         ))?;
@@ -333,6 +335,7 @@ impl Store {
                 renew_after_end = ?9,
                 windows_since_probe = ?10,
                 stale_refusal = ?11,
+                window_ms = CASE WHEN ?12 IS NULL THEN window_ms ELSE MAX(COALESCE(window_ms, 0), ?12) END,
                 updated_ms = ?4
              WHERE id = ?1",
         )?
@@ -348,6 +351,7 @@ impl Store {
             r.after_end,
             r.since_probe,
             r.stale,
+            r.window_ms,
         ])?;
         tx.commit()?;
         Ok(counted)
@@ -368,6 +372,7 @@ mod tests {
             agent_id: id,
             attempted_ms: 1_000,
             opened_ms: 1_003,
+            window_ms: None,
             duration_ms: 3,
             status_code: Some(200),
             reason: "renewed",

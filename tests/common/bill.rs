@@ -269,12 +269,20 @@ impl Bill {
                 .unwrap_or_else(|| {
                     panic!("{address}: counted a window ending {end} never granted")
                 });
-            let boundary = s.genesis_ms + (granted.epoch + 1) * s.epoch_ms;
-            assert_eq!(
-                granted.epoch, *epoch,
-                "{address}: window ending {end} in the wrong epoch: granted at {}, opened at {opened} by our clock, next epoch at {boundary}",
-                granted.start
-            );
+            if granted.epoch != *epoch {
+                let boundary = s.genesis_ms + (granted.epoch + 1) * s.epoch_ms;
+                let starts: Vec<(i64, i64, bool)> = conn
+                    .prepare("SELECT epoch, start_ms, exact FROM epoch_starts ORDER BY epoch")
+                    .unwrap()
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                panic!(
+                    "{address}: window ending {end} counted in epoch {epoch}, granted in {}: granted at {}, opened at {opened} by our clock, next epoch at {boundary}; epoch starts known: {starts:?}",
+                    granted.epoch, granted.start
+                );
+            }
         }
         rows.len()
     }
