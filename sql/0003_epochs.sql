@@ -17,6 +17,10 @@ ALTER TABLE agents ADD COLUMN windows_since_probe INTEGER NOT NULL DEFAULT 0;
 -- 1 after an "already streaming, again at T" whose T had already passed (on the corrected
 -- clock): a second one for the same window waits for the window's end.
 ALTER TABLE agents ADD COLUMN stale_refusal INTEGER NOT NULL DEFAULT 0;
--- The agent's window length as its renewals showed it (end minus when it opened, the
--- longest seen: every estimate falls short by the answer's latency). Dates the windows.
-ALTER TABLE agents ADD COLUMN window_ms INTEGER;
+-- The agent's window length as its renewals bound it: a window opened between the request
+-- and its answer, so its length lies between end - answered and end - requested. The
+-- tightest bounds seen (reset when a window's bounds miss them: the service changed its
+-- length); their middle dates the windows. Learned from raw times, never from a length
+-- derived from them (that would keep its first error for good).
+ALTER TABLE agents ADD COLUMN window_min_ms INTEGER;
+ALTER TABLE agents ADD COLUMN window_max_ms INTEGER;

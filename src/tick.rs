@@ -446,8 +446,8 @@ impl Agency {
             agent_id: agent.id,
             attempted_ms,
             opened_ms,
-            window_ms: match on_host {
-                Answer::Opened { end_ms } => Some(end_ms - opened_ms),
+            window_bounds: match on_host {
+                Answer::Opened { end_ms } => Some((end_ms - now, end_ms - attempted_ms)),
                 _ => None,
             },
             duration_ms: reply.duration_ms,
@@ -486,8 +486,11 @@ impl Agency {
 /// When a window opened, by the host's clock: the service granted it between the request
 /// (`attempted_ms`) and its answer (`answered_ms`). With the agent's usual window length
 /// known, `end - length` within those bounds (a slow answer must not move the window into
-/// the next epoch); otherwise when the answer came. A window found already open (its
-/// answer was lost) opened `length` before its end too, and not after it was seen.
+/// the next epoch); otherwise the middle of the request. A window found already open (its
+/// answer was lost) opened `length` before its end too, and not after it was seen; it
+/// was still open when the service read the request, at or after `attempted_ms`, so it
+/// opened no earlier than `attempted_ms - length` (not `answered_ms - length`: the
+/// answer's latency would move a window granted just before a boundary past it).
 pub fn opened_at(answer: &Answer, agent: &DueAgent, attempted_ms: i64, answered_ms: i64) -> i64 {
     match (*answer, agent.window_ms) {
         (Answer::Opened { end_ms }, Some(len)) if len > 0 => {
@@ -499,7 +502,9 @@ pub fn opened_at(answer: &Answer, agent: &DueAgent, attempted_ms: i64, answered_
                 ..
             },
             Some(len),
-        ) if len > 0 => (end_ms - len).clamp(answered_ms - len, answered_ms),
+        ) if len > 0 => (end_ms - len).clamp(attempted_ms - len, answered_ms),
+        // The first window of an agent: the middle of the request, half its time either way.
+        (Answer::Opened { .. }, _) => attempted_ms + (answered_ms - attempted_ms) / 2,
         _ => answered_ms,
     }
 }
@@ -551,8 +556,8 @@ mod tests {
             9_500
         );
         assert_eq!(opened_at(&opened, &agent(Some(100)), 9_500, 10_400), 10_400);
-        // The first window of an agent: when the answer came.
-        assert_eq!(opened_at(&opened, &agent(None), 9_500, 10_400), 10_400);
+        // The first window of an agent: the middle of the request.
+        assert_eq!(opened_at(&opened, &agent(None), 9_500, 10_400), 9_950);
         // Found already open, 1.9 s after it was granted (its answer was lost).
         let seen = Answer::AlreadyStreaming {
             end_ms: Some(14_000),
@@ -560,6 +565,11 @@ mod tests {
         };
         assert_eq!(
             opened_at(&seen, &agent(Some(4_000)), 11_800, 11_900),
+            10_000
+        );
+        // Seen in its last moments through a slow answer: still opened at its start.
+        assert_eq!(
+            opened_at(&seen, &agent(Some(4_000)), 13_900, 14_100),
             10_000
         );
     }

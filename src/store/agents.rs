@@ -22,7 +22,7 @@ pub struct DueAgent {
     /// The plaintext signature, or why it cannot be read (the agent fails alone).
     pub signature: std::result::Result<Secret, String>,
     pub expected_end_ms: Option<i64>,
-    /// Its window length, the longest its renewals showed (end minus when it opened).
+    /// Its window length: the middle of the bounds its renewals set (see `Renewal`).
     pub window_ms: Option<i64>,
     pub backoff_step: u32,
     /// Renewals accepted only after the end (learned), and windows since the last probe.
@@ -54,8 +54,9 @@ pub struct Renewal<'a> {
     pub attempted_ms: i64,
     /// When the window this attempt counts opened (host time; see `tick::opened_at`).
     pub opened_ms: i64,
-    /// The length of a window this attempt opened, as it showed it (end - opened).
-    pub window_ms: Option<i64>,
+    /// The bounds a window this attempt opened sets on the length of the agent's windows:
+    /// `(end - answered, end - attempted)`, as it opened between the two.
+    pub window_bounds: Option<(i64, i64)>,
     pub duration_ms: i64,
     pub status_code: Option<u16>,
     pub reason: &'a str,
@@ -236,7 +237,7 @@ impl Store {
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                        window_ms, renew_after_end, windows_since_probe,
+                        (window_min_ms + window_max_ms) / 2, renew_after_end, windows_since_probe,
                         stale_refusal
              FROM agents {DUE}"
         ))?;
@@ -335,7 +336,12 @@ impl Store {
                 renew_after_end = ?9,
                 windows_since_probe = ?10,
                 stale_refusal = ?11,
-                window_ms = CASE WHEN ?12 IS NULL THEN window_ms ELSE MAX(COALESCE(window_ms, 0), ?12) END,
+                window_min_ms = CASE WHEN ?12 IS NULL THEN window_min_ms
+                    WHEN window_min_ms IS NULL OR ?13 < window_min_ms OR ?12 > window_max_ms THEN ?12
+                    ELSE MAX(window_min_ms, ?12) END,
+                window_max_ms = CASE WHEN ?12 IS NULL THEN window_max_ms
+                    WHEN window_min_ms IS NULL OR ?13 < window_min_ms OR ?12 > window_max_ms THEN ?13
+                    ELSE MIN(window_max_ms, ?13) END,
                 updated_ms = ?4
              WHERE id = ?1",
         )?
@@ -351,7 +357,8 @@ impl Store {
             r.after_end,
             r.since_probe,
             r.stale,
-            r.window_ms,
+            r.window_bounds.map(|b| b.0),
+            r.window_bounds.map(|b| b.1),
         ])?;
         tx.commit()?;
         Ok(counted)
@@ -372,7 +379,7 @@ mod tests {
             agent_id: id,
             attempted_ms: 1_000,
             opened_ms: 1_003,
-            window_ms: None,
+            window_bounds: None,
             duration_ms: 3,
             status_code: Some(200),
             reason: "renewed",
@@ -424,6 +431,34 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM stream_windows", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn window_length_is_the_middle_of_the_tightest_bounds_seen() {
+        let mut s = memory_store();
+        s.enroll(&alice(), "aa", 500, 10).unwrap();
+        let id = s.agent_id(&alice()).unwrap().unwrap();
+        let length = |s: &Store| s.due_agents(i64::MAX).unwrap()[0].window_ms;
+        assert_eq!(length(&s), None);
+        let mut end = 10_000;
+        let mut learn = |s: &mut Store, bounds| {
+            end += 10_000;
+            s.record_renewal(&Renewal {
+                window_bounds: Some(bounds),
+                ..renewal(id, end)
+            })
+            .unwrap();
+        };
+        learn(&mut s, (1_190, 1_204));
+        assert_eq!(length(&s), Some(1_197));
+        // Bounds that overlap narrow the estimate, whichever side they tighten.
+        learn(&mut s, (1_199, 1_230));
+        assert_eq!(length(&s), Some(1_201));
+        learn(&mut s, (1_150, 1_200));
+        assert_eq!(length(&s), Some(1_199));
+        // Bounds that miss them: the service changed its window length.
+        learn(&mut s, (1_500, 1_510));
+        assert_eq!(length(&s), Some(1_505));
     }
 
     #[test]

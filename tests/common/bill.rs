@@ -248,41 +248,62 @@ impl Bill {
         assert_eq!(nonces, (0..nonces.len() as u64).collect::<Vec<_>>());
     }
 
-    /// Every window counted is counted in the epoch the service granted it in.
+    /// Every window counted is counted in the epoch the service granted it in, to the
+    /// precision a client can know: the service's grant time lies between the request and
+    /// its answer, so a window granted closer to a boundary than its request's round trip
+    /// may be dated on the other side of it (never further: `tick::opened_at` keeps the
+    /// date within the request). Those are excused and counted in the output.
     pub fn assert_windows_in_their_epochs(&self) -> usize {
         let conn = self.sb.conn();
-        let rows: Vec<(String, i64, i64, i64)> = conn
+        let rows: Vec<(String, i64, i64, i64, Option<i64>)> = conn
             .prepare(
-                "SELECT a.address, w.end_stream_ms, w.epoch, w.opened_ms FROM stream_windows w
+                "SELECT a.address, w.end_stream_ms, w.epoch, w.opened_ms,
+                        (SELECT MAX(t.duration_ms) FROM attempts t WHERE t.agent_id = w.agent_id
+                            AND t.end_stream_ms = w.end_stream_ms AND t.status_code = 200)
+                 FROM stream_windows w
                  JOIN agents a ON a.id = w.agent_id WHERE w.epoch IS NOT NULL",
             )
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect();
         let s = self.fake.state();
-        for (address, end, epoch, opened) in &rows {
+        let mut excused = 0;
+        for (address, end, epoch, opened, round_trip) in &rows {
             let granted = s.windows[address]
                 .iter()
                 .find(|w| w.end == *end)
                 .unwrap_or_else(|| {
                     panic!("{address}: counted a window ending {end} never granted")
                 });
-            if granted.epoch != *epoch {
-                let boundary = s.genesis_ms + (granted.epoch + 1) * s.epoch_ms;
-                let starts: Vec<(i64, i64, bool)> = conn
-                    .prepare("SELECT epoch, start_ms, exact FROM epoch_starts ORDER BY epoch")
-                    .unwrap()
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect();
-                panic!(
-                    "{address}: window ending {end} counted in epoch {epoch}, granted in {}: granted at {}, opened at {opened} by our clock, next epoch at {boundary}; epoch starts known: {starts:?}",
-                    granted.epoch, granted.start
-                );
+            if granted.epoch == *epoch {
+                continue;
             }
+            // The boundary between the epoch granted and the one counted.
+            let boundary = s.genesis_ms + granted.epoch.max(*epoch) * s.epoch_ms;
+            let ambiguous = (boundary - granted.start).abs() <= round_trip.unwrap_or(0) + 1
+                && (epoch - granted.epoch).abs() == 1;
+            if ambiguous {
+                excused += 1;
+                continue;
+            }
+            let starts: Vec<(i64, i64, bool)> = conn
+                .prepare("SELECT epoch, start_ms, exact FROM epoch_starts ORDER BY epoch")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            panic!(
+                "{address}: window ending {end} counted in epoch {epoch}, granted in {}: granted at {}, opened at {opened} by our clock (round trip {round_trip:?} ms), boundary at {boundary}; epoch starts known: {starts:?}",
+                granted.epoch, granted.start
+            );
+        }
+        if excused > 0 {
+            println!("{excused} window(s) granted within their request's round trip of a boundary, dated on its other side");
         }
         rows.len()
     }
