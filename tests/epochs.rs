@@ -167,6 +167,50 @@ fn a_gateway_of_another_network_changes_no_count_and_expires_nothing() {
     }
 }
 
+/// The case with billing on: the gateway says epoch 5 for ten seconds. Every tick
+/// exits 4 and renews; nothing is counted, billed or given up on it; once it is right
+/// again, every window is billed once, in the epoch it was granted in.
+#[test]
+fn a_gateway_saying_epoch_5_for_ten_seconds_bills_and_expires_nothing() {
+    let b = setup(3_000, EPOCH_MS);
+    assert_eq!(b.tick().code, 0);
+    let until = now_ms() + 10_000;
+    b.fake.state().wrong_epoch = Some((until, 5));
+    let sent_before = b.fake.state().chain.executed.len();
+    let mut bad_ticks = 0;
+    while now_ms() < until - 300 {
+        let r = b.tick();
+        assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("epoch 5"), "{}", r.stderr);
+        bad_ticks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(bad_ticks >= 10, "{bad_ticks} ticks");
+    assert_eq!(
+        b.fake.state().chain.executed.len(),
+        sent_before,
+        "a bill was sent on an epoch the gateway could not be trusted with"
+    );
+    assert_eq!(
+        b.sb.query_i64(
+            "SELECT COUNT(*) FROM usage_windows WHERE kind IS NOT NULL AND kind <> 'billed'"
+        ),
+        0,
+        "an epoch was given up or held because of the wrong gateway"
+    );
+    assert!(wait_for(Duration::from_secs(10), || now_ms() > until + 100));
+    b.settle_after_renewals();
+    b.assert_windows_in_their_epochs();
+    let granted = b.fake.state().granted_per_epoch();
+    assert_eq!(b.sb.usage(), granted);
+    b.assert_chain_billed(&granted);
+    b.assert_billed_exactly_once();
+    println!(
+        "gateway said epoch 5 for 10 s with billing on: {bad_ticks} ticks exited 4, no bill sent meanwhile; then {} (agent, epoch) pairs billed once each",
+        granted.len()
+    );
+}
+
 #[test]
 fn an_end_in_seconds_and_the_same_end_in_milliseconds_are_one_window() {
     // Windows of 3 s, renewed early; "already streaming" answers give the end in seconds,
