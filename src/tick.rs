@@ -446,8 +446,11 @@ impl Agency {
             agent_id: agent.id,
             attempted_ms,
             opened_ms,
+            // An end already past when answered teaches nothing about the length.
             window_bounds: match on_host {
-                Answer::Opened { end_ms } => Some((end_ms - now, end_ms - attempted_ms)),
+                Answer::Opened { end_ms } if end_ms > now => {
+                    Some((end_ms - now, end_ms - attempted_ms))
+                }
                 _ => None,
             },
             duration_ms: reply.duration_ms,
