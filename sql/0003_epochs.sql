@@ -19,8 +19,9 @@ ALTER TABLE agents ADD COLUMN windows_since_probe INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE agents ADD COLUMN stale_refusal INTEGER NOT NULL DEFAULT 0;
 -- The agent's window length as its renewals bound it: a window opened between the request
 -- and its answer, so its length lies between end - answered and end - requested. The
--- tightest bounds seen (reset when a window's bounds miss them: the service changed its
--- length); their middle dates the windows. Learned from raw times, never from a length
--- derived from them (that would keep its first error for good).
+-- tightest bounds seen are kept (reset when a window's bounds miss them: the service
+-- changed its length); the lower one, short by the quickest answer's travel, dates the
+-- windows. Learned from raw times, never from a length derived from them (that would keep
+-- its first error for good).
 ALTER TABLE agents ADD COLUMN window_min_ms INTEGER;
 ALTER TABLE agents ADD COLUMN window_max_ms INTEGER;

@@ -489,7 +489,9 @@ impl Agency {
 /// When a window opened, by the host's clock: the service granted it between the request
 /// (`attempted_ms`) and its answer (`answered_ms`). With the agent's usual window length
 /// known, `end - length` within those bounds (a slow answer must not move the window into
-/// the next epoch); otherwise the middle of the request. A window found already open (its
+/// the next epoch); otherwise when the answer came. A service grants a window after it
+/// read (and maybe queued) the request, just before it answers: the answer's time is
+/// late by the answer's own travel only, the request's time early by everything else. A window found already open (its
 /// answer was lost) opened `length` before its end too, and not after it was seen; it
 /// was still open when the service read the request, at or after `attempted_ms`, so it
 /// opened no earlier than `attempted_ms - length` (not `answered_ms - length`: the
@@ -506,8 +508,6 @@ pub fn opened_at(answer: &Answer, agent: &DueAgent, attempted_ms: i64, answered_
             },
             Some(len),
         ) if len > 0 => (end_ms - len).clamp(attempted_ms - len, answered_ms),
-        // The first window of an agent: the middle of the request, half its time either way.
-        (Answer::Opened { .. }, _) => attempted_ms + (answered_ms - attempted_ms) / 2,
         _ => answered_ms,
     }
 }
@@ -559,8 +559,8 @@ mod tests {
             9_500
         );
         assert_eq!(opened_at(&opened, &agent(Some(100)), 9_500, 10_400), 10_400);
-        // The first window of an agent: the middle of the request.
-        assert_eq!(opened_at(&opened, &agent(None), 9_500, 10_400), 9_950);
+        // The first window of an agent: when the answer came.
+        assert_eq!(opened_at(&opened, &agent(None), 9_500, 10_400), 10_400);
         // Found already open, 1.9 s after it was granted (its answer was lost).
         let seen = Answer::AlreadyStreaming {
             end_ms: Some(14_000),

@@ -22,7 +22,7 @@ pub struct DueAgent {
     /// The plaintext signature, or why it cannot be read (the agent fails alone).
     pub signature: std::result::Result<Secret, String>,
     pub expected_end_ms: Option<i64>,
-    /// Its window length: the middle of the bounds its renewals set (see `Renewal`).
+    /// Its window length: the longest its renewals' answers allow (see `Renewal`).
     pub window_ms: Option<i64>,
     pub backoff_step: u32,
     /// Renewals accepted only after the end (learned), and windows since the last probe.
@@ -237,7 +237,7 @@ impl Store {
     pub fn due_agents(&self, now: i64) -> Result<Vec<DueAgent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
-                        (window_min_ms + window_max_ms) / 2, renew_after_end, windows_since_probe,
+                        window_min_ms, renew_after_end, windows_since_probe,
                         stale_refusal
              FROM agents {DUE}"
         ))?;
@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn window_length_is_the_middle_of_the_tightest_bounds_seen() {
+    fn window_length_is_learned_from_raw_bounds_and_relearned_when_they_miss() {
         let mut s = memory_store();
         s.enroll(&alice(), "aa", 500, 10).unwrap();
         let id = s.agent_id(&alice()).unwrap().unwrap();
@@ -450,15 +450,17 @@ mod tests {
             .unwrap();
         };
         learn(&mut s, (1_190, 1_204));
-        assert_eq!(length(&s), Some(1_197));
-        // Bounds that overlap narrow the estimate, whichever side they tighten.
+        assert_eq!(length(&s), Some(1_190));
+        // A quicker answer raises it; a slower one changes nothing.
         learn(&mut s, (1_199, 1_230));
-        assert_eq!(length(&s), Some(1_201));
+        assert_eq!(length(&s), Some(1_199));
         learn(&mut s, (1_150, 1_200));
         assert_eq!(length(&s), Some(1_199));
-        // Bounds that miss them: the service changed its window length.
+        // Bounds that miss the ones kept: the service changed its window length, either way.
         learn(&mut s, (1_500, 1_510));
-        assert_eq!(length(&s), Some(1_505));
+        assert_eq!(length(&s), Some(1_500));
+        learn(&mut s, (1_000, 1_020));
+        assert_eq!(length(&s), Some(1_000));
     }
 
     #[test]
