@@ -129,8 +129,8 @@ pub fn timestamp_ms(v: Option<&Value>) -> Option<i64> {
         return None;
     }
     let ms = if n < 1e12 { n * 1000.0 } else { n };
-    // Beyond year ~5000 in ms is not a timestamp we can use.
-    (ms < 1e14).then_some(ms as i64)
+    // Below 1 ms (a tiny fraction) or beyond year ~5000 is not a timestamp we can use.
+    (1.0..1e14).contains(&ms).then_some(ms as i64)
 }
 
 /// Maps an HTTP answer to its meaning. Pure, so every branch is unit-tested.
@@ -283,6 +283,11 @@ mod tests {
         assert_eq!(classify(&reply(200, "<html>")).0, Answer::OpenedWithoutEnd);
         assert_eq!(
             classify(&reply(200, r#"{"end_stream":-5}"#)).0,
+            Answer::OpenedWithoutEnd
+        );
+        // A tiny fraction is no timestamp (it used to become an end at 0 ms).
+        assert_eq!(
+            classify(&reply(200, r#"{"end_stream":8.0e-256}"#)).0,
             Answer::OpenedWithoutEnd
         );
         assert_eq!(
