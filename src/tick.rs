@@ -331,15 +331,6 @@ impl Agency {
                 config.chain_id, self.cfg.chain
             ));
         }
-        let cached = self.store.meta_get_i64(ROUND_DURATION_KEY).unwrap_or(None);
-        if config.round_duration_ms > 0 && cached != Some(config.round_duration_ms) {
-            if let Err(e) = self
-                .store
-                .meta_set(ROUND_DURATION_KEY, &config.round_duration_ms.to_string())
-            {
-                log::warn!("cannot cache the round duration: {e}");
-            }
-        }
         let clock = config
             .start_time_s
             .filter(|_| config.round_duration_ms > 0)
@@ -347,10 +338,16 @@ impl Agency {
                 genesis_ms: s.saturating_mul(1000),
                 round_ms: config.round_duration_ms,
             });
-        let kept = self.store.meta_get_i64(GENESIS_KEY).unwrap_or(None);
-        if let Some(c) = clock.filter(|c| kept != Some(c.genesis_ms)) {
-            if let Err(e) = self.store.meta_set(GENESIS_KEY, &c.genesis_ms.to_string()) {
-                log::warn!("cannot keep the genesis time: {e}");
+        let keep = [
+            (
+                ROUND_DURATION_KEY,
+                Some(config.round_duration_ms).filter(|&ms| ms > 0),
+            ),
+            (GENESIS_KEY, clock.map(|c| c.genesis_ms)),
+        ];
+        for (key, value) in keep {
+            if let Some(Err(e)) = value.map(|v| self.store.meta_set(key, &v.to_string())) {
+                log::warn!("cannot keep {key} for ticks whose gateway does not answer: {e}");
             }
         }
         self.clock = Some(clock);

@@ -61,9 +61,7 @@ pub fn window(store: &Store) -> Result<i64> {
 /// A bill confirmed: the failure streak ends and the window widens by one, so it doubles
 /// with each round of confirmations (like TCP's slow start), never faster.
 pub fn billed(store: &Store) -> Result<()> {
-    if store.meta_get_i64(STREAK)? != Some(0) {
-        store.meta_set(STREAK, "0")?;
-    }
+    store.meta_set(STREAK, "0")?;
     let w = window(store)?;
     if w < MAX_WINDOW {
         store.meta_set(WINDOW, &(w + 1).to_string())?;

@@ -357,15 +357,10 @@ impl Store {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// Keeps the escrow's figures for `report`; writes only when they changed.
+    /// Keeps the escrow's figures for `report`.
     pub fn set_meta_escrow(&self, window_reward: u128, max_backbill: u64) -> Result<()> {
-        if self.meta_window_reward()? != Some(window_reward) {
-            self.meta_set("escrow_window_reward", &window_reward.to_string())?;
-        }
-        if self.meta_get("escrow_max_backbill_epochs")? != Some(max_backbill.to_string()) {
-            self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())?;
-        }
-        Ok(())
+        self.meta_set("escrow_window_reward", &window_reward.to_string())?;
+        self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())
     }
 
     /// The escrow's backbill limit as last seen (u64: "no limit" may be u64::MAX).

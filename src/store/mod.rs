@@ -119,7 +119,12 @@ impl Store {
         Ok(())
     }
 
+    /// Sets `key`, writing only a change: callers may set what they learn on every tick
+    /// and an idle tick still leaves the database file alone.
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        if self.meta_get(key)?.as_deref() == Some(value) {
+            return Ok(());
+        }
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
