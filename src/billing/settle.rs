@@ -51,8 +51,10 @@ impl Biller {
         Ok(Some(in_flight))
     }
 
-    /// Settles one transaction in flight. Returns false when its fate is still unknown
-    /// (no hash yet, or the gateway could not tell).
+    /// Settles one transaction in flight. Returns false when it may not be on the chain
+    /// or its outcome could not be read (a re-send without an answer, the contract's state
+    /// or the call's results unreadable). A status the gateway could not give keeps it
+    /// pending without that: it has a hash, so the chain has it and later nonces can go.
     fn settle(
         &self,
         store: &mut Store,

@@ -76,7 +76,8 @@ impl Store {
     /// whose stored address does not parse is skipped, loudly.
     pub fn billing_candidates(&self, newest: i64) -> Result<Vec<Candidate>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.agent_id, a.address, MIN(u.epoch) FROM usage_windows u
+            // With one MIN(), SQLite takes the bare `u.windows` from that epoch's row.
+            "SELECT u.agent_id, a.address, MIN(u.epoch), u.windows FROM usage_windows u
              JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IS NULL AND u.epoch <= ?1 AND a.removed_ms IS NULL
                AND NOT EXISTS (SELECT 1 FROM billing_attempts b
@@ -85,11 +86,13 @@ impl Store {
                                WHERE h.agent_id = u.agent_id AND h.kind = 'held')
              GROUP BY u.agent_id ORDER BY MIN(u.epoch), u.agent_id",
         )?;
-        let firsts: Vec<(i64, String, i64)> = stmt
-            .query_map([newest], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        let firsts: Vec<(i64, String, i64, i64)> = stmt
+            .query_map([newest], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(firsts.len());
-        for (agent_id, address, epoch) in firsts {
+        for (agent_id, address, epoch, windows) in firsts {
             let waiting: bool = self.conn.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM stream_windows WHERE agent_id = ?1 AND epoch IS NULL
                                 AND (min_epoch IS NULL OR min_epoch <= ?2))",
@@ -105,11 +108,6 @@ impl Store {
                     continue;
                 }
             };
-            let windows: i64 = self.conn.query_row(
-                "SELECT windows FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
-                params![agent_id, epoch],
-                |r| r.get(0),
-            )?;
             out.push(Candidate {
                 agent_id,
                 agent,
