@@ -134,19 +134,17 @@ impl Store {
         };
         let tx = self.conn.transaction()?;
         // The common case, set-based: opened in the current epoch.
-        let recent =
-            "FROM stream_windows WHERE epoch IS NULL AND opened_ms >= ?3 AND opened_ms <= ?1";
+        let recent = "epoch IS NULL AND opened_ms >= ?3 AND opened_ms <= ?1";
         tx.prepare_cached(&format!(
             "INSERT INTO usage_windows (agent_id, epoch, windows)
-             SELECT agent_id, ?2, COUNT(*) {recent} GROUP BY agent_id
+             SELECT agent_id, ?2, COUNT(*) FROM stream_windows WHERE {recent} GROUP BY agent_id
              ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + excluded.windows"
         ))?
         .execute(params![until_ms, current, start])?;
         let mut counted = tx
-            .prepare_cached(
-                "UPDATE stream_windows SET epoch = ?2
-                 WHERE epoch IS NULL AND opened_ms >= ?3 AND opened_ms <= ?1",
-            )?
+            .prepare_cached(&format!(
+                "UPDATE stream_windows SET epoch = ?2 WHERE {recent}"
+            ))?
             .execute(params![until_ms, current, start])?;
         // The rest, one by one against the timeline.
         let earlier: Vec<(i64, i64, i64, Option<i64>)> = tx
