@@ -112,6 +112,27 @@ fn without_genesis_fields_boundaries_are_estimated_to_half_a_round_and_said_once
     );
 }
 
+/// Ticks until `until` while the gateway says epoch `wrong`: each one exits 4 naming it,
+/// and renews all the same. Returns how many ran.
+fn tick_while_wrong(until: i64, wrong: i64, tick: impl Fn() -> Ran) -> usize {
+    let mut ticks = 0;
+    while now_ms() < until - 300 {
+        let r = tick();
+        assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(&format!("epoch {wrong}")), "{}", r.stderr);
+        assert!(
+            r.stdout.contains("renewed")
+                || r.stdout.contains("already streaming")
+                || r.stdout.contains(" 0 due"),
+            "{}",
+            r.stdout
+        );
+        ticks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    ticks
+}
+
 #[test]
 fn a_gateway_of_another_network_changes_no_count_and_expires_nothing() {
     for wrong in [5, 10_000_000] {
@@ -135,21 +156,7 @@ fn a_gateway_of_another_network_changes_no_count_and_expires_nothing() {
         // For four seconds the gateway says another epoch.
         let until = now_ms() + 4_000;
         fake.state().wrong_epoch = Some((until, wrong));
-        let mut bad_ticks = 0;
-        while now_ms() < until - 200 {
-            let r = tick_fast();
-            assert_eq!(r.code, 4, "{}", r.stderr);
-            assert!(r.stderr.contains(&format!("epoch {wrong}")), "{}", r.stderr);
-            assert!(
-                r.stdout.contains("renewed")
-                    || r.stdout.contains("already streaming")
-                    || r.stdout.contains(" 0 due"),
-                "{}",
-                r.stdout
-            );
-            bad_ticks += 1;
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let bad_ticks = tick_while_wrong(until, wrong, tick_fast);
         assert!(bad_ticks >= 3);
         assert!(sb.query_i64("SELECT COALESCE(MAX(epoch), 0) FROM usage_windows") < 1_000);
         assert!(
@@ -177,14 +184,7 @@ fn a_gateway_saying_epoch_5_for_ten_seconds_bills_and_expires_nothing() {
     let until = now_ms() + 10_000;
     b.fake.state().wrong_epoch = Some((until, 5));
     let sent_before = b.fake.state().chain.executed.len();
-    let mut bad_ticks = 0;
-    while now_ms() < until - 300 {
-        let r = b.tick();
-        assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
-        assert!(r.stderr.contains("epoch 5"), "{}", r.stderr);
-        bad_ticks += 1;
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let bad_ticks = tick_while_wrong(until, 5, || b.tick());
     assert!(bad_ticks >= 10, "{bad_ticks} ticks");
     assert_eq!(
         b.fake.state().chain.executed.len(),
