@@ -429,9 +429,8 @@ fn reconcile(agents: usize, epochs: i64) {
                     [id, e],
                 )
                 .unwrap();
-                s.chain.billed.insert((address.clone(), e as u64), 3);
+                s.chain.put_bill(&address, e as u64, 3);
             }
-            s.chain.agents.insert(address, EscrowAgent::default());
         }
         drop(s);
         tx.commit().unwrap();

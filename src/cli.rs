@@ -127,6 +127,10 @@ macro_rules! runtime_command {
             /// gas price of a billEpoch transaction (default: 20000000000000)
             #[argh(option)]
             pub billing_gas_price: Option<u64>,
+            /// collect bills still unpaid after their deadline (epoch + grace_epochs) from
+            /// the agent's bond with enforceEpoch, once each
+            #[argh(switch)]
+            pub enforce_after_grace: bool,
             /// stop starting renewals and billing after this many seconds; the rest goes
             /// first next time (default: 50, so a one-minute timer never overlaps)
             #[argh(option)]
@@ -156,6 +160,7 @@ macro_rules! runtime_command {
                     billing_chain: self.billing_chain.clone(),
                     billing_gas_limit: self.billing_gas_limit,
                     billing_gas_price: self.billing_gas_price,
+                    enforce_after_grace: self.enforce_after_grace,
                     max_tick_seconds: self.max_tick_seconds,
                     allow_insecure_http: self.allow_insecure_http,
                     max_clock_skew_seconds: self.max_clock_skew_seconds,

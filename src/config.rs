@@ -28,6 +28,7 @@ pub struct RuntimeArgs {
     pub billing_chain: Option<String>,
     pub billing_gas_limit: Option<u64>,
     pub billing_gas_price: Option<u64>,
+    pub enforce_after_grace: bool,
     pub max_tick_seconds: Option<u64>,
     pub allow_insecure_http: bool,
     pub max_clock_skew_seconds: Option<u64>,
@@ -56,6 +57,8 @@ pub struct BillingConfig {
     pub chain: String,
     pub gas_limit: u64,
     pub gas_price: u64,
+    /// `--enforce-after-grace`: collect bills unpaid past their deadline from the bond.
+    pub enforce_after_grace: bool,
 }
 
 fn env_name(option: &str) -> String {
@@ -246,6 +249,7 @@ impl RuntimeArgs {
             chain,
             gas_limit,
             gas_price,
+            enforce_after_grace: switch(self.enforce_after_grace, "enforce-after-grace")?,
         })
     }
 }

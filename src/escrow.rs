@@ -3,7 +3,7 @@
 
 use crate::gateway::Gateway;
 use crate::keys::Address;
-use crate::ledger::Kind;
+use crate::ledger::{EpochState, Kind};
 use crate::tx::u64_arg;
 
 /// From `getConfig()`.
@@ -11,9 +11,15 @@ use crate::tx::u64_arg;
 pub struct EscrowConfig {
     pub operator: Address,
     pub window_reward: u128,
+    /// A bill is due by `epoch + grace_epochs`; after it anyone may `enforceEpoch`.
+    pub grace_epochs: u64,
     pub max_backbill_epochs: u64,
     pub hard_max_windows_per_epoch: u64,
 }
+
+/// The cap on an agent's windows per epoch while in probation, should the owner ever
+/// deploy the probation check that the source declares (see the spec).
+pub const PROBATION_WINDOWS_CAP: u64 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStatus {
@@ -30,9 +36,13 @@ pub struct AgentInfo {
     pub fee_bps: u64,
     pub max_windows_per_epoch: u64,
     pub max_charge_per_epoch: u128,
+    pub credit_score: u64,
     pub status: AgentStatus,
     pub joined_epoch: u64,
     pub last_billed_epoch: u64,
+    /// Not from the view (none says it): set by us once the contract refused a bill with
+    /// `Exceeds probation windows cap` and the agent has fewer than 3 on-time settlements.
+    pub probation: bool,
 }
 
 /// Minimal big-endian bytes as a number; saturates beyond u128.
@@ -86,7 +96,7 @@ pub fn decode_agent_info(bytes: &[u8]) -> Result<AgentInfo, String> {
     let fee_bps = r.u64()?;
     let max_windows_per_epoch = r.u64()?;
     let max_charge_per_epoch = big_uint(r.sized()?);
-    let _credit_score = r.u64()?;
+    let credit_score = r.u64()?;
     let status = match r.u8()? {
         0 => AgentStatus::Active,
         1 => AgentStatus::Paused,
@@ -98,13 +108,18 @@ pub fn decode_agent_info(bytes: &[u8]) -> Result<AgentInfo, String> {
     let joined_epoch = r.u64()?;
     let last_billed_epoch = r.u64()?;
     let _metadata = r.sized()?;
+    if !r.bytes.is_empty() {
+        return Err("escrow view: agent info has bytes after its last field".into());
+    }
     Ok(AgentInfo {
         fee_bps,
         max_windows_per_epoch,
         max_charge_per_epoch,
+        credit_score,
         status,
         joined_epoch,
         last_billed_epoch,
+        probation: false,
     })
 }
 
@@ -122,6 +137,7 @@ pub fn decode_config(items: &[Vec<u8>]) -> Result<EscrowConfig, String> {
     Ok(EscrowConfig {
         operator: Address::from_bytes(operator),
         window_reward: big_uint(&items[2]),
+        grace_epochs: small_uint(&items[6], "grace_epochs")?,
         max_backbill_epochs: small_uint(&items[7], "max_backbill_epochs")?,
         hard_max_windows_per_epoch: small_uint(&items[8], "hard_max_windows_per_epoch")?,
     })
@@ -133,6 +149,9 @@ pub fn allowed_windows(windows: u64, info: &AgentInfo, config: &EscrowConfig) ->
     let mut allowed = windows
         .min(info.max_windows_per_epoch)
         .min(config.hard_max_windows_per_epoch);
+    if info.probation {
+        allowed = allowed.min(PROBATION_WINDOWS_CAP);
+    }
     let per_window = config
         .window_reward
         .saturating_mul(u128::from(info.fee_bps));
@@ -152,8 +171,8 @@ pub fn allowed_windows(windows: u64, info: &AgentInfo, config: &EscrowConfig) ->
 /// What the views said about one (agent, epoch).
 #[derive(Debug, Clone)]
 pub struct Views {
-    /// `getEpochState`: `Some(state index)` once the epoch was billed.
-    pub state: Option<u8>,
+    /// `getEpochState`: `Some(state)` once the epoch was billed.
+    pub state: Option<EpochState>,
     /// `getAgentInfo`: `None` when the escrow does not know the agent.
     pub info: Option<AgentInfo>,
 }
@@ -161,8 +180,8 @@ pub struct Views {
 /// What to do with a candidate (agent, epoch), judged from the views before sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The chain has it already, in this settlement state (`getEpochState`'s index).
-    AlreadyBilled { state: u8 },
+    /// The chain has it already, in this settlement state.
+    AlreadyBilled { state: EpochState },
     /// The contract would refuse it for good: `kind` is expired, refused or clipped.
     Unbillable { kind: Kind, reason: String },
     /// Send a transaction for this many windows (clipped to the guards), which charges
@@ -209,20 +228,29 @@ pub fn judge(
             info.joined_epoch
         ));
     }
-    if info.last_billed_epoch > 0 && epoch <= info.last_billed_epoch {
+    // A (re)registered agent starts with last_billed_epoch = joined - 1, so this is the
+    // contract's own comparison, with no exception for 0.
+    if epoch <= info.last_billed_epoch {
         return refused(format!(
             "refused: epoch already passed in billing order (last billed {})",
             info.last_billed_epoch
         ));
     }
-    match allowed_windows(u64::try_from(windows).unwrap_or(0), info, config) {
-        0 => Decision::Unbillable {
+    let windows = allowed_windows(u64::try_from(windows).unwrap_or(0), info, config);
+    if windows == 0 {
+        return Decision::Unbillable {
             kind: Kind::Clipped,
             reason: "clipped: the contract's guards allow 0 windows".into(),
-        },
-        windows => Decision::Send {
+        };
+    }
+    match due_atto(config.window_reward, windows, info.fee_bps) {
+        0 => refused(format!(
+            "refused: the fee rounds to zero (window_reward {} x {windows} windows x {} bps / 10000)",
+            config.window_reward, info.fee_bps
+        )),
+        charged_atto => Decision::Send {
             windows,
-            charged_atto: due_atto(config.window_reward, windows, info.fee_bps),
+            charged_atto,
         },
     }
 }
@@ -248,6 +276,8 @@ pub enum Failure {
     Final(String),
     /// Try again later: the epoch is not closed yet on the contract's shard.
     Retry(String),
+    /// `Exceeds probation windows cap`: bill the 12 windows the contract allows.
+    ProbationCap,
     /// Would fail for every transaction (out of gas, unknown function): stop billing.
     Systemic(String),
     /// Not explained by the views (no message, an unknown one, a guard the views said was
@@ -269,15 +299,22 @@ pub fn classify_failure(message: Option<&str>) -> Failure {
         Failure::Expired
     } else if has("Epoch not closed yet") {
         Failure::Retry(m.to_string())
+    } else if has("Exceeds probation windows cap") {
+        Failure::ProbationCap
     } else if has("Agent not enrolled")
         || has("Agent cancelled")
         || has("Cannot bill before join epoch")
         || has("Epoch already passed in billing order")
+        || has("Fee rounds to zero")
     {
         Failure::Final(m.to_string())
     } else if lower.contains("gas")
         || lower.contains("function not found")
         || lower.contains("invalid function")
+        || lower.contains("does not accept egld payment")
+        || lower.contains("wrong number of arguments")
+        || lower.contains("argument decode error")
+        || lower.contains("argument out of range")
     {
         Failure::Systemic(m.to_string())
     } else {
@@ -307,14 +344,61 @@ impl Escrow<'_> {
         }
     }
 
-    /// `Some(state index)` once the epoch was billed.
-    pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<u8>, String> {
+    /// `Some(state)` once the epoch was billed; an index the spec does not know, or an
+    /// answer of another shape, is an error (nothing is concluded from it).
+    pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<EpochState>, String> {
         let items = self.gateway.query(
             &self.contract,
             "getEpochState",
             &[agent.to_hex(), u64_arg(epoch)],
         )?;
-        Ok(items.first().map(|b| b.last().copied().unwrap_or(0)))
+        decode_epoch_state(&items)
+    }
+
+    /// `getEpochDebt`: what is still due on the bill (0 when nothing, or never billed).
+    pub fn epoch_debt(&self, agent: &Address, epoch: u64) -> Result<u128, String> {
+        let items = self.gateway.query(
+            &self.contract,
+            "getEpochDebt",
+            &[agent.to_hex(), u64_arg(epoch)],
+        )?;
+        match items.as_slice() {
+            [] => Ok(0),
+            [debt] if debt.len() <= 32 => Ok(big_uint(debt)),
+            _ => Err("escrow view getEpochDebt: not one number".into()),
+        }
+    }
+
+    /// `getAgentFinancials`: (bond balance, outstanding total).
+    pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), String> {
+        let items = self
+            .gateway
+            .query(&self.contract, "getAgentFinancials", &[agent.to_hex()])?;
+        match items.as_slice() {
+            [bond, outstanding] if bond.len() <= 32 && outstanding.len() <= 32 => {
+                Ok((big_uint(bond), big_uint(outstanding)))
+            }
+            _ => Err(format!(
+                "escrow view getAgentFinancials: {} items, expected 2",
+                items.len()
+            )),
+        }
+    }
+}
+
+/// `getEpochState`'s return data: none (never billed), or one top-encoded enum index.
+pub fn decode_epoch_state(items: &[Vec<u8>]) -> Result<Option<EpochState>, String> {
+    match items {
+        [] => Ok(None),
+        // Top-encoded 0 is empty: Unbilled, never stored, read as "not billed".
+        [b] if b.is_empty() => Ok(None),
+        [b] if b.len() == 1 => EpochState::from_index(b[0])
+            .map(Some)
+            .ok_or_else(|| format!("escrow view getEpochState: unknown state index {}", b[0])),
+        _ => Err(format!(
+            "escrow view getEpochState: an answer of another shape ({} items)",
+            items.len()
+        )),
     }
 }
 
@@ -327,9 +411,11 @@ mod tests {
             fee_bps,
             max_windows_per_epoch: max_windows,
             max_charge_per_epoch: max_charge,
-            status: AgentStatus::Active,
-            joined_epoch: 0,
+            credit_score: 420,
+            status: AgentStatus::Suspended,
+            joined_epoch: 1,
             last_billed_epoch: 0,
+            probation: false,
         }
     }
 
@@ -337,6 +423,7 @@ mod tests {
         EscrowConfig {
             operator: Address::from_bytes([0; 32]),
             window_reward: reward,
+            grace_epochs: 2,
             max_backbill_epochs: 10,
             hard_max_windows_per_epoch: hard,
         }
@@ -374,12 +461,14 @@ mod tests {
 
     #[test]
     fn judge_applies_the_contracts_rules_in_order() {
-        let views = |state: Option<u8>, info: Option<AgentInfo>| Views { state, info };
+        let views = |state: Option<EpochState>, info: Option<AgentInfo>| Views { state, info };
         let cfg = config(1_000, 1_000);
         let ok = Some(info(100, u128::MAX, 500));
         assert_eq!(
-            judge(5, 3, 6, &views(Some(2), ok.clone()), &cfg),
-            Decision::AlreadyBilled { state: 2 }
+            judge(5, 3, 6, &views(Some(EpochState::Billed), ok.clone()), &cfg),
+            Decision::AlreadyBilled {
+                state: EpochState::Billed
+            }
         );
         assert_eq!(
             judge(5, 3, 6, &views(None, ok.clone()), &cfg),
@@ -419,8 +508,29 @@ mod tests {
         joined.joined_epoch = 0;
         joined.last_billed_epoch = 5;
         assert_eq!(
-            kind(judge(5, 3, 7, &views(None, Some(joined)), &cfg)),
+            kind(judge(5, 3, 7, &views(None, Some(joined.clone())), &cfg)),
             Some(Kind::Refused)
+        );
+        // Registered in epoch 6: last billed 5, so epoch 6 is the first it accepts.
+        joined.joined_epoch = 6;
+        assert!(matches!(
+            judge(6, 3, 7, &views(None, Some(joined)), &cfg),
+            Decision::Send { .. }
+        ));
+        // A reward so small that the due rounds to 0: refused, never sent.
+        let tiny = config(1, 1_000);
+        let zero = judge(5, 3, 6, &views(None, ok.clone()), &tiny);
+        assert_eq!(kind(zero.clone()), Some(Kind::Refused), "{zero:?}");
+        assert!(format!("{zero:?}").contains("fee rounds to zero"));
+        // Probation (once learned): 12 windows at most.
+        let mut probation = info(100, u128::MAX, 500);
+        probation.probation = true;
+        assert_eq!(
+            judge(5, 20, 6, &views(None, Some(probation)), &cfg),
+            Decision::Send {
+                windows: 12,
+                charged_atto: 600
+            }
         );
         assert_eq!(
             kind(judge(
@@ -457,7 +567,41 @@ mod tests {
             (i.status, i.joined_epoch, i.last_billed_epoch),
             (AgentStatus::Cancelled, 12, 15)
         );
+        assert_eq!(i.credit_score, 7);
         assert!(decode_agent_info(&b[..20]).is_err());
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(decode_agent_info(&longer).is_err());
+    }
+
+    #[test]
+    fn epoch_state_decodes_the_spec_bytes() {
+        // The spec: Billed is the one byte 01; never billed is no return data.
+        assert_eq!(decode_epoch_state(&[]), Ok(None));
+        assert_eq!(
+            decode_epoch_state(&[vec![0x01]]),
+            Ok(Some(EpochState::Billed))
+        );
+        assert_eq!(
+            decode_epoch_state(&[vec![0x02]]),
+            Ok(Some(EpochState::SettledOnTime))
+        );
+        assert_eq!(
+            decode_epoch_state(&[vec![0x03]]),
+            Ok(Some(EpochState::SettledLate))
+        );
+        assert_eq!(
+            decode_epoch_state(&[vec![0x04]]),
+            Ok(Some(EpochState::Slashed))
+        );
+        assert_eq!(
+            decode_epoch_state(&[vec![0x05]]),
+            Ok(Some(EpochState::Delinquent))
+        );
+        assert_eq!(decode_epoch_state(&[vec![]]), Ok(None), "Unbilled = 0");
+        assert!(decode_epoch_state(&[vec![0x06]]).is_err());
+        assert!(decode_epoch_state(&[vec![0x00, 0x01]]).is_err());
+        assert!(decode_epoch_state(&[vec![0x01], vec![0x01]]).is_err());
     }
 
     #[test]
@@ -494,6 +638,25 @@ mod tests {
         assert!(matches!(
             classify_failure(Some("invalid function (not found)")),
             Failure::Systemic(_)
+        ));
+        for framework in [
+            "function does not accept EGLD payment",
+            "wrong number of arguments",
+            "argument decode error (agent): bad length",
+            "argument out of range",
+        ] {
+            assert!(
+                matches!(classify_failure(Some(framework)), Failure::Systemic(_)),
+                "{framework}"
+            );
+        }
+        assert_eq!(
+            classify_failure(Some("Exceeds probation windows cap")),
+            Failure::ProbationCap
+        );
+        assert!(matches!(
+            classify_failure(Some("Fee rounds to zero")),
+            Failure::Final(_)
         ));
         assert_eq!(big_uint(&[]), 0);
         assert_eq!(big_uint(&[1, 0]), 256);

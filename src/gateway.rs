@@ -150,6 +150,23 @@ impl Gateway {
         }
     }
 
+    /// Runs the signed transaction against the current state without committing it
+    /// (`/transaction/simulate`): no gas is paid.
+    pub fn simulate(&self, body: &str) -> Simulated {
+        match self.call("POST", "/transaction/simulate", Some(body)) {
+            Ok(data) => match parse_simulation(&data) {
+                Some(Ok(())) => Simulated::Success,
+                Some(Err(reason)) => Simulated::Fail(reason),
+                None => Simulated::Unavailable("an answer of another shape".into()),
+            },
+            Err(GatewayError::Refused {
+                status: 404 | 405 | 501,
+                ..
+            }) => Simulated::Absent,
+            Err(e) => Simulated::Unavailable(e.to_string()),
+        }
+    }
+
     /// `pending`, `success`, `fail`, `invalid`; `None` when the gateway does not know it.
     pub fn transaction_status(&self, hash: &str) -> Result<Option<String>, String> {
         match self.call("GET", &format!("/transaction/{hash}/status"), None) {
@@ -219,7 +236,50 @@ pub enum Sent {
     Unknown(String),
 }
 
+/// What `/transaction/simulate` said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Simulated {
+    /// The call would succeed.
+    Success,
+    /// The call would fail with this reason (the contract's message when it has one).
+    Fail(String),
+    /// The gateway does not serve the route (404).
+    Absent,
+    /// No usable answer this time (a fault, a time-out, another shape).
+    Unavailable(String),
+}
+
 // The answers' `data`, parsed by pure functions (fuzzed in tests/parsers.rs).
+
+/// `data.result` of a simulation: `Some(Ok)` success, `Some(Err(reason))` failure, `None`
+/// an answer of another shape. A cross-shard call has a result per shard: it fails if
+/// either fails.
+pub fn parse_simulation(data: &Value) -> Option<Result<(), String>> {
+    let result = data.get("result")?;
+    let shards: Vec<&Value> = match (result.get("senderShard"), result.get("receiverShard")) {
+        (None, None) => vec![result],
+        (a, b) => a.into_iter().chain(b).collect(),
+    };
+    let mut seen = false;
+    for shard in shards {
+        match shard.get("status").and_then(Value::as_str)? {
+            "success" => seen = true,
+            "fail" => {
+                let reason = shard
+                    .get("failReason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect();
+                return Some(Err(reason));
+            }
+            _ => return None,
+        }
+    }
+    seen.then_some(Ok(()))
+}
 
 pub fn parse_status(data: &Value) -> Result<NetworkStatus, String> {
     let s = data

@@ -107,21 +107,69 @@ impl fmt::Display for Kind {
     }
 }
 
-/// The settlement states of a billed epoch, by `getEpochState`'s index.
-pub const SETTLEMENTS: [&str; 5] = [
-    "Billed",
-    "SettledOnTime",
-    "SettledLate",
-    "Slashed",
-    "Delinquent",
+/// The contract's `EpochState` enum, by `getEpochState`'s index (`Unbilled` = 0 is never
+/// stored: an epoch never billed has no return data at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EpochState {
+    Billed = 1,
+    SettledOnTime = 2,
+    SettledLate = 3,
+    Slashed = 4,
+    Delinquent = 5,
+}
+
+/// Every state a billed epoch can be in, in the contract's order.
+pub const EPOCH_STATES: [EpochState; 5] = [
+    EpochState::Billed,
+    EpochState::SettledOnTime,
+    EpochState::SettledLate,
+    EpochState::Slashed,
+    EpochState::Delinquent,
 ];
 
-/// The settlement state of `getEpochState`'s index (an unknown index reads as Billed).
-pub fn settlement(index: u8) -> &'static str {
-    SETTLEMENTS
-        .get(usize::from(index))
-        .copied()
-        .unwrap_or("Billed")
+impl EpochState {
+    /// The state of `getEpochState`'s index; `None` for 0 (`Unbilled`) and any index the
+    /// spec does not know.
+    pub fn from_index(index: u8) -> Option<EpochState> {
+        EPOCH_STATES.into_iter().find(|s| *s as u8 == index)
+    }
+
+    /// The name stored in `usage_windows.settlement` (the schema checks it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpochState::Billed => "Billed",
+            EpochState::SettledOnTime => "SettledOnTime",
+            EpochState::SettledLate => "SettledLate",
+            EpochState::Slashed => "Slashed",
+            EpochState::Delinquent => "Delinquent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EpochState> {
+        EPOCH_STATES.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Something is still due on the bill (nothing paid it in full, nothing took it all).
+    pub fn is_open(self) -> bool {
+        matches!(self, EpochState::Billed | EpochState::Delinquent)
+    }
+
+    /// Whether the chain may move a bill from `self` to `next`: Billed goes anywhere,
+    /// Delinquent only to a settlement or a slash, a paid or slashed bill nowhere.
+    pub fn may_become(self, next: EpochState) -> bool {
+        match self {
+            _ if self == next => true,
+            EpochState::Billed => true,
+            EpochState::Delinquent => next != EpochState::Billed,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for EpochState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +188,27 @@ mod tests {
             assert!(schema.contains(&format!("'{k}'")), "{k} not in the schema");
         }
         assert_eq!(Kind::parse("billed (found on chain)"), None);
-        assert_eq!(settlement(0), "Billed");
-        assert_eq!(settlement(4), "Delinquent");
+    }
+
+    #[test]
+    fn epoch_states_have_the_contracts_indexes() {
+        assert_eq!(EpochState::from_index(0), None, "Unbilled is never stored");
+        assert_eq!(EpochState::from_index(1), Some(EpochState::Billed));
+        assert_eq!(EpochState::from_index(2), Some(EpochState::SettledOnTime));
+        assert_eq!(EpochState::from_index(3), Some(EpochState::SettledLate));
+        assert_eq!(EpochState::from_index(4), Some(EpochState::Slashed));
+        assert_eq!(EpochState::from_index(5), Some(EpochState::Delinquent));
+        assert_eq!(EpochState::from_index(6), None);
+        assert_eq!(EpochState::from_index(255), None);
+        let schema = include_str!("../sql/0002_ledger.sql");
+        for s in EPOCH_STATES {
+            assert_eq!(EpochState::parse(s.as_str()), Some(s));
+            assert!(schema.contains(&format!("'{s}'")), "{s} not in the schema");
+        }
+        assert!(EpochState::Billed.may_become(EpochState::SettledLate));
+        assert!(EpochState::Delinquent.may_become(EpochState::SettledLate));
+        assert!(!EpochState::SettledOnTime.may_become(EpochState::Billed));
+        assert!(!EpochState::Delinquent.may_become(EpochState::Billed));
+        assert!(!EpochState::Slashed.may_become(EpochState::Delinquent));
     }
 }

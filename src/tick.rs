@@ -164,7 +164,14 @@ impl Agency {
         // 1. The epoch, every tick: usage is counted even before billing is on.
         let epoch = self.observe_epoch(&mut summary)?;
         summary.epoch = epoch;
-        // 2-3. Renew what is due; continuity first, so even without an epoch.
+        // 2. With billing, the escrow status of the agents due and not read this epoch: one
+        //    that cancelled is not renewed (nobody would pay for it).
+        if let (Some(biller), Some(current)) = (self.biller.as_ref(), epoch) {
+            let (stop, deadline) = (self.stop.clone(), self.deadline);
+            let halt = move || halted(&stop, deadline);
+            biller.follow_lifecycle(&self.store, current, now_ms(), &halt)?;
+        }
+        // 3. Renew what is due; continuity first, so even without an epoch.
         let due = self.store.due_agents(now_ms())?;
         summary.due = due.len();
         if !self.told_empty && self.store.is_empty()? {

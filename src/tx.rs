@@ -26,6 +26,11 @@ pub fn bill_epoch_data(agent: &Address, epoch: u64, windows: u64) -> String {
     )
 }
 
+/// `enforceEpoch@<agent hex>@<epoch hex>`: collects an unpaid bill from the agent's bond.
+pub fn enforce_epoch_data(agent: &Address, epoch: u64) -> String {
+    format!("enforceEpoch@{}@{}", agent.to_hex(), u64_arg(epoch))
+}
+
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub nonce: u64,

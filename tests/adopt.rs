@@ -287,8 +287,7 @@ fn after_the_switch_the_mvps_unbilled_epochs_are_billed_in_order_and_reconcile_n
                 ..EscrowAgent::default()
             },
         );
-        s.chain.billed.insert((a.clone(), (e - 6) as u64), 48);
-        s.chain.agents.get_mut(&a).unwrap().last_billed_epoch = Some((e - 6) as u64);
+        s.chain.put_bill(&a, (e - 6) as u64, 48);
     }
     assert_eq!(sb.run(&["import-mvp", old.to_str().unwrap()]).code, 4);
     let pem = sb.dir.path().join("operator.pem");

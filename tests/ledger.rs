@@ -251,12 +251,13 @@ fn removed_agents_keep_their_billed_history() {
     let e = b.current_epoch();
     b.usage(CAROL, e - 1, 2);
     b.tick_until_settled();
-    // The agent pays; the next pass follows the settlement.
-    b.fake
-        .state()
-        .chain
-        .settlements
-        .insert((CAROL.to_string(), (e - 1) as u64), 1);
+    // The agent pays in full, on time; the next pass follows the settlement.
+    {
+        let mut s = b.fake.state();
+        let current = s.contract_epoch();
+        let due = s.chain.bills[&(CAROL.to_string(), (e - 1) as u64)].due;
+        s.chain.settle(CAROL, (e - 1) as u64, due, current).unwrap();
+    }
     tick_in_next_epoch(&b);
     b.sb.ok(&["remove", "--address", CAROL]);
     let report = b.sb.ok(&["report"]);
@@ -301,11 +302,18 @@ fn receivables_follow_the_settlement_state() {
     b.usage(ALICE, e - 1, 1);
     b.usage(CAROL, e - 1, 4);
     b.tick_until_settled();
-    b.fake
-        .state()
-        .chain
-        .settlements
-        .insert((ALICE.to_string(), (e - 1) as u64), 4);
+    // Alice never pays: after the grace period someone enforces, and her bond is empty.
+    {
+        let mut s = b.fake.state();
+        let a = s.chain.agents.get_mut(ALICE).unwrap();
+        a.bond = 0;
+        let bill = s
+            .chain
+            .bills
+            .get_mut(&(ALICE.to_string(), (e - 1) as u64))
+            .unwrap();
+        bill.state = common::chain::DELINQUENT;
+    }
     tick_in_next_epoch(&b);
     let open: serde_json::Value =
         serde_json::from_str(&b.sb.ok(&["receivables", "--format", "json"])).unwrap();
@@ -356,10 +364,7 @@ fn reconcile_reports_and_repairs_what_the_chain_lacks() {
         .unwrap();
         let mut s = b.fake.state();
         // CAROL's e-1 is on chain, so her e-2 can no longer be billed (order rule).
-        s.chain
-            .billed
-            .insert((CAROL.to_string(), (e - 1) as u64), 1);
-        s.chain.agents.get_mut(CAROL).unwrap().last_billed_epoch = Some((e - 1) as u64);
+        s.chain.put_bill(CAROL, (e - 1) as u64, 1);
     }
     let r = b.reconcile(&["--format", "tsv"]);
     assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
@@ -456,7 +461,7 @@ fn the_migration_gives_every_existing_outcome_its_kind() {
         sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE kind = 'retry'"),
         1
     );
-    assert_eq!(sb.query_i64("PRAGMA user_version"), 3);
+    assert_eq!(sb.query_i64("PRAGMA user_version"), 4);
     println!("migration 0002 on a v1 database: {kinds:?}");
 }
 

@@ -10,16 +10,26 @@
 //! 4. [`send`]: for each agent, its lowest open closed epoch: the contract's views judged by
 //!    `escrow::judge`, then sign, store (write-ahead), send, store the hash; never more in
 //!    flight than the breaker's slow-start window.
-//! 5. [`receivables`]: the settlement state of billed epochs, at a bounded rate.
+//!    Where the gateway serves `/transaction/simulate`, each bill is tried there first: a
+//!    refusal we can explain is applied by [`refusal`] without spending gas.
+//! 5. [`enforce`] (`--enforce-after-grace`): bills unpaid past their deadline, collected once.
+//! 6. [`receivables`]: the settlement state and remaining due of billed epochs, at a
+//!    bounded rate. [`lifecycle`]: each agent's status on the escrow (a cancelled one is
+//!    no longer renewed).
 //!
 //! At most one transaction per agent is in flight, so epochs go out in increasing order,
 //! and an agent with a held epoch sends nothing until a human acts.
 
 pub mod breaker;
+mod enforce;
+pub mod lifecycle;
 mod preflight;
-mod receivables;
+pub mod receivables;
+mod refusal;
 mod send;
 mod settle;
+
+use std::cell::Cell;
 
 use crate::config::BillingConfig;
 use crate::error::Result;
@@ -30,7 +40,7 @@ use crate::store::billing::Candidate;
 use crate::store::Store;
 
 pub use preflight::Preflight;
-use send::NewEpochs;
+use send::{NewEpochs, Nonces};
 
 /// The epoch just closed is billed only after this many rounds of the new one, so the
 /// contract's shard has most likely seen the change ("Epoch not closed yet" costs gas).
@@ -74,6 +84,8 @@ pub struct Biller {
     cfg: BillingConfig,
     gateway: Gateway,
     network_checked: bool,
+    /// The gateway answered 404 to `/transaction/simulate`: bills are sent untried.
+    simulate_absent: Cell<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +103,11 @@ pub struct BillingSummary {
     pub blocked: Option<String>,
     /// Milliseconds spent signing and sending new transactions, for the figures.
     pub send_ms: f64,
+    /// Bills not sent because the simulation said the contract would refuse them.
+    pub simulated_refusals: usize,
+    /// `enforceEpoch` transactions sent, and those confirmed (Slashed or Delinquent).
+    pub enforcements_sent: usize,
+    pub enforced: usize,
 }
 
 impl std::fmt::Display for BillingSummary {
@@ -107,6 +124,20 @@ impl std::fmt::Display for BillingSummary {
                 self.send_ms / self.sent as f64
             )?;
         }
+        if self.simulated_refusals > 0 {
+            write!(
+                f,
+                ", {} refused by simulation (not sent)",
+                self.simulated_refusals
+            )?;
+        }
+        if self.enforcements_sent + self.enforced > 0 {
+            write!(
+                f,
+                ", {} enforcements sent, {} confirmed",
+                self.enforcements_sent, self.enforced
+            )?;
+        }
         if let Some(b) = &self.blocked {
             write!(f, "; BLOCKED: {b}")?;
         }
@@ -121,6 +152,7 @@ impl Biller {
             cfg,
             gateway,
             network_checked: false,
+            simulate_absent: Cell::new(false),
         }
     }
 
@@ -137,7 +169,7 @@ impl Biller {
         )
     }
 
-    fn escrow(&self) -> Escrow<'_> {
+    pub fn escrow(&self) -> Escrow<'_> {
         Escrow {
             gateway: &self.gateway,
             contract: self.cfg.escrow.to_bech32(),
@@ -165,7 +197,7 @@ impl Biller {
                 return Ok(summary);
             }
         };
-        store.set_meta_escrow(config.window_reward, config.max_backbill_epochs)?;
+        store.set_meta_escrow(&config)?;
         if let Some(released) = breaker::configuration(store, &self.fingerprint(), now_ms())? {
             if released > 0 {
                 log::warn!("billing configuration changed: {released} held epochs re-opened");
@@ -185,9 +217,14 @@ impl Biller {
             current,
             in_flight,
         };
-        self.send_new_epochs(store, new, &mut summary, halted)?;
+        let mut nonces: Option<Nonces> = None;
+        self.send_new_epochs(store, new, &mut nonces, &mut summary, halted)?;
+        if self.cfg.enforce_after_grace && !halted() && summary.blocked.is_none() {
+            self.enforce_overdue(store, &config, current, &mut nonces, &mut summary, halted)?;
+        }
         if !halted() {
-            self.follow_receivables(store, current)?;
+            let limit = receivables::READS_PER_PASS;
+            receivables::follow(&self.escrow(), store, current, limit, false)?;
         }
         // Sent without an answer counts as in flight too; refused ones do not.
         summary.in_flight += summary.sent;

@@ -1,42 +1,130 @@
-//! Following what billed epochs became: paid on time or late, slashed, or delinquent.
-//! Each open receivable is read at most once per epoch, a few per pass.
+//! Following what billed epochs became: paid on time or late (maybe in parts), slashed,
+//! delinquent, or paid from the bond when the agent cancelled. Each open bill is read at
+//! most once per epoch, a few per pass; `receivables --refresh` reads every one now.
 
-use super::Biller;
+use std::collections::HashMap;
+
 use crate::error::Result;
+use crate::escrow::{decode_epoch_state, Escrow};
 use crate::keys::Address;
-use crate::ledger::settlement;
+use crate::ledger::EpochState;
+use crate::store::escrow::{BillRead, OpenBill};
 use crate::store::Store;
+use crate::tx::u64_arg;
 
 /// Settlement reads per billing pass.
 pub const READS_PER_PASS: usize = 20;
 
-impl Biller {
-    pub(super) fn follow_receivables(&self, store: &mut Store, current: i64) -> Result<()> {
-        for r in store.receivables_to_follow(current, READS_PER_PASS)? {
-            let state = Address::parse(&r.address)
-                .and_then(|agent| self.escrow().epoch_state(&agent, r.epoch as u64));
-            match state {
-                Ok(Some(index)) => {
-                    store.set_settlement(r.agent_id, r.epoch, settlement(index), current)?
-                }
-                Ok(None) => {
-                    log::error!(
-                        "{} epoch {}: recorded as billed but getEpochState shows no bill; run `reconcile`",
-                        r.address,
-                        r.epoch
-                    );
-                    store.set_settlement(r.agent_id, r.epoch, "Billed", current)?;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "settlement of {} epoch {} unknown this pass: {e}",
-                        r.address,
-                        r.epoch
-                    );
-                    break;
-                }
+/// What one following pass did.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub read: usize,
+    /// Answers that could not be used (unknown index, another shape, a state going back).
+    pub rejected: usize,
+    /// The gateway stopped answering: the rest waits for the next pass.
+    pub interrupted: Option<String>,
+}
+
+/// Reads up to `limit` open bills (all of them not read this epoch, or every one with
+/// `refresh`) and records their state, what is left due, and payment at cancellation.
+pub fn follow(
+    escrow: &Escrow,
+    store: &Store,
+    current: i64,
+    limit: usize,
+    refresh: bool,
+) -> Result<Followed> {
+    let mut done = Followed::default();
+    // getAgentFinancials once per agent and pass.
+    let mut outstanding: HashMap<i64, u128> = HashMap::new();
+    for bill in store.open_bills(current, limit, refresh)? {
+        let Ok(agent) = Address::parse(&bill.address) else {
+            continue;
+        };
+        match read_bill(escrow, &agent, &bill, &mut outstanding) {
+            Ok(Some(read)) => {
+                store.set_bill_read(bill.agent_id, bill.epoch, Some(read), current)?;
+                done.read += 1;
+            }
+            Ok(None) => {
+                store.set_bill_read(bill.agent_id, bill.epoch, None, current)?;
+                done.rejected += 1;
+            }
+            Err(e) => {
+                log::warn!(
+                    "settlement of {agent} epoch {} unknown this pass: {e}",
+                    bill.epoch
+                );
+                done.interrupted = Some(e);
+                break;
             }
         }
-        Ok(())
     }
+    Ok(done)
+}
+
+/// One bill's state on the chain. `Ok(None)`: an answer nothing may be concluded from
+/// (logged with the agent and epoch; the bill stays as it was, open if it was); `Err`: the
+/// gateway did not answer.
+fn read_bill(
+    escrow: &Escrow,
+    agent: &Address,
+    bill: &OpenBill,
+    outstanding: &mut HashMap<i64, u128>,
+) -> std::result::Result<Option<BillRead>, String> {
+    let args = [agent.to_hex(), u64_arg(bill.epoch as u64)];
+    let items = escrow
+        .gateway
+        .query(&escrow.contract, "getEpochState", &args)?;
+    let state = match decode_epoch_state(&items) {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            log::error!(
+                "{agent} epoch {}: recorded as billed but getEpochState shows no bill; run `reconcile`",
+                bill.epoch
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            log::error!("{agent} epoch {}: {e}; the bill stays open", bill.epoch);
+            return Ok(None);
+        }
+    };
+    if let Some(before) = bill.state.filter(|b| !b.may_become(state)) {
+        log::error!(
+            "{agent} epoch {}: the settlement went back from {before} to {state}; the bill stays open, nothing is recorded as paid",
+            bill.epoch
+        );
+        if !state.is_open() {
+            return Ok(None);
+        }
+    }
+    if !state.is_open() {
+        return Ok(Some(BillRead {
+            state,
+            due_atto: 0,
+            paid_at_cancel: false,
+        }));
+    }
+    let due_atto = escrow.epoch_debt(agent, bill.epoch as u64)?;
+    let owed = match outstanding.get(&bill.agent_id) {
+        Some(&o) => o,
+        None => {
+            let (_, o) = escrow.agent_financials(agent)?;
+            outstanding.insert(bill.agent_id, o);
+            o
+        }
+    };
+    Ok(Some(BillRead {
+        state,
+        due_atto,
+        // Its due stays on the epoch, but the agent owes nothing: its bond paid it when
+        // it cancelled.
+        paid_at_cancel: owed == 0 && due_atto > 0,
+    }))
+}
+
+/// Whether a bill with this state is still to be paid.
+pub fn is_open(state: Option<EpochState>, paid_at_cancel: bool) -> bool {
+    !paid_at_cancel && state.is_none_or(EpochState::is_open)
 }

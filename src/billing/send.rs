@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use super::refusal::Refusal;
 use super::{breaker, Biller, BillingSummary};
 use crate::error::Result;
-use crate::escrow::{self, Decision, EscrowConfig, Views};
-use crate::gateway::Sent;
-use crate::ledger::{settlement, Kind};
+use crate::escrow::{self, classify_failure, Decision, EscrowConfig, Failure, Views};
+use crate::gateway::{Sent, Simulated};
+use crate::ledger::Kind;
 use crate::now_ms;
 use crate::store::billing::{Candidate, Settled};
 use crate::store::Store;
@@ -16,13 +17,20 @@ use crate::tx::{bill_epoch_data, Transaction};
 
 /// Nonces: the account's next nonce from the gateway, skipping those our pending
 /// transactions hold, so a refused transaction's nonce is reused and no gap is left.
-struct Nonces {
+pub(super) struct Nonces {
     next: u64,
     held: BTreeSet<u64>,
 }
 
 impl Nonces {
-    fn take(&mut self) -> u64 {
+    pub(super) fn new(next: u64, in_flight: &[u64]) -> Nonces {
+        Nonces {
+            next,
+            held: in_flight.iter().copied().collect(),
+        }
+    }
+
+    pub(super) fn take(&mut self) -> u64 {
         while self.held.contains(&self.next) {
             self.next += 1;
         }
@@ -30,10 +38,20 @@ impl Nonces {
         self.next
     }
 
-    fn release(&mut self, nonce: u64) {
+    pub(super) fn release(&mut self, nonce: u64) {
         self.held.remove(&nonce);
         self.next = self.next.min(nonce);
     }
+}
+
+/// What became of one candidate in `send_one`.
+enum Outcome {
+    /// Sent (or sent without an answer): it takes a place in the slow-start window.
+    Sent,
+    /// Refused by the simulation: nothing sent, go on with the next candidate.
+    NotSent,
+    /// Billing stops this pass.
+    Stop,
 }
 
 /// What a pass may send: the candidates, the escrow's config, the current epoch and the
@@ -47,11 +65,12 @@ pub(super) struct NewEpochs<'a> {
 
 impl Biller {
     /// Judges and sends the candidates in order until one send goes wrong, the slow-start
-    /// window is full, or `halted`.
+    /// window is full, billing is blocked, or `halted`.
     pub(super) fn send_new_epochs(
         &self,
         store: &mut Store,
         new: NewEpochs,
+        nonces: &mut Option<Nonces>,
         summary: &mut BillingSummary,
         halted: &dyn Fn() -> bool,
     ) -> Result<()> {
@@ -63,38 +82,65 @@ impl Biller {
         } = new;
         // Slow start: never more in flight than the breaker's window.
         let mut room = breaker::window(store)? - in_flight.len() as i64;
-        // The account's nonce is asked for only once something is to be sent.
-        let mut nonces: Option<Nonces> = None;
         for c in candidates {
-            if halted() || room <= 0 {
+            if halted() || room <= 0 || summary.blocked.is_some() {
                 break;
             }
             let Some((windows, charged)) = self.decide(store, &c, config, current, summary)? else {
                 continue;
             };
-            if nonces.is_none() {
-                match self
-                    .gateway
-                    .account_nonce(&self.cfg.operator.address().to_bech32())
-                {
-                    Ok(next) => {
-                        let held = in_flight.iter().copied().collect();
-                        nonces = Some(Nonces { next, held });
-                    }
-                    Err(e) => {
-                        log::warn!("billing paused: operator nonce unavailable: {e}");
-                        break;
-                    }
-                }
-            }
-            if let Some(nonces) = nonces.as_mut() {
-                room -= 1;
-                if !self.send_one(store, &c, windows, charged, nonces, summary)? {
-                    break;
-                }
+            let Some(nonces) = self.nonces(nonces, &in_flight) else {
+                break;
+            };
+            match self.send_one(store, &c, windows, charged, nonces, summary)? {
+                Outcome::Sent => room -= 1,
+                Outcome::NotSent => {}
+                Outcome::Stop => break,
             }
         }
         Ok(())
+    }
+
+    /// The operator's nonces, asked for only once something is to be sent.
+    pub(super) fn nonces<'n>(
+        &self,
+        nonces: &'n mut Option<Nonces>,
+        in_flight: &[u64],
+    ) -> Option<&'n mut Nonces> {
+        if nonces.is_none() {
+            let operator = self.cfg.operator.address().to_bech32();
+            match self.gateway.account_nonce(&operator) {
+                Ok(next) => *nonces = Some(Nonces::new(next, in_flight)),
+                Err(e) => log::warn!("billing paused: operator nonce unavailable: {e}"),
+            }
+        }
+        nonces.as_mut()
+    }
+
+    /// The views of one candidate: its epoch's state and the agent on the escrow, whose
+    /// status is recorded (this is the read "at each bill" of the agent's lifecycle).
+    fn views(&self, store: &Store, c: &Candidate, current: i64) -> Result<Option<Views>> {
+        let escrow = self.escrow();
+        let read = escrow
+            .epoch_state(&c.agent, c.epoch as u64)
+            .and_then(|state| {
+                Ok(Views {
+                    state,
+                    info: escrow.agent_info(&c.agent)?,
+                })
+            });
+        let mut views = match read {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("billing of {} epoch {} waits: {e}", c.agent, c.epoch);
+                return Ok(None);
+            }
+        };
+        super::lifecycle::record(store, c.agent_id, &c.agent, views.info.as_ref(), current)?;
+        if let Some(info) = views.info.as_mut() {
+            info.probation = store.in_probation(c.agent_id)?;
+        }
+        Ok(Some(views))
     }
 
     /// Asks the views and records the judgement. `Some((windows, charge))`: send now.
@@ -106,21 +152,8 @@ impl Biller {
         current: i64,
         summary: &mut BillingSummary,
     ) -> Result<Option<(u64, u128)>> {
-        let escrow = self.escrow();
-        let views = escrow
-            .epoch_state(&c.agent, c.epoch as u64)
-            .and_then(|state| {
-                Ok(Views {
-                    state,
-                    info: escrow.agent_info(&c.agent)?,
-                })
-            });
-        let views = match views {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!("billing of {} epoch {} waits: {e}", c.agent, c.epoch);
-                return Ok(None);
-            }
+        let Some(views) = self.views(store, c, current)? else {
+            return Ok(None);
         };
         let now = now_ms();
         match escrow::judge(c.epoch, c.windows, current, &views, config) {
@@ -135,7 +168,7 @@ impl Biller {
                     now,
                 )?;
                 let found = Settled {
-                    settlement: Some(settlement(state)),
+                    settlement: Some(state.as_str()),
                     ..Settled::new(kind, "billed (found on chain)")
                 };
                 store.settle_epoch(c.agent_id, c.epoch, &found, now)?;
@@ -155,28 +188,69 @@ impl Biller {
                 charged_atto,
             } => {
                 if windows < c.windows as u64 {
-                    log::warn!(
-                        "{} epoch {}: {} windows clipped to {windows} by the contract's guards",
-                        c.agent,
+                    let clipped = c.windows as u64 - windows;
+                    let why = if views.info.as_ref().is_some_and(|i| i.probation) {
+                        "Exceeds probation windows cap (12 while in probation)"
+                    } else {
+                        "the contract's guards"
+                    };
+                    let reason = format!("{clipped} windows clipped: {why}");
+                    store.record_decision(
+                        c.agent_id,
                         c.epoch,
-                        c.windows
-                    );
+                        c.windows,
+                        Kind::Clipped,
+                        &reason,
+                        now,
+                    )?;
+                    log::warn!("{} epoch {}: {reason}", c.agent, c.epoch);
                 }
                 Ok(Some((windows, charged_atto)))
             }
         }
     }
 
-    /// Signs, stores (write-ahead), sends. Returns false when billing should stop this tick.
+    /// Tries the signed transaction on `/transaction/simulate` when the gateway serves it.
+    /// `Some(message)`: the contract would refuse it for a reason we know (nothing is sent,
+    /// no gas is spent). A failure we cannot explain, no route, or no answer: `None`, and
+    /// the transaction is sent as it would be without simulation.
+    pub(super) fn simulate(&self, signed: &str) -> Option<String> {
+        if self.simulate_absent.get() {
+            return None;
+        }
+        match self.gateway.simulate(signed) {
+            Simulated::Success => None,
+            Simulated::Fail(reason) => match classify_failure(Some(&reason)) {
+                Failure::Unexplained(_) => {
+                    log::debug!("simulation failed for a reason we do not know, sending: {reason}");
+                    None
+                }
+                _ => Some(reason),
+            },
+            Simulated::Absent => {
+                log::info!(
+                    "the gateway does not serve /transaction/simulate: bills are sent untried"
+                );
+                self.simulate_absent.set(true);
+                None
+            }
+            Simulated::Unavailable(e) => {
+                log::debug!("simulation unavailable, sending untried: {e}");
+                None
+            }
+        }
+    }
+
+    /// Signs, simulates, stores (write-ahead), sends.
     fn send_one(
         &self,
-        store: &Store,
+        store: &mut Store,
         c: &Candidate,
         windows: u64,
         charged_atto: u128,
         nonces: &mut Nonces,
         summary: &mut BillingSummary,
-    ) -> Result<bool> {
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let nonce = nonces.take();
         let tx = Transaction {
@@ -189,6 +263,31 @@ impl Biller {
             chain_id: self.cfg.chain.clone(),
         };
         let signed = tx.sign(&self.cfg.operator);
+        if let Some(message) = self.simulate(&signed) {
+            nonces.release(nonce);
+            summary.simulated_refusals += 1;
+            log::warn!(
+                "{} epoch {}: the simulation says the contract would refuse it: {message}; not sent",
+                c.agent,
+                c.epoch
+            );
+            let ids = (c.agent_id, c.epoch, windows as i64);
+            let record = move |store: &Store, kind: Kind, reason: &str| {
+                store.record_simulated(
+                    ids,
+                    kind,
+                    &format!("simulated, not sent: {reason}"),
+                    now_ms(),
+                )
+            };
+            let refusal = Refusal {
+                agent_id: c.agent_id,
+                epoch: c.epoch,
+                message: Some(&message),
+            };
+            self.refused(store, &refusal, &record, summary)?;
+            return Ok(Outcome::NotSent);
+        }
         let id = store.record_signed(c, windows as i64, nonce, &signed, charged_atto, now_ms())?;
         let sent = self.gateway.send_transaction(&signed);
         summary.send_ms += started.elapsed().as_secs_f64() * 1000.0;
@@ -201,7 +300,7 @@ impl Biller {
                     c.agent,
                     c.epoch
                 );
-                Ok(true)
+                Ok(Outcome::Sent)
             }
             Sent::Refused(e) => {
                 let reason = format!("refused by the gateway: {e}");
@@ -213,7 +312,7 @@ impl Biller {
                     c.agent,
                     c.epoch
                 );
-                Ok(false)
+                Ok(Outcome::Stop)
             }
             Sent::Unknown(e) => {
                 summary.sent += 1;
@@ -222,7 +321,7 @@ impl Biller {
                     c.agent,
                     c.epoch
                 );
-                Ok(false)
+                Ok(Outcome::Stop)
             }
         }
     }

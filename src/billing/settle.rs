@@ -2,18 +2,18 @@
 //! (a shallow `success` can hide a failed contract call): an epoch is billed when, and
 //! only when, the contract's `getEpochState` says so.
 
-use super::{breaker, Biller, BillingSummary, MAX_RETRIES, RESOLVE_WAIT_MS};
+use super::refusal::Refusal;
+use super::{breaker, Biller, BillingSummary, RESOLVE_WAIT_MS};
 use crate::error::Result;
-use crate::escrow::{classify_failure, Failure};
 use crate::gateway::Sent;
 use crate::keys::Address;
-use crate::ledger::{settlement, Kind};
+use crate::ledger::{EpochState, Kind};
 use crate::now_ms;
 use crate::store::billing::{PendingTx, Settled};
 use crate::store::Store;
 
 /// What the chain says of a transaction that left the pool.
-enum Fate {
+pub(super) enum Fate {
     /// Its contract call has not finished (cross-shard results still coming).
     Running,
     /// The call succeeded by its results, yet the contract shows no state.
@@ -39,11 +39,8 @@ impl Biller {
             }
             uncertain |= !self.settle(store, &p, summary)?;
         }
-        let in_flight: Vec<u64> = store
-            .pending_transactions()?
-            .iter()
-            .map(|p| p.nonce as u64)
-            .collect();
+        uncertain |= !self.settle_enforcements(store, summary)?;
+        let in_flight = self.in_flight_nonces(store)?;
         summary.in_flight = in_flight.len();
         if summary.blocked.is_some() || uncertain {
             return Ok(None);
@@ -96,8 +93,8 @@ impl Biller {
                 return Ok(false);
             }
         };
-        if let Some(index) = state {
-            self.billed(store, p, Kind::Billed, settlement(index), summary)?;
+        if let Some(state) = state {
+            self.billed(store, p, Kind::Billed, state, summary)?;
             return Ok(true);
         }
         match self.fate(hash) {
@@ -120,13 +117,13 @@ impl Biller {
         }
     }
 
-    fn epoch_state(&self, p: &PendingTx) -> Result<Option<u8>, String> {
+    fn epoch_state(&self, p: &PendingTx) -> Result<Option<EpochState>, String> {
         Address::parse(&p.address)
             .and_then(|agent| self.escrow().epoch_state(&agent, p.epoch as u64))
     }
 
     /// Why a transaction failed: `process-status`, else its `signalError` event.
-    fn fate(&self, hash: &str) -> Result<Fate, String> {
+    pub(super) fn fate(&self, hash: &str) -> Result<Fate, String> {
         let (status, reason) = match self.gateway.process_status(hash) {
             Ok(answer) => answer,
             // A gateway without the route: the results' event is the other witness.
@@ -191,8 +188,8 @@ impl Biller {
         summary: &mut BillingSummary,
     ) -> Result<bool> {
         match self.epoch_state(p) {
-            Ok(Some(index)) => {
-                self.billed(store, p, Kind::Billed, settlement(index), summary)?;
+            Ok(Some(state)) => {
+                self.billed(store, p, Kind::Billed, state, summary)?;
                 Ok(true)
             }
             Ok(None) => self.unresolved(store, p, "nonce used, epoch not billed", summary),
@@ -223,7 +220,12 @@ impl Biller {
         if p.tx_hash.is_none() {
             // We never learned its hash, so not its message either: try again (the views
             // decide before anything is sent, and the contract never bills twice).
-            self.retry_later(store, p, &format!("{what}: will be billed again"), summary)?;
+            let id = p.id;
+            let record = move |store: &Store, kind: Kind, reason: &str| {
+                store.record_attempt(id, kind, reason, now_ms())
+            };
+            let reason = format!("{what}: will be billed again");
+            self.retry_later(store, (p.agent_id, p.epoch), &reason, &record, summary)?;
         } else {
             self.failed(store, p, None, summary)?;
         }
@@ -237,89 +239,23 @@ impl Biller {
         message: Option<&str>,
         summary: &mut BillingSummary,
     ) -> Result<()> {
-        let now = now_ms();
-        let shown = message.unwrap_or("no message");
         summary.failed += 1;
         log::warn!(
-            "billing tx of {} epoch {} failed on chain: {shown}",
+            "billing tx of {} epoch {} failed on chain: {}",
             p.address,
-            p.epoch
+            p.epoch,
+            message.unwrap_or("no message")
         );
-        let settle = |kind: Kind, reason: &str| -> Result<()> {
-            store.record_attempt(p.id, kind, &format!("failed: {shown}"), now)?;
-            store.settle_epoch(p.agent_id, p.epoch, &Settled::new(kind, reason), now)
+        let id = p.id;
+        let record = move |store: &Store, kind: Kind, reason: &str| {
+            store.record_attempt(id, kind, reason, now_ms())
         };
-        match classify_failure(message) {
-            Failure::Expired => {
-                settle(
-                    Kind::Expired,
-                    "expired: too old to bill (the contract said so)",
-                )?;
-                summary.lost += 1;
-            }
-            Failure::Final(m) => {
-                settle(Kind::Refused, &format!("refused by the contract: {m}"))?;
-                summary.lost += 1;
-            }
-            Failure::Retry(m) => {
-                self.retry_later(store, p, &format!("failed, will retry: {m}"), summary)?
-            }
-            Failure::AlreadyBilled => {
-                settle(
-                    Kind::Held,
-                    "the contract said 'Epoch already billed' but getEpochState shows no bill",
-                )?;
-                summary.held += 1;
-            }
-            Failure::WrongOperator => {
-                store.record_attempt(p.id, Kind::Held, "failed: Only operator", now)?;
-                let reason =
-                    "the contract refused our operator key ('Only operator'): fix --operator-pem";
-                breaker::trip(store, reason)?;
-                summary.blocked = Some(reason.into());
-            }
-            Failure::Systemic(m) => self.hold(settle, store, &m, true, summary)?,
-            Failure::Unexplained(m) => self.hold(settle, store, &m, false, summary)?,
-        }
-        Ok(())
-    }
-
-    /// A failure no agent's situation explains: the epoch is held for a human, and the
-    /// breaker counts it (a `systemic` one stops billing at once).
-    fn hold(
-        &self,
-        settle: impl FnOnce(Kind, &str) -> Result<()>,
-        store: &Store,
-        message: &str,
-        systemic: bool,
-        summary: &mut BillingSummary,
-    ) -> Result<()> {
-        settle(Kind::Held, &format!("held: {message}"))?;
-        summary.held += 1;
-        if let Some(reason) = breaker::failed(store, message, systemic)? {
-            summary.blocked = Some(reason);
-        }
-        Ok(())
-    }
-
-    /// A "try later" failure: the epoch goes back to be billed after a backoff, at most
-    /// [`MAX_RETRIES`] times, then it is held.
-    fn retry_later(
-        &self,
-        store: &mut Store,
-        p: &PendingTx,
-        reason: &str,
-        summary: &mut BillingSummary,
-    ) -> Result<()> {
-        let now = now_ms();
-        store.record_attempt(p.id, Kind::Retry, reason, now)?;
-        let (n, _) = store.retries(p.agent_id, p.epoch)?;
-        if n >= MAX_RETRIES {
-            let held = format!("held: {n} tries failed, the last: {reason}");
-            store.settle_epoch(p.agent_id, p.epoch, &Settled::new(Kind::Held, &held), now)?;
-            summary.held += 1;
-        }
-        Ok(())
+        let refusal = Refusal {
+            agent_id: p.agent_id,
+            epoch: p.epoch,
+            message,
+        };
+        self.refused(store, &refusal, &record, summary)
     }
 
     /// The contract has the epoch billed.
@@ -328,7 +264,7 @@ impl Biller {
         store: &mut Store,
         p: &PendingTx,
         kind: Kind,
-        state: &'static str,
+        state: EpochState,
         summary: &mut BillingSummary,
     ) -> Result<()> {
         let now = now_ms();
@@ -337,7 +273,7 @@ impl Biller {
             charged_windows: Some(p.windows),
             tx_hash: p.tx_hash.as_deref(),
             charged_atto: p.charged_atto.as_deref(),
-            settlement: Some(state),
+            settlement: Some(state.as_str()),
             ..Settled::new(kind, "billed")
         };
         store.settle_epoch(p.agent_id, p.epoch, &settled, now)?;

@@ -44,6 +44,11 @@ impl Run for Check {
         for p in &problems {
             println!("{p}");
         }
+        // Said by check (and once by the tick that learns it), not a problem: the agent
+        // left, or has not joined, the escrow.
+        for note in store.escrow_notices()? {
+            println!("note: {note}");
+        }
         needs_human(&problems)?;
         let (active, streaming) = store.streaming(now)?;
         if active == 0 {

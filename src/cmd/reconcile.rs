@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::escrow::{self, AgentInfo, Decision, Escrow, EscrowConfig, Views};
 use crate::gateway::Gateway;
 use crate::keys::Address;
-use crate::ledger::settlement;
+use crate::ledger::EpochState;
 use crate::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;
@@ -195,16 +195,13 @@ impl Walk<'_> {
     fn compare(
         &self,
         row: &LedgerRow,
-        state: Option<u8>,
+        state: Option<EpochState>,
         info: &Option<AgentInfo>,
     ) -> Option<(Difference, Correction)> {
         let local_billed = row.kind.is_some_and(|k| k.is_billed());
         let local = row.kind.map_or("open".to_string(), |k| k.to_string());
         let (chain, correction) = match (state, local_billed) {
-            (Some(index), false) => (
-                settlement(index).to_string(),
-                Correction::FoundOnChain(settlement(index)),
-            ),
+            (Some(state), false) => (state.to_string(), Correction::FoundOnChain(state.as_str())),
             (None, true) => {
                 let views = Views {
                     state: None,
@@ -221,9 +218,7 @@ impl Walk<'_> {
                     Decision::Unbillable { reason, .. } => {
                         Correction::Lost(format!("billed locally, not on chain; {reason}"))
                     }
-                    Decision::AlreadyBilled { state } => {
-                        Correction::FoundOnChain(settlement(state))
-                    }
+                    Decision::AlreadyBilled { state } => Correction::FoundOnChain(state.as_str()),
                 };
                 ("not billed".to_string(), correction)
             }

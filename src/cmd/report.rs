@@ -47,7 +47,7 @@ pub struct BillingAttempts {
 }
 
 /// Field names of `report --format json|tsv` (stable; documented in the README).
-pub const REPORT_FIELDS: [&str; 17] = [
+pub const REPORT_FIELDS: [&str; 18] = [
     "address",
     "status",
     "fee_bps",
@@ -65,6 +65,7 @@ pub const REPORT_FIELDS: [&str; 17] = [
     "billed_claw",
     "settled_claw",
     "outstanding_claw",
+    "escrow",
 ];
 
 impl Run for Report {
@@ -100,6 +101,7 @@ impl Run for Report {
                 Cell::Text(claw(money.billed)),
                 Cell::Text(claw(money.settled)),
                 Cell::Text(claw(money.outstanding)),
+                Cell::Text(a.escrow),
             ]);
         }
         rows.emit(self.format, &store.expiry_warnings()?);
@@ -163,36 +165,103 @@ impl Run for BillingAttempts {
     }
 }
 
-/// Open bills (Billed, Delinquent), oldest first, with their age in epochs.
+/// Open bills (Billed, Delinquent, not yet read), oldest first: what is still due, what was
+/// paid in part, the deadline and whether it can be enforced.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "receivables")]
 pub struct Receivables {
     /// table, json or tsv (default: table)
     #[argh(option, default = "Format::Table")]
     pub format: Format,
+    /// re-read every open bill from the chain now (needs --escrow-contract)
+    #[argh(switch)]
+    pub refresh: bool,
+    /// address of the StreamAgencyEscrow contract (claw1...), for --refresh
+    #[argh(option)]
+    pub escrow_contract: Option<String>,
+    /// gateway to read the contract's views from (default: https://api.claws.network)
+    #[argh(option)]
+    pub billing_proxy: Option<String>,
+    /// HTTP timeout per request in seconds (default: 10)
+    #[argh(option)]
+    pub timeout_seconds: Option<u64>,
+    /// allow an http:// gateway other than loopback
+    #[argh(switch)]
+    pub allow_insecure_http: bool,
+}
+
+impl Receivables {
+    /// `--refresh`: every open bill read now, through the contract's views.
+    fn refresh(&self, store: &crate::store::Store) -> Result<()> {
+        let cfg = crate::config::view_config(
+            self.escrow_contract.clone(),
+            self.billing_proxy.clone(),
+            self.timeout_seconds,
+            self.allow_insecure_http,
+        )?;
+        let gateway = crate::gateway::Gateway::new(crate::http::agent(cfg.timeout), &cfg.proxy);
+        let escrow = crate::escrow::Escrow {
+            gateway: &gateway,
+            contract: cfg.escrow.to_bech32(),
+        };
+        let current = store.max_epoch_seen()?.unwrap_or(0);
+        let done =
+            crate::billing::receivables::follow(&escrow, store, current, usize::MAX >> 1, true)?;
+        if let Some(e) = done.interrupted {
+            return Err(crate::error::Error::runtime(format!(
+                "receivables --refresh stopped after {} bills: {e}",
+                done.read
+            )));
+        }
+        log::info!(
+            "{} open bills re-read, {} answers unusable",
+            done.read,
+            done.rejected
+        );
+        Ok(())
+    }
 }
 
 impl Run for Receivables {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
+        if self.refresh {
+            self.refresh(&store)?;
+        }
         let current = store.max_epoch_seen()?;
+        let grace = store.meta_grace_epochs()?;
         let mut rows = Rows::new(vec![
             "agent",
             "epoch",
             "windows",
             "charged_claw",
+            "due_claw",
+            "paid_claw",
             "state",
             "billed",
+            "deadline_epoch",
+            "enforceable",
+            "enforcement",
             "age_epochs",
         ]);
         for c in store.charges(true)? {
+            let deadline = grace.map(|g| c.epoch + g);
+            let remaining = c.remaining_atto();
+            let enforceable = deadline
+                .zip(current)
+                .map(|(d, now)| now > d && c.settlement == Some(crate::ledger::EpochState::Billed));
             rows.rows.push(vec![
-                Cell::Text(c.address),
+                Cell::Text(c.address.clone()),
                 Cell::Int(c.epoch),
                 Cell::Int(c.windows),
                 Cell::Text(claw(c.charged_atto)),
-                Cell::Text(c.settlement),
+                Cell::Text(claw(remaining)),
+                Cell::Text(claw(c.charged_atto - remaining)),
+                Cell::Text(c.state_name().to_string()),
                 Cell::Time(c.billed_ms),
+                Cell::OptInt(deadline),
+                enforceable.map_or(Cell::OptText(None), Cell::Bool),
+                Cell::OptText(c.enforcement.clone()),
                 Cell::OptInt(current.map(|e| e - c.epoch)),
             ]);
         }

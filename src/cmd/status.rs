@@ -22,6 +22,9 @@ pub struct Resume {
     /// the agent's claw1... address
     #[argh(option)]
     pub address: String,
+    /// keep renewing it although it cancelled on the escrow (that work is never paid)
+    #[argh(switch)]
+    pub even_if_cancelled: bool,
 }
 
 impl Run for Pause {
@@ -32,6 +35,14 @@ impl Run for Pause {
 
 impl Run for Resume {
     fn run(self, ctx: &Ctx) -> Result<()> {
+        let address = parse_address(&self.address)?;
+        let store = ctx.open()?;
+        let id = store.require_agent(&address)?;
+        store.set_serve_cancelled(id, self.even_if_cancelled)?;
+        if self.even_if_cancelled {
+            println!("{address} is renewed even while cancelled on the escrow (its windows cannot be billed)");
+        }
+        drop(store);
         set_status(ctx, &self.address, true)
     }
 }

@@ -214,6 +214,24 @@ impl Store {
         insert_decision(&self.conn, (agent_id, epoch, windows), kind, reason, now)
     }
 
+    /// A refusal learned from a simulation: a decision row (`skipped`: no transaction was
+    /// sent, so it is never counted as a failed one) with the kind it would have had.
+    pub fn record_simulated(
+        &self,
+        (agent_id, epoch, windows): (i64, i64, i64),
+        kind: Kind,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', ?5, ?6)",
+            )?
+            .execute(params![agent_id, epoch, windows, now, kind.as_str(), reason])?;
+        Ok(())
+    }
+
     /// Settles (agent, epoch): billed, or unbillable, or held, with the reason.
     pub fn settle_epoch(&self, agent_id: i64, epoch: i64, s: &Settled, now: i64) -> Result<()> {
         let billed = s.kind.is_billed();
@@ -355,10 +373,19 @@ impl Store {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// Keeps the escrow's figures for `report`.
-    pub fn set_meta_escrow(&self, window_reward: u128, max_backbill: u64) -> Result<()> {
-        self.meta_set("escrow_window_reward", &window_reward.to_string())?;
-        self.meta_set("escrow_max_backbill_epochs", &max_backbill.to_string())
+    /// Keeps the escrow's figures for `report` and `receivables`.
+    pub fn set_meta_escrow(&self, config: &crate::escrow::EscrowConfig) -> Result<()> {
+        self.meta_set("escrow_window_reward", &config.window_reward.to_string())?;
+        self.meta_set("escrow_grace_epochs", &config.grace_epochs.to_string())?;
+        self.meta_set(
+            "escrow_max_backbill_epochs",
+            &config.max_backbill_epochs.to_string(),
+        )
+    }
+
+    /// The escrow's grace period as last seen.
+    pub fn meta_grace_epochs(&self) -> Result<Option<i64>> {
+        self.meta_get_i64("escrow_grace_epochs")
     }
 
     /// The escrow's backbill limit as last seen (u64: "no limit" may be u64::MAX).

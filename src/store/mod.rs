@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod billing;
+pub mod escrow;
 pub mod mvp;
 pub mod recognize;
 pub mod usage;
@@ -26,11 +27,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0001_initial.sql")),
         M::up(include_str!("../../sql/0002_ledger.sql")),
         M::up(include_str!("../../sql/0003_epochs.sql")),
+        M::up(include_str!("../../sql/0004_escrow.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 3;
+const SCHEMA_VERSION: usize = 4;
 
 pub struct Store {
     conn: Connection,

@@ -5,6 +5,7 @@ use rusqlite::params;
 
 use super::{usage, Store};
 use crate::error::Result;
+use crate::ledger::EpochState;
 
 /// One agent's row of `report`.
 #[derive(Debug)]
@@ -25,6 +26,9 @@ pub struct AgentRow {
     pub next_attempt_ms: Option<i64>,
     pub window_end_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// The agent on the escrow as last read: active, paused, suspended, cancelled,
+    /// unregistered (its windows cannot be billed), or unknown (not read yet).
+    pub escrow: String,
 }
 
 /// One `/stream` attempt of `attempts`.
@@ -77,13 +81,19 @@ impl Store {
                     a.next_attempt_ms, a.expected_end_ms, a.last_error,
                     (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
                        WHERE u.agent_id = a.id AND u.kind = 'held'),
-                    a.removed_ms IS NOT NULL
+                    a.removed_ms IS NOT NULL, a.escrow_status, a.serve_cancelled
              FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address",
         )?;
         let rows: Vec<(i64, AgentRow)> = stmt
             .query_map([all], |r| {
                 let removed: bool = r.get(13)?;
-                let status: String = if removed { "removed".into() } else { r.get(2)? };
+                let escrow: Option<String> = r.get(14)?;
+                let serve_cancelled: bool = r.get(15)?;
+                let status: String = match (removed, escrow.as_deref()) {
+                    (true, _) => "removed".into(),
+                    (false, Some("cancelled")) if !serve_cancelled => "cancelled-on-escrow".into(),
+                    _ => r.get(2)?,
+                };
                 let next = if status == "active" { r.get(9)? } else { None };
                 Ok((
                     r.get(0)?,
@@ -102,6 +112,7 @@ impl Store {
                         next_attempt_ms: next,
                         window_end_ms: r.get(10)?,
                         last_error: r.get(11)?,
+                        escrow: escrow.unwrap_or_else(|| "unknown".into()),
                     },
                 ))
             })?
@@ -184,7 +195,7 @@ impl Store {
     pub fn lapsed(&self, now: i64, grace_ms: i64) -> Result<Vec<String>> {
         self.strings(
             "SELECT address || ': window ended ' || ((?1 - expected_end_ms) / 1000) || ' s ago without renewal'
-             FROM agents WHERE status = 'active' AND expected_end_ms < ?1 - ?2 ORDER BY address",
+             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND expected_end_ms < ?1 - ?2 ORDER BY address",
             params![now, grace_ms],
         )
     }
@@ -194,7 +205,7 @@ impl Store {
         self.strings(
             "SELECT address || CASE WHEN expected_end_ms < ?1 THEN ': window lapsed ' || ((?1 - expected_end_ms) / 1000) || ' s ago'
                                     ELSE ': window ends in ' || ((expected_end_ms - ?1) / 1000) || ' s with no renewal planned before' END
-             FROM agents WHERE status = 'active' AND expected_end_ms < ?1 + ?2 AND next_attempt_ms > expected_end_ms
+             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND expected_end_ms < ?1 + ?2 AND next_attempt_ms > expected_end_ms
              ORDER BY address",
             params![now, warn_ms],
         )
@@ -204,7 +215,7 @@ impl Store {
     pub fn failing(&self, now: i64, for_ms: i64) -> Result<Vec<String>> {
         self.strings(
             "SELECT address || ': failing for ' || ((?1 - failing_since_ms) / 60000) || ' min: ' || COALESCE(last_error, '?')
-             FROM agents WHERE status = 'active' AND failing_since_ms < ?1 - ?2 ORDER BY address",
+             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND failing_since_ms < ?1 - ?2 ORDER BY address",
             params![now, for_ms],
         )
     }
@@ -223,16 +234,31 @@ impl Store {
     pub fn never_renewed(&self, now: i64, enrolled_before: i64) -> Result<Vec<String>> {
         self.strings(
             "SELECT address || ': enrolled ' || ((?1 - enrolled_ms) / 60000) || ' min ago and never renewed: is a tick timer or run scheduled?'
-             FROM agents WHERE status = 'active' AND removed_ms IS NULL AND last_success_ms IS NULL
+             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND removed_ms IS NULL AND last_success_ms IS NULL
                AND expected_end_ms IS NULL AND enrolled_ms < ?2 ORDER BY address",
             params![now, enrolled_before],
+        )
+    }
+
+    /// Agents the escrow says cannot pay: cancelled there (no longer renewed), or never
+    /// registered (renewed, but their windows cannot be billed).
+    pub fn escrow_notices(&self) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT address || CASE escrow_status
+                 WHEN 'cancelled' THEN CASE WHEN serve_cancelled = 1
+                     THEN ': cancelled on the escrow, renewed on the operator''s word (never paid)'
+                     ELSE ': cancelled on the escrow, no longer renewed or billed' END
+                 ELSE ': not registered on the escrow: its windows cannot be billed until it registers' END
+             FROM agents WHERE removed_ms IS NULL AND escrow_status IN ('cancelled', 'unregistered')
+             ORDER BY address",
+            [],
         )
     }
 
     /// Active agents: (all, with a window open now).
     pub fn streaming(&self, now: i64) -> Result<(i64, i64)> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(expected_end_ms > ?1), 0) FROM agents WHERE status = 'active'",
+            "SELECT COUNT(*), COALESCE(SUM(expected_end_ms > ?1), 0) FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)",
             [now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
@@ -287,7 +313,7 @@ impl Store {
     }
 }
 
-/// One billed epoch's charge and settlement state.
+/// One billed epoch's charge and what became of it.
 #[derive(Debug)]
 pub struct Charge {
     pub agent_id: i64,
@@ -295,35 +321,75 @@ pub struct Charge {
     pub epoch: i64,
     pub windows: i64,
     pub charged_atto: u128,
-    pub settlement: String,
+    /// `None`: not read from the chain yet (counts as open).
+    pub settlement: Option<EpochState>,
+    /// What is still due, as `getEpochDebt` last said (`None`: not read yet).
+    pub due_atto: Option<u128>,
+    /// Paid from the bond when the agent cancelled (its state stays Billed).
+    pub paid_at_cancel: bool,
     pub billed_ms: Option<i64>,
+    /// The `enforceEpoch` sent for it, if any: its status and outcome.
+    pub enforcement: Option<String>,
+}
+
+impl Charge {
+    /// Still to be paid: not settled, slashed or paid from the bond.
+    pub fn is_open(&self) -> bool {
+        crate::billing::receivables::is_open(self.settlement, self.paid_at_cancel)
+    }
+
+    /// What is still due (the whole charge until the chain said otherwise).
+    pub fn remaining_atto(&self) -> u128 {
+        if !self.is_open() {
+            return 0;
+        }
+        self.due_atto
+            .unwrap_or(self.charged_atto)
+            .min(self.charged_atto)
+    }
+
+    /// The state shown: the contract's, "paid at cancel", or "unknown" until read.
+    pub fn state_name(&self) -> &'static str {
+        match self.settlement {
+            _ if self.paid_at_cancel => "PaidAtCancel",
+            Some(s) => s.as_str(),
+            None => "unknown",
+        }
+    }
 }
 
 impl Store {
     /// Every billed epoch with a recorded charge (ours; not the MVP's, whose charges are
-    /// unknown), oldest first; only those still open (Billed, Delinquent) with `open`.
+    /// unknown), oldest first; only those still open with `open`.
     pub fn charges(&self, open: bool) -> Result<Vec<Charge>> {
         let mut stmt = self.conn.prepare(
             "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
-                    COALESCE(u.settlement, 'Billed'), u.billed_ms
+                    u.settlement, u.due_atto, u.paid_at_cancel, u.billed_ms,
+                    (SELECT e.status || COALESCE(': ' || e.outcome, '') FROM enforcements e
+                      WHERE e.agent_id = u.agent_id AND e.epoch = u.epoch)
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
-               AND (NOT ?1 OR COALESCE(u.settlement, 'Billed') IN ('Billed', 'Delinquent'))
              ORDER BY u.epoch, a.address",
         )?;
-        let rows = stmt.query_map([open], |r| {
+        let rows = stmt.query_map([], |r| {
             let atto: String = r.get(4)?;
+            let state: Option<String> = r.get(5)?;
+            let due: Option<String> = r.get(6)?;
             Ok(Charge {
                 agent_id: r.get(0)?,
                 address: r.get(1)?,
                 epoch: r.get(2)?,
                 windows: r.get(3)?,
                 charged_atto: atto.parse().unwrap_or(0),
-                settlement: r.get(5)?,
-                billed_ms: r.get(6)?,
+                settlement: state.as_deref().and_then(EpochState::parse),
+                due_atto: due.and_then(|d| d.parse().ok()),
+                paid_at_cancel: r.get(7)?,
+                billed_ms: r.get(8)?,
+                enforcement: r.get(9)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let all: Vec<Charge> = rows.collect::<Result<_, _>>()?;
+        Ok(all.into_iter().filter(|c| !open || c.is_open()).collect())
     }
 }
 
@@ -331,11 +397,11 @@ impl Store {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Money {
     pub billed: u128,
-    /// Paid: on time or late.
+    /// Paid: on time or late, in part, or from the bond at cancellation.
     pub settled: u128,
-    /// Not paid yet: Billed or Delinquent.
+    /// Not paid yet: what is still due on open bills.
     pub outstanding: u128,
-    /// Slashed from the agent's bond instead.
+    /// Taken from the agent's bond by `enforceEpoch` (Slashed, and Delinquent in part).
     pub slashed: u128,
 }
 
@@ -344,11 +410,19 @@ impl Money {
         let mut m = Money::default();
         for c in charges {
             m.billed += c.charged_atto;
-            match c.settlement.as_str() {
-                "SettledOnTime" | "SettledLate" => m.settled += c.charged_atto,
-                "Slashed" => m.slashed += c.charged_atto,
-                _ => m.outstanding += c.charged_atto,
+            let remaining = c.remaining_atto();
+            match c.settlement {
+                _ if c.paid_at_cancel => m.settled += c.charged_atto,
+                Some(EpochState::SettledOnTime | EpochState::SettledLate) => {
+                    m.settled += c.charged_atto
+                }
+                Some(EpochState::Slashed) => m.slashed += c.charged_atto,
+                // Delinquent: the bond gave what it had; the rest is due.
+                Some(EpochState::Delinquent) => m.slashed += c.charged_atto - remaining,
+                // Billed: paid in part (settleEpoch) or not at all.
+                Some(EpochState::Billed) | None => m.settled += c.charged_atto - remaining,
             }
+            m.outstanding += remaining;
         }
         m
     }

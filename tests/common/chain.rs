@@ -1,6 +1,12 @@
 //! The fake chain behind the gateway: the operator's account and nonce rules, a transaction
-//! pool that executes a little later, and the StreamAgencyEscrow contract's rules in the
-//! spec's order. Its record of executed calls is the truth the billing tests check against.
+//! pool that executes a little later, and the StreamAgencyEscrow contract as the spec's
+//! escrow section describes it when run in the VM: registration (Suspended, credit 420,
+//! last billed = joined - 1), the framework's refusals, billEpoch's refusals in the
+//! contract's order (billing order before "already billed", "Fee rounds to zero"),
+//! settlement on time, late, in part or overpaid, enforceEpoch to Slashed or Delinquent,
+//! cancellation with debt paid from the bond, probation as deployed or fixed (a switch),
+//! every view, and `/transaction/simulate` (a switch). Its record of executed calls is the
+//! truth the billing tests check against.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -14,27 +20,65 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 pub const CONTRACT: &str = "claw1qqqqqqqqqqqqqpgqnlglzrzv598wqgx6zlhjr6rky2k694jtkgcqdfq0ge";
 pub const BOB: &str = "claw1spyavw0956vq68xj8y4tenjpq2wd5a9p2c6j8gsz7ztyrnpxrruqfa0a4z";
 
+/// The contract's `EpochState` indexes (Unbilled = 0 is never stored).
+pub const BILLED: u8 = 1;
+pub const SETTLED_ON_TIME: u8 = 2;
+pub const SETTLED_LATE: u8 = 3;
+pub const SLASHED: u8 = 4;
+pub const DELINQUENT: u8 = 5;
+/// Agent status: Active=0, Paused=1, Suspended=2, Cancelled=3.
+pub const SUSPENDED: u8 = 2;
+pub const CANCELLED: u8 = 3;
+
 #[derive(Clone, Debug)]
 pub struct EscrowAgent {
     pub fee_bps: u64,
     pub max_windows: u64,
     pub max_charge: u128,
+    pub credit_score: u64,
     pub status: u8,
+    pub used_promo: bool,
     pub joined_epoch: u64,
-    pub last_billed_epoch: Option<u64>,
+    pub last_billed_epoch: u64,
+    pub bond: u128,
+    pub outstanding: u128,
+    /// Bills settled on time (probation ends at 3, where probation applies).
+    pub on_time: u32,
+    pub billed_windows: u64,
+    pub fees_billed: u128,
 }
 
 impl Default for EscrowAgent {
+    /// An agent that registered in epoch 1 (so it may be billed from epoch 1 on), as
+    /// `register` leaves it: Suspended, credit 420, last billed = joined - 1.
     fn default() -> Self {
         EscrowAgent {
             fee_bps: 500,
             max_windows: 1_000,
             max_charge: u128::MAX / 4,
-            status: 0,
-            joined_epoch: 0,
-            last_billed_epoch: None,
+            credit_score: 420,
+            status: SUSPENDED,
+            used_promo: false,
+            joined_epoch: 1,
+            last_billed_epoch: 0,
+            bond: 100_000_000_000_000_000_000,
+            outstanding: 0,
+            on_time: 0,
+            billed_windows: 0,
+            fees_billed: 0,
         }
     }
+}
+
+/// One billed epoch on the contract.
+#[derive(Clone, Debug)]
+pub struct Bill {
+    pub windows: u64,
+    pub charged: u128,
+    /// What is still due.
+    pub due: u128,
+    pub deadline: u64,
+    pub state: u8,
 }
 
 /// A planned misbehaviour of the next `/transaction/send`.
@@ -50,6 +94,17 @@ pub enum SendFault {
     SlowReply(u64),
 }
 
+/// How the gateway answers `/transaction/simulate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulateRoute {
+    /// 404, as a gateway without the route.
+    Absent,
+    /// 200 with an answer of another shape.
+    Nonsense,
+    /// Runs the transaction against the current state, commits nothing.
+    Served,
+}
+
 #[derive(Clone, Debug)]
 pub struct Executed {
     pub agent: String,
@@ -63,6 +118,7 @@ pub struct Executed {
 struct TxRecord {
     nonce: u64,
     data: String,
+    value: String,
     sender: String,
     gas_limit: u64,
     ready_at: i64,
@@ -73,13 +129,25 @@ struct TxRecord {
 pub struct Chain {
     pub chain_id: String,
     pub min_gas_price: u64,
+    pub owner: String,
     pub operator: String,
     pub window_reward: u128,
+    pub setup_fee: u128,
+    pub min_bond: u128,
+    pub promo_free_slots: u64,
+    pub promo_used: u64,
+    pub grace_epochs: u64,
     pub max_backbill_epochs: u64,
     pub hard_max: u64,
+    pub claimable_owner: u128,
     pub agents: HashMap<String, EscrowAgent>,
+    /// Windows billed per (agent, epoch).
     pub billed: HashMap<(String, u64), u64>,
+    pub bills: HashMap<(String, u64), Bill>,
+    /// Every `billEpoch` executed, in order.
     pub executed: Vec<Executed>,
+    /// Every `enforceEpoch` executed, in order.
+    pub enforce_calls: Vec<Executed>,
     pub nonce: u64,
     pool: BTreeMap<u64, String>,
     txs: HashMap<String, TxRecord>,
@@ -98,8 +166,13 @@ pub struct Chain {
     /// Guards changed between the views and the transaction: the contract enforces this
     /// `max_windows_per_epoch` while `getAgentInfo` still shows the old one.
     pub enforced_max_windows: Option<u64>,
-    /// Settlement states set by a test: (agent, epoch) -> getEpochState index.
-    pub settlements: HashMap<(String, u64), u8>,
+    /// The owner fixed probation: bills above 12 windows of an agent with fewer than 3
+    /// on-time settlements fail (as deployed, probation never applies).
+    pub probation_fixed: bool,
+    pub simulate: SimulateRoute,
+    /// Simulations answered, and the failures among them.
+    pub simulations: usize,
+    pub simulated_failures: Vec<String>,
 }
 
 impl Default for Chain {
@@ -107,13 +180,22 @@ impl Default for Chain {
         Chain {
             chain_id: "C".into(),
             min_gas_price: 1_000_000_000,
+            owner: BOB.into(),
             operator: BOB.into(),
             window_reward: 1_000_000_000_000_000,
+            setup_fee: 1_000_000_000_000_000_000,
+            min_bond: 10_000_000_000_000_000_000,
+            promo_free_slots: 5,
+            promo_used: 0,
+            grace_epochs: 2,
             max_backbill_epochs: 30,
             hard_max: 500,
+            claimable_owner: 0,
             agents: HashMap::new(),
             billed: HashMap::new(),
+            bills: HashMap::new(),
             executed: Vec::new(),
+            enforce_calls: Vec::new(),
             nonce: 0,
             pool: BTreeMap::new(),
             txs: HashMap::new(),
@@ -125,7 +207,10 @@ impl Default for Chain {
             cross_shard: false,
             bill_gas: 6_000_000,
             enforced_max_windows: None,
-            settlements: HashMap::new(),
+            probation_fixed: false,
+            simulate: SimulateRoute::Absent,
+            simulations: 0,
+            simulated_failures: Vec::new(),
         }
     }
 }
@@ -150,17 +235,32 @@ fn min_bytes(n: u128) -> Vec<u8> {
     b[first..].to_vec()
 }
 
-fn arg_u64(hex_arg: &str) -> u64 {
-    let bytes = hex::decode(hex_arg).unwrap_or_default();
-    bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b))
+/// A u64 argument as the framework decodes it.
+fn arg_u64(hex_arg: &str, name: &str) -> Result<u64, String> {
+    let bytes =
+        hex::decode(hex_arg).map_err(|_| format!("argument decode error ({name}): not hex"))?;
+    if bytes.len() > 8 {
+        return Err("argument out of range".into());
+    }
+    Ok(bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)))
 }
 
-fn arg_address(hex_arg: &str) -> String {
+/// An address argument as the framework decodes it.
+fn arg_address(hex_arg: &str) -> Result<String, String> {
     let bytes: [u8; 32] = hex::decode(hex_arg)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .unwrap_or([0; 32]);
-    Address::from_bytes(bytes).to_bech32()
+        .ok_or("argument decode error (agent): input of the wrong length")?;
+    Ok(Address::from_bytes(bytes).to_bech32())
+}
+
+/// A view argument, leniently (views answer nothing for nonsense).
+fn view_address(args: &[String]) -> String {
+    arg_address(args.first().map_or("", String::as_str)).unwrap_or_default()
+}
+
+fn view_epoch(args: &[String]) -> u64 {
+    arg_u64(args.get(1).map_or("", String::as_str), "epoch").unwrap_or(0)
 }
 
 impl Chain {
@@ -175,39 +275,97 @@ impl Chain {
             self.pool.remove(&self.nonce);
             self.nonce += 1;
             let contract_epoch = epoch_at(now - self.shard_lag_ms) as u64;
-            let outcome = self.bill_epoch(&tx, contract_epoch);
+            let outcome = self.execute(&tx, contract_epoch);
             let record = self.txs.get_mut(&hash).unwrap();
             record.status = if outcome.is_ok() { "success" } else { "fail" };
             record.error = outcome.err();
         }
     }
 
-    /// `billEpoch`, failing with the contract's messages in the spec's order.
-    fn bill_epoch(&mut self, tx: &TxRecord, current: u64) -> Result<(), String> {
+    /// Runs a contract call: the framework's checks, then the endpoint.
+    fn execute(&mut self, tx: &TxRecord, current: u64) -> Result<(), String> {
         let parts: Vec<&str> = tx.data.split('@').collect();
-        if parts.len() != 4 || parts[0] != "billEpoch" {
-            return Err("invalid function".into());
-        }
-        let (agent, epoch, windows) = (arg_address(parts[1]), arg_u64(parts[2]), arg_u64(parts[3]));
-        let result = if tx.gas_limit < self.bill_gas {
-            Err("not enough gas".to_string())
-        } else {
-            self.check_bill(&tx.sender, &agent, epoch, windows, current)
-        };
-        if result.is_ok() {
-            self.billed.insert((agent.clone(), epoch), windows);
-            self.agents.get_mut(&agent).unwrap().last_billed_epoch = Some(epoch);
-        }
-        self.executed.push(Executed {
+        let result = self.framework(tx, &parts).and_then(|()| {
+            if tx.gas_limit < self.bill_gas {
+                return Err("not enough gas".to_string());
+            }
+            match parts[0] {
+                "billEpoch" => self.bill_call(&tx.sender, &parts, current),
+                _ => self.enforce_call(&parts, current),
+            }
+        });
+        let (agent, epoch, windows) = (
+            parts
+                .get(1)
+                .and_then(|a| arg_address(a).ok())
+                .unwrap_or_default(),
+            parts
+                .get(2)
+                .and_then(|e| arg_u64(e, "epoch").ok())
+                .unwrap_or(0),
+            parts
+                .get(3)
+                .and_then(|w| arg_u64(w, "windows").ok())
+                .unwrap_or(0),
+        );
+        let record = Executed {
             agent,
             epoch,
             windows,
             nonce: tx.nonce,
             error: result.clone().err(),
-        });
+        };
+        if parts[0] == "enforceEpoch" {
+            self.enforce_calls.push(record);
+        } else {
+            self.executed.push(record);
+        }
         result
     }
 
+    /// What the framework refuses before the endpoint runs.
+    fn framework(&self, tx: &TxRecord, parts: &[&str]) -> Result<(), String> {
+        let arity = match parts[0] {
+            "billEpoch" => 3,
+            "enforceEpoch" => 2,
+            _ => return Err("invalid function (not found)".into()),
+        };
+        if !tx.value.is_empty() && tx.value != "0" {
+            return Err("function does not accept EGLD payment".into());
+        }
+        if parts.len() != arity + 1 {
+            return Err("wrong number of arguments".into());
+        }
+        arg_address(parts[1])?;
+        for (i, p) in parts[2..].iter().enumerate() {
+            arg_u64(p, if i == 0 { "epoch" } else { "windows" })?;
+        }
+        Ok(())
+    }
+
+    fn bill_call(&mut self, sender: &str, parts: &[&str], current: u64) -> Result<(), String> {
+        let agent = arg_address(parts[1])?;
+        let epoch = arg_u64(parts[2], "epoch")?;
+        let windows = arg_u64(parts[3], "windows")?;
+        let due = self.check_bill(sender, &agent, epoch, windows, current)?;
+        self.billed.insert((agent.clone(), epoch), windows);
+        let bill = Bill {
+            windows,
+            charged: due,
+            due,
+            deadline: epoch + self.grace_epochs,
+            state: BILLED,
+        };
+        self.bills.insert((agent.clone(), epoch), bill);
+        let a = self.agents.get_mut(&agent).unwrap();
+        a.last_billed_epoch = epoch;
+        a.outstanding += due;
+        a.billed_windows += windows;
+        a.fees_billed += due;
+        Ok(())
+    }
+
+    /// `billEpoch`'s checks in the contract's order; the due on success.
     fn check_bill(
         &self,
         sender: &str,
@@ -215,7 +373,7 @@ impl Chain {
         epoch: u64,
         windows: u64,
         current: u64,
-    ) -> Result<(), String> {
+    ) -> Result<u128, String> {
         let fail = |m: &str| Err(m.to_string());
         if sender != self.operator {
             return fail("Only operator");
@@ -232,37 +390,200 @@ impl Chain {
         if current - epoch > self.max_backbill_epochs {
             return fail("Epoch too old to bill");
         }
-        if a.status == 3 {
+        if a.status == CANCELLED {
             return fail("Agent cancelled");
         }
         if epoch < a.joined_epoch {
             return fail("Cannot bill before join epoch");
         }
-        if a.last_billed_epoch.is_some_and(|l| epoch < l) {
+        // This is also what a second bill of a billed epoch gets.
+        if epoch <= a.last_billed_epoch {
             return fail("Epoch already passed in billing order");
         }
         if windows > self.enforced_max_windows.unwrap_or(a.max_windows) {
             return fail("Exceeds max windows per epoch");
         }
+        if self.probation_fixed && a.on_time < 3 && windows > 12 {
+            return fail("Exceeds probation windows cap");
+        }
         if windows > self.hard_max {
             return fail("Exceeds global windows hard cap");
         }
-        if self.billed.contains_key(&(agent.to_string(), epoch)) {
-            return fail("Epoch already billed");
+        if self.bills.contains_key(&(agent.to_string(), epoch)) {
+            return fail("Epoch already billed"); // unreachable, as in the contract
         }
         let due = self.window_reward * u128::from(windows) * u128::from(a.fee_bps) / 10_000;
+        if due == 0 {
+            return fail("Fee rounds to zero");
+        }
         if due > a.max_charge {
             return fail("Exceeds agent max charge per epoch");
+        }
+        Ok(due)
+    }
+
+    /// `enforceEpoch(agent, epoch)`: anyone, after the deadline; takes the due from the bond.
+    fn enforce_call(&mut self, parts: &[&str], current: u64) -> Result<(), String> {
+        let agent = arg_address(parts[1])?;
+        let epoch = arg_u64(parts[2], "epoch")?;
+        let key = (agent.clone(), epoch);
+        let Some(bill) = self.bills.get(&key).filter(|b| b.due > 0).cloned() else {
+            return Err("Epoch not billed".into());
+        };
+        if current <= bill.deadline {
+            return Err("Still in grace period".into());
+        }
+        let a = self.agents.get_mut(&agent).ok_or("Agent not enrolled")?;
+        let taken = bill.due.min(a.bond);
+        a.bond -= taken;
+        a.outstanding = a.outstanding.saturating_sub(taken);
+        let b = self.bills.get_mut(&key).unwrap();
+        b.due -= taken;
+        if b.due == 0 {
+            b.state = SLASHED;
+            a.credit_score = a.credit_score.saturating_sub(60);
+        } else {
+            b.state = DELINQUENT;
+            a.credit_score = a.credit_score.saturating_sub(90);
+        }
+        self.claimable_owner += taken;
+        Ok(())
+    }
+
+    /// `register(metadata, fee_bps, max_windows, max_charge)` by the agent with `payment`.
+    pub fn register(
+        &mut self,
+        agent: &str,
+        (fee_bps, max_windows, max_charge): (u64, u64, u128),
+        payment: u128,
+        current: u64,
+    ) -> Result<(), String> {
+        if !(1..=10_000).contains(&fee_bps) || max_windows == 0 || max_windows > self.hard_max {
+            return Err("Invalid billing guards".into());
+        }
+        if max_charge == 0 {
+            return Err("Max charge must be positive".into());
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            if payment == 0 {
+                return Err("Payment required".into());
+            }
+            if a.status == CANCELLED {
+                if payment < self.min_bond || a.outstanding > 0 {
+                    return Err("Bond below minimum".into());
+                }
+                a.status = SUSPENDED;
+                a.joined_epoch = current;
+                a.last_billed_epoch = current.saturating_sub(1);
+                a.bond = payment;
+            } else {
+                a.bond += payment;
+            }
+            (a.fee_bps, a.max_windows, a.max_charge) = (fee_bps, max_windows, max_charge);
+            return Ok(());
+        }
+        let promo = self.promo_used < self.promo_free_slots;
+        let fee = if promo { 0 } else { self.setup_fee };
+        if payment < fee + self.min_bond {
+            return Err("Insufficient payment".into());
+        }
+        self.promo_used += u64::from(promo);
+        self.claimable_owner += fee;
+        let a = EscrowAgent {
+            fee_bps,
+            max_windows,
+            max_charge,
+            used_promo: promo,
+            joined_epoch: current,
+            last_billed_epoch: current.saturating_sub(1),
+            bond: payment - fee,
+            ..EscrowAgent::default()
+        };
+        self.agents.insert(agent.to_string(), a);
+        Ok(())
+    }
+
+    /// `settleEpoch(epoch)` by the agent with `payment`: the excess goes to its bond.
+    pub fn settle(
+        &mut self,
+        agent: &str,
+        epoch: u64,
+        payment: u128,
+        current: u64,
+    ) -> Result<(), String> {
+        let a = self.agents.get_mut(agent).ok_or("Agent not enrolled")?;
+        if a.status == CANCELLED {
+            return Err("Agent cancelled".into());
+        }
+        let b = self
+            .bills
+            .get_mut(&(agent.to_string(), epoch))
+            .filter(|b| b.due > 0)
+            .ok_or("Epoch not billed")?;
+        let paid = payment.min(b.due);
+        b.due -= paid;
+        a.outstanding = a.outstanding.saturating_sub(paid);
+        a.bond += payment - paid;
+        if b.due == 0 {
+            if current <= b.deadline {
+                b.state = SETTLED_ON_TIME;
+                a.on_time += 1;
+                a.credit_score = (a.credit_score + 5).min(1000);
+            } else {
+                b.state = SETTLED_LATE;
+                a.credit_score = a.credit_score.saturating_sub(15);
+            }
         }
         Ok(())
     }
 
-    /// `/transaction/send`: signature, chain id, gas price and nonce rules.
-    pub fn send(&mut self, body: &str, now: i64) -> (u16, String) {
-        self.sends.push(body.to_string());
-        let Ok(tx) = serde_json::from_str::<Value>(body) else {
-            return err(400, "invalid json");
+    /// `cancelAndWithdraw()`: the outstanding total is taken from the bond (the epochs keep
+    /// state Billed and their due), 5 % of the rest is kept within 14 epochs of joining.
+    pub fn cancel(&mut self, agent: &str, current: u64) -> Result<(), String> {
+        let a = self.agents.get_mut(agent).ok_or("Agent not enrolled")?;
+        let taken = a.outstanding.min(a.bond);
+        a.bond -= taken;
+        a.outstanding -= taken;
+        let kept = if current < a.joined_epoch + 14 {
+            a.bond / 20
+        } else {
+            0
         };
+        self.claimable_owner += taken + kept;
+        a.bond = 0;
+        a.status = CANCELLED;
+        Ok(())
+    }
+
+    /// A bill made earlier (by another tool, or before a backup): as `billEpoch` leaves it.
+    pub fn put_bill(&mut self, agent: &str, epoch: u64, windows: u64) {
+        let a = self.agents.entry(agent.to_string()).or_default();
+        let due = self.window_reward * u128::from(windows) * u128::from(a.fee_bps) / 10_000;
+        a.last_billed_epoch = a.last_billed_epoch.max(epoch);
+        a.outstanding += due;
+        a.billed_windows += windows;
+        a.fees_billed += due;
+        self.billed.insert((agent.to_string(), epoch), windows);
+        let bill = Bill {
+            windows,
+            charged: due,
+            due,
+            deadline: epoch + self.grace_epochs,
+            state: BILLED,
+        };
+        self.bills.insert((agent.to_string(), epoch), bill);
+    }
+
+    /// The state index of a bill (0: never billed).
+    pub fn state_of(&self, agent: &str, epoch: u64) -> u8 {
+        self.bills
+            .get(&(agent.to_string(), epoch))
+            .map_or(0, |b| b.state)
+    }
+
+    /// Decodes a signed transaction body and checks its signature; `(signing bytes, tx)`.
+    fn signed(&self, body: &str) -> Result<(String, Value), &'static str> {
+        let tx = serde_json::from_str::<Value>(body).map_err(|_| "invalid json")?;
         let s = |k: &str| tx[k].as_str().unwrap_or("").to_string();
         let n = |k: &str| tx[k].as_u64().unwrap_or(0);
         let data_b64 = s("data");
@@ -291,23 +612,52 @@ impl Chain {
             }
             _ => false,
         };
+        if !sig_ok {
+            return Err("invalid signature");
+        }
+        if s("chainID") != self.chain_id {
+            return Err("invalid chain ID");
+        }
+        if n("gasPrice") < self.min_gas_price {
+            return Err("insufficient gas price");
+        }
+        Ok((signing, tx))
+    }
+
+    fn record_of(tx: &Value, ready_at: i64) -> TxRecord {
+        let s = |k: &str| tx[k].as_str().unwrap_or("").to_string();
+        let data = B64.decode(s("data")).unwrap_or_default();
+        TxRecord {
+            nonce: tx["nonce"].as_u64().unwrap_or(0),
+            data: String::from_utf8(data).unwrap_or_default(),
+            value: s("value"),
+            sender: s("sender"),
+            gas_limit: tx["gasLimit"].as_u64().unwrap_or(0),
+            ready_at,
+            status: "pending",
+            error: None,
+        }
+    }
+
+    /// `/transaction/send`: signature, chain id, gas price and nonce rules.
+    pub fn send(&mut self, body: &str, now: i64) -> (u16, String) {
+        self.sends.push(body.to_string());
+        let (signing, tx) = match self.signed(body) {
+            Ok(v) => v,
+            Err(m) => {
+                self.refused.push(m.to_string());
+                return err(400, m);
+            }
+        };
         let refuse = |this: &mut Chain, m: &str| {
             this.refused.push(m.to_string());
             err(400, m)
         };
-        if !sig_ok {
-            return refuse(self, "invalid signature");
-        }
-        if s("chainID") != self.chain_id {
-            return refuse(self, "invalid chain ID");
-        }
-        if n("gasPrice") < self.min_gas_price {
-            return refuse(self, "insufficient gas price");
-        }
+        let signature = tx["signature"].as_str().unwrap_or("");
         let hash = hex::encode(Keccak256::digest(
-            format!("{signing}{}", s("signature")).as_bytes(),
+            format!("{signing}{signature}").as_bytes(),
         ));
-        let nonce = n("nonce");
+        let nonce = tx["nonce"].as_u64().unwrap_or(0);
         if let Some(known) = self.txs.get(&hash) {
             if known.status == "pending" {
                 return ok(json!({"txHash": hash}));
@@ -325,21 +675,62 @@ impl Chain {
         if self.pool.contains_key(&nonce) {
             return refuse(self, "transaction with the same nonce already in pool");
         }
-        let data = String::from_utf8(B64.decode(&data_b64).unwrap_or_default()).unwrap_or_default();
-        self.txs.insert(
-            hash.clone(),
-            TxRecord {
-                nonce,
-                data,
-                sender: s("sender"),
-                gas_limit: n("gasLimit"),
-                ready_at: now + self.exec_delay_ms,
-                status: "pending",
-                error: None,
-            },
-        );
+        let record = Chain::record_of(&tx, now + self.exec_delay_ms);
+        self.txs.insert(hash.clone(), record);
         self.pool.insert(nonce, hash.clone());
         ok(json!({"txHash": hash}))
+    }
+
+    /// `/transaction/simulate`: the call run against the current state, nothing committed.
+    pub fn simulate(&mut self, body: &str, current: u64) -> (u16, String) {
+        match self.simulate {
+            SimulateRoute::Absent => return err(404, "no route"),
+            SimulateRoute::Nonsense => return ok(json!({"whatever": [1, 2, 3]})),
+            SimulateRoute::Served => {}
+        }
+        let (_, tx) = match self.signed(body) {
+            Ok(v) => v,
+            Err(m) => return err(400, m),
+        };
+        if tx["nonce"].as_u64().unwrap_or(0) < self.nonce {
+            return err(400, "transaction generation failed: lowerNonceInTx: true");
+        }
+        self.simulations += 1;
+        let record = Chain::record_of(&tx, 0);
+        // Run on a copy of the contract's state: nothing is committed.
+        let mut scratch = self.scratch();
+        let outcome = scratch.execute(&record, current);
+        let result = match &outcome {
+            Ok(()) => json!({"status": "success", "scResults": {}, "hash": "00"}),
+            Err(m) => {
+                self.simulated_failures.push(m.clone());
+                json!({"status": "fail", "failReason": m, "hash": "00"})
+            }
+        };
+        let result = if self.cross_shard {
+            json!({"senderShard": {"status": "success"}, "receiverShard": result})
+        } else {
+            result
+        };
+        ok(json!({ "result": result }))
+    }
+
+    /// A copy of the contract's state for a simulation.
+    fn scratch(&self) -> Chain {
+        Chain {
+            chain_id: self.chain_id.clone(),
+            operator: self.operator.clone(),
+            window_reward: self.window_reward,
+            grace_epochs: self.grace_epochs,
+            max_backbill_epochs: self.max_backbill_epochs,
+            hard_max: self.hard_max,
+            agents: self.agents.clone(),
+            bills: self.bills.clone(),
+            bill_gas: self.bill_gas,
+            enforced_max_windows: self.enforced_max_windows,
+            probation_fixed: self.probation_fixed,
+            ..Chain::default()
+        }
     }
 
     /// The shallow status: in cross-shard mode a failed contract call says `success`.
@@ -385,6 +776,92 @@ impl Chain {
         )
     }
 
+    /// The nested encoding of `getAgentInfo`.
+    fn agent_info(a: &EscrowAgent) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(a.fee_bps.to_be_bytes());
+        b.extend(a.max_windows.to_be_bytes());
+        let charge = min_bytes(a.max_charge);
+        b.extend((charge.len() as u32).to_be_bytes());
+        b.extend(charge);
+        b.extend(a.credit_score.to_be_bytes());
+        b.push(a.status);
+        b.push(u8::from(a.used_promo));
+        b.extend(a.joined_epoch.to_be_bytes());
+        b.extend(a.last_billed_epoch.to_be_bytes());
+        b.extend(4u32.to_be_bytes());
+        b.extend(b"meta");
+        b
+    }
+
+    fn config_items(&self) -> Vec<Vec<u8>> {
+        let address = |a: &str| Address::parse(a).unwrap().as_bytes().to_vec();
+        vec![
+            address(&self.owner),
+            address(&self.operator),
+            min_bytes(self.window_reward),
+            min_bytes(self.setup_fee),
+            min_bytes(self.min_bond),
+            min_bytes(u128::from(self.promo_free_slots)),
+            min_bytes(u128::from(self.grace_epochs)),
+            min_bytes(u128::from(self.max_backbill_epochs)),
+            min_bytes(u128::from(self.hard_max)),
+        ]
+    }
+
+    /// The views' return data, item by item.
+    fn view(&self, function: &str, args: &[String]) -> Option<Vec<Vec<u8>>> {
+        let agent = || self.agents.get(&view_address(args));
+        let bill = || self.bills.get(&(view_address(args), view_epoch(args)));
+        let n = |v: u64| min_bytes(u128::from(v));
+        Some(match function {
+            "getConfig" => self.config_items(),
+            "getAgentInfo" => agent().map(Chain::agent_info).into_iter().collect(),
+            "getEpochState" => bill().map(|b| vec![b.state]).into_iter().collect(),
+            "getEpochDebt" => vec![min_bytes(bill().map_or(0, |b| b.due))],
+            "getAgentFinancials" => {
+                let a = agent();
+                vec![
+                    min_bytes(a.map_or(0, |a| a.bond)),
+                    min_bytes(a.map_or(0, |a| a.outstanding)),
+                ]
+            }
+            "getClaimableOwner" => vec![min_bytes(self.claimable_owner)],
+            "getPromoUsage" => vec![n(self.promo_used)],
+            "getActiveAgentCount" => vec![n(self.active_agents())],
+            "getServiceStats" => self.service_stats(),
+            "getAgentServiceStats" => {
+                let a = agent().cloned().unwrap_or_default();
+                vec![
+                    n(a.billed_windows),
+                    min_bytes(a.fees_billed),
+                    min_bytes(a.bond),
+                ]
+            }
+            _ => return None,
+        })
+    }
+
+    fn active_agents(&self) -> u64 {
+        self.agents.values().filter(|a| a.status == 0).count() as u64
+    }
+
+    fn service_stats(&self) -> Vec<Vec<u8>> {
+        let n = |v: u64| min_bytes(u128::from(v));
+        let windows: u64 = self.agents.values().map(|a| a.billed_windows).sum();
+        let fees: u128 = self.agents.values().map(|a| a.fees_billed).sum();
+        let protected: u128 = self.agents.values().map(|a| a.bond).sum();
+        vec![
+            n(self.agents.len() as u64),
+            n(self.active_agents()),
+            n(self.promo_used),
+            n(self.promo_free_slots),
+            n(windows),
+            min_bytes(fees),
+            min_bytes(protected),
+        ]
+    }
+
     pub fn query(&self, body: &str) -> (u16, String) {
         let q: Value = serde_json::from_str(body).unwrap_or_default();
         let args: Vec<String> = q["args"]
@@ -394,54 +871,8 @@ impl Chain {
             .iter()
             .map(|a| a.as_str().unwrap_or("").to_string())
             .collect();
-        let items: Vec<Vec<u8>> = match q["funcName"].as_str().unwrap_or("") {
-            "getConfig" => {
-                let operator = Address::parse(&self.operator).unwrap();
-                vec![
-                    vec![7; 32],
-                    operator.as_bytes().to_vec(),
-                    min_bytes(self.window_reward),
-                    min_bytes(10),
-                    min_bytes(100),
-                    min_bytes(5),
-                    min_bytes(2),
-                    min_bytes(u128::from(self.max_backbill_epochs)),
-                    min_bytes(u128::from(self.hard_max)),
-                ]
-            }
-            "getAgentInfo" => match self
-                .agents
-                .get(&arg_address(args.first().map_or("", String::as_str)))
-            {
-                None => vec![],
-                Some(a) => {
-                    let mut b = Vec::new();
-                    b.extend(a.fee_bps.to_be_bytes());
-                    b.extend(a.max_windows.to_be_bytes());
-                    let charge = min_bytes(a.max_charge);
-                    b.extend((charge.len() as u32).to_be_bytes());
-                    b.extend(charge);
-                    b.extend(700u64.to_be_bytes());
-                    b.push(a.status);
-                    b.push(0);
-                    b.extend(a.joined_epoch.to_be_bytes());
-                    b.extend(a.last_billed_epoch.unwrap_or(0).to_be_bytes());
-                    b.extend(4u32.to_be_bytes());
-                    b.extend(b"meta");
-                    vec![b]
-                }
-            },
-            "getEpochState" => {
-                let agent = arg_address(args.first().map_or("", String::as_str));
-                let epoch = arg_u64(args.get(1).map_or("", String::as_str));
-                let key = (agent, epoch);
-                match (self.billed.contains_key(&key), self.settlements.get(&key)) {
-                    (false, _) => vec![],
-                    (true, None | Some(0)) => vec![vec![]],
-                    (true, Some(&state)) => vec![vec![state]],
-                }
-            }
-            _ => return err(400, "function not found"),
+        let Some(items) = self.view(q["funcName"].as_str().unwrap_or(""), &args) else {
+            return err(400, "function not found");
         };
         let data: Vec<String> = items.iter().map(|i| B64.encode(i)).collect();
         ok(json!({"data": {"returnData": data, "returnCode": "ok", "returnMessage": ""}}))

@@ -208,6 +208,11 @@ impl State {
         worst
     }
 
+    /// The current epoch on the contract's shard (it may lag the metachain).
+    pub fn contract_epoch(&self) -> u64 {
+        self.epoch_at(now_ms() - self.chain.shard_lag_ms) as u64
+    }
+
     /// Lets the chain execute the transactions whose time has come.
     pub fn advance(&mut self) {
         let (t0, base, len) = (self.t0, self.epoch_base, self.epoch_ms);
@@ -513,6 +518,12 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             let mut s = state.lock().unwrap();
             s.advance();
             answer(s.chain.send(body, now_ms()))
+        }
+        ("POST", p) if p.starts_with("/transaction/simulate") => {
+            let mut s = state.lock().unwrap();
+            s.advance();
+            let current = s.contract_epoch();
+            answer(s.chain.simulate(body, current))
         }
         ("POST", "/vm-values/query") => {
             let mut s = state.lock().unwrap();
