@@ -285,6 +285,36 @@ pub enum Failure {
     Unexplained(String),
 }
 
+/// The messages the contract and its framework refuse a call with (the spec's tables):
+/// a simulation failing with one of them is the contract's answer, to be applied as such;
+/// any other reason (a nonce the simulation did not like, ...) is not.
+pub const CONTRACT_MESSAGES: [&str; 20] = [
+    "function does not accept EGLD payment",
+    "wrong number of arguments",
+    "argument decode error",
+    "argument out of range",
+    "invalid function",
+    "Only operator",
+    "Agent not enrolled",
+    "Windows must be positive",
+    "Epoch not closed yet",
+    "Epoch too old to bill",
+    "Agent cancelled",
+    "Cannot bill before join epoch",
+    "Epoch already passed in billing order",
+    "Exceeds max windows per epoch",
+    "Exceeds probation windows cap",
+    "Exceeds global windows hard cap",
+    "Epoch already billed",
+    "Fee rounds to zero",
+    "Exceeds agent max charge per epoch",
+    "not enough gas",
+];
+
+pub fn is_contract_message(message: &str) -> bool {
+    CONTRACT_MESSAGES.iter().any(|m| message.contains(m))
+}
+
 pub fn classify_failure(message: Option<&str>) -> Failure {
     let Some(m) = message.filter(|m| !m.trim().is_empty()) else {
         return Failure::Unexplained("failed without a contract message".into());

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::refusal::Refusal;
 use super::{breaker, Biller, BillingSummary};
 use crate::error::Result;
-use crate::escrow::{self, classify_failure, Decision, EscrowConfig, Failure, Views};
+use crate::escrow::{self, Decision, EscrowConfig, Views};
 use crate::gateway::{Sent, Simulated};
 use crate::ledger::Kind;
 use crate::now_ms;
@@ -220,13 +220,13 @@ impl Biller {
         }
         match self.gateway.simulate(signed) {
             Simulated::Success => None,
-            Simulated::Fail(reason) => match classify_failure(Some(&reason)) {
-                Failure::Unexplained(_) => {
-                    log::debug!("simulation failed for a reason we do not know, sending: {reason}");
-                    None
-                }
-                _ => Some(reason),
-            },
+            Simulated::Fail(reason) if escrow::is_contract_message(&reason) => Some(reason),
+            Simulated::Fail(reason) => {
+                log::debug!(
+                    "simulation failed for a reason that is not the contract's, sending: {reason}"
+                );
+                None
+            }
             Simulated::Absent => {
                 log::info!(
                     "the gateway does not serve /transaction/simulate: bills are sent untried"

@@ -166,10 +166,14 @@ pub struct Chain {
     /// Guards changed between the views and the transaction: the contract enforces this
     /// `max_windows_per_epoch` while `getAgentInfo` still shows the old one.
     pub enforced_max_windows: Option<u64>,
+    /// The same, for one agent: its guard changed just before its bill.
+    pub enforced_guards: HashMap<String, u64>,
     /// The owner fixed probation: bills above 12 windows of an agent with fewer than 3
     /// on-time settlements fail (as deployed, probation never applies).
     pub probation_fixed: bool,
     pub simulate: SimulateRoute,
+    /// Planted `getEpochState` answers (an index the spec does not know, another shape).
+    pub odd_states: HashMap<(String, u64), Vec<Vec<u8>>>,
     /// Simulations answered, and the failures among them.
     pub simulations: usize,
     pub simulated_failures: Vec<String>,
@@ -207,8 +211,10 @@ impl Default for Chain {
             cross_shard: false,
             bill_gas: 6_000_000,
             enforced_max_windows: None,
+            enforced_guards: HashMap::new(),
             probation_fixed: false,
             simulate: SimulateRoute::Absent,
+            odd_states: HashMap::new(),
             simulations: 0,
             simulated_failures: Vec::new(),
         }
@@ -400,7 +406,8 @@ impl Chain {
         if epoch <= a.last_billed_epoch {
             return fail("Epoch already passed in billing order");
         }
-        if windows > self.enforced_max_windows.unwrap_or(a.max_windows) {
+        let guard = self.enforced_guards.get(agent).copied();
+        if windows > guard.or(self.enforced_max_windows).unwrap_or(a.max_windows) {
             return fail("Exceeds max windows per epoch");
         }
         if self.probation_fixed && a.on_time < 3 && windows > 12 {
@@ -728,6 +735,7 @@ impl Chain {
             bills: self.bills.clone(),
             bill_gas: self.bill_gas,
             enforced_max_windows: self.enforced_max_windows,
+            enforced_guards: self.enforced_guards.clone(),
             probation_fixed: self.probation_fixed,
             ..Chain::default()
         }
@@ -817,7 +825,10 @@ impl Chain {
         Some(match function {
             "getConfig" => self.config_items(),
             "getAgentInfo" => agent().map(Chain::agent_info).into_iter().collect(),
-            "getEpochState" => bill().map(|b| vec![b.state]).into_iter().collect(),
+            "getEpochState" => match self.odd_states.get(&(view_address(args), view_epoch(args))) {
+                Some(odd) => odd.clone(),
+                None => bill().map(|b| vec![b.state]).into_iter().collect(),
+            },
             "getEpochDebt" => vec![min_bytes(bill().map_or(0, |b| b.due))],
             "getAgentFinancials" => {
                 let a = agent();
