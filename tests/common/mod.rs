@@ -179,6 +179,8 @@ pub struct State {
     pub wrong_epoch: Option<(i64, i64)>,
     pub stream_requests: usize,
     pub status_requests: usize,
+    /// Every request the gateway routes answered (status, config, views, transactions).
+    pub gateway_requests: usize,
 }
 
 impl State {
@@ -395,6 +397,7 @@ impl FakeClaws {
             wrong_epoch: None,
             stream_requests: 0,
             status_requests: 0,
+            gateway_requests: 0,
         }));
         let handler_state = state.clone();
         let url = http::serve(move |method, path, body| {
@@ -482,7 +485,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             s.last_answer.insert(addr, reply.clone());
             answer(reply)
         }
-        _ if gateway_refuses(state) => answer((
+        _ if count_gateway(state) && gateway_refuses(state) => answer((
             503,
             r#"{"data":null,"error":"gateway down","code":"internal_issue"}"#.into(),
         )),
@@ -590,6 +593,12 @@ fn with_date(state: &Mutex<State>, action: Action) -> Action {
         DateHeader::Missing => {}
     }
     Action::Answer(code, body, headers)
+}
+
+/// Counts a gateway request (every route but the stream service's); always true.
+fn count_gateway(state: &Mutex<State>) -> bool {
+    state.lock().unwrap().gateway_requests += 1;
+    true
 }
 
 /// Whether the gateway is down for this request: by switch, by a chaos outage in progress,
