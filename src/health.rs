@@ -148,6 +148,11 @@ fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
         "The stream service's clock minus the host's, as last estimated (positive: the host is behind).",
         &[("", kept_offset(store)?.map_or(0, |o| o.ms))],
     );
+    metric(
+        "last_epoch_observation_timestamp_seconds",
+        "Unix time the gateway was last asked for the epoch (idle ticks compute it from the timeline).",
+        &[("", store.timeline()?.map_or(0, |t| t.observed_ms / 1000))],
+    );
     let last_tick = crate::lock::last_tick_ms(db).unwrap_or(0);
     metric(
         "last_tick_timestamp_seconds",

@@ -4,7 +4,8 @@
 //! The house, top to bottom (a module only uses those below it):
 //! - `cli` (global options, the command list) and `cmd/` (one file per command);
 //! - `tick` (one cycle: epoch, renewals, windows, billing) and `billing/` (the billing
-//!   pass in named steps), `health` (what needs a human);
+//!   pass in named steps), `idle` (a tick with nothing to do asks nobody), `health`
+//!   (what needs a human);
 //! - `schedule` (renewal policy, pure), `escrow` (the contract's views and rules, pure
 //!   where it can be), `tx` (transactions), `keys` (addresses, PEM, signing),
 //!   `secrets` (signatures at rest);
@@ -23,6 +24,7 @@ pub mod escrow;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod idle;
 pub mod keys;
 pub mod ledger;
 pub mod lock;

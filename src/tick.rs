@@ -17,10 +17,52 @@ use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::effective_epoch;
 use crate::store::Store;
 use crate::stream::{Answer, Reply, StreamClient};
-use crate::{clock, health, http, now_ms};
+use crate::{clock, health, http, idle, now_ms};
 
 const ROUND_DURATION_KEY: &str = "round_duration_ms";
 const GENESIS_KEY: &str = "genesis_ms";
+/// `/network/config` as last read: chain id, genesis, round duration, when.
+const CONFIG_KEY: &str = "chain_config";
+/// The chain's configuration is read again after this long (a day), and whenever an
+/// observation no longer fits it.
+pub const CONFIG_MAX_AGE_MS: i64 = 86_400_000;
+
+/// `/network/config` as kept in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeptConfig {
+    chain_id: String,
+    genesis_ms: Option<i64>,
+    round_ms: Option<i64>,
+    read_ms: i64,
+}
+
+impl KeptConfig {
+    fn encode(&self) -> String {
+        let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        format!(
+            "{} {} {} {}",
+            self.chain_id,
+            opt(self.genesis_ms),
+            opt(self.round_ms),
+            self.read_ms
+        )
+    }
+
+    fn decode(text: &str) -> Option<KeptConfig> {
+        let mut w = text.split_whitespace();
+        let chain_id = w.next()?.to_string();
+        let opt = |v: &str| (v != "-").then(|| v.parse().ok()).flatten();
+        let genesis_ms = opt(w.next()?);
+        let round_ms = opt(w.next()?);
+        let read_ms = w.next()?.parse().ok()?;
+        Some(KeptConfig {
+            chain_id,
+            genesis_ms,
+            round_ms,
+            read_ms,
+        })
+    }
+}
 
 /// The long-lived pieces a tick works with.
 pub struct Agency {
@@ -64,6 +106,8 @@ pub struct TickSummary {
     pub windows_recorded: usize,
     pub windows_attributed: usize,
     pub interrupted: bool,
+    /// Nothing to do: the epoch came from the timeline and no request was sent.
+    pub idle: bool,
     pub next_due_ms: Option<i64>,
     pub billing: Option<BillingSummary>,
     /// What needs a human after this tick (lapses, long failures, epochs lost for billing).
@@ -76,6 +120,10 @@ pub struct TickSummary {
 impl fmt::Display for TickSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.epoch {
+            Some(e) if self.idle => write!(
+                f,
+                "tick: epoch {e} (from the timeline; nothing to do, no request sent)"
+            )?,
             Some(e) => write!(f, "tick: epoch {e}")?,
             None => write!(f, "tick: epoch unknown (gateway unreachable)")?,
         }
@@ -158,7 +206,21 @@ impl Agency {
         halted(&self.stop, self.deadline)
     }
 
+    /// What billing would have to do, for the idle check.
+    pub fn billing_mode(&self) -> idle::Billing {
+        match &self.biller {
+            None => idle::Billing::Off,
+            Some(b) => idle::Billing::On {
+                enforce: b.enforces(),
+            },
+        }
+    }
+
     pub fn tick(&mut self) -> Result<TickSummary> {
+        let gateway = &self.cfg.epoch_api_url;
+        if let Some(idle) = idle::check(&self.store, gateway, self.billing_mode(), now_ms())? {
+            return idle_summary(&self.store, idle, self.cfg.max_clock_skew_ms);
+        }
         self.deadline = Some(Instant::now() + self.cfg.max_tick);
         let mut summary = TickSummary::default();
         // 1. The epoch, every tick: usage is counted even before billing is on.
@@ -290,12 +352,47 @@ impl Agency {
             Some(start) => self.store.record_epoch(status.epoch, start, after)?,
             None => effective_epoch(self.store.max_epoch_seen()?, status.epoch),
         };
+        if clock.is_some() && matches!(start, Some(Start::Estimated(_))) {
+            // The configuration no longer places the epoch: read it again next time.
+            self.forget_chain_config()?;
+        }
+        self.keep_timeline(current, status.epoch, start, epoch_len, round_ms, after)?;
         self.rounds_passed = status.rounds_passed;
         if self.store.unattributed_windows(before)? > 0 {
             let len = epoch_len.filter(|&l| l > 0).unwrap_or(i64::MAX / 4);
             summary.windows_attributed += self.store.attribute_windows(current, before, len)?;
         }
         Ok(Some(current))
+    }
+
+    /// Keeps the observed epoch on the timeline that idle ticks compute the epoch from:
+    /// only an exact start of the epoch the gateway reported (an estimate, or an epoch
+    /// held back by an earlier one, makes the next tick ask again).
+    fn keep_timeline(
+        &self,
+        current: i64,
+        observed: i64,
+        start: Option<Start>,
+        epoch_len: Option<i64>,
+        round_ms: Option<i64>,
+        at_ms: i64,
+    ) -> Result<()> {
+        match (start, epoch_len, round_ms) {
+            (Some(Start::Exact(start_ms)), Some(len_ms), Some(round_ms))
+                if current == observed && len_ms > 0 =>
+            {
+                let t = idle::Timeline {
+                    gateway: idle::gateway_id(&self.cfg.epoch_api_url),
+                    epoch: current,
+                    start_ms,
+                    len_ms,
+                    round_ms,
+                    observed_ms: at_ms,
+                };
+                self.store.meta_set(idle::TIMELINE_KEY, &t.encode())
+            }
+            _ => self.store.meta_delete(idle::TIMELINE_KEY),
+        }
     }
 
     /// Keeps the clock samples that tell something new, and names a skew a human should fix.
@@ -310,12 +407,16 @@ impl Agency {
         Ok(())
     }
 
-    /// Genesis and round duration from `/network/config`, asked once per process (which is
-    /// also when the gateway's chain id is checked against `--billing-chain`) and kept in
-    /// the database for the ticks whose gateway does not answer it.
+    /// Genesis and round duration from `/network/config`, read at most once per
+    /// [`CONFIG_MAX_AGE_MS`] (also across processes: the answer is kept in the database
+    /// with its chain id, checked against `--billing-chain` by every process), and again
+    /// whenever an observation no longer fits it.
     fn chain_clock(&mut self) -> Option<Clock> {
         if let Some(clock) = self.clock {
             return clock;
+        }
+        if let Some(kept) = self.kept_chain_config() {
+            return self.use_chain_config(kept);
         }
         let config = match self.gateway.network_config() {
             Ok(c) => c,
@@ -332,33 +433,62 @@ impl Agency {
                 });
             }
         };
-        if config.chain_id != self.cfg.chain {
-            self.wrong_chain = Some(format!(
-                "the gateway at --epoch-api-url has chain id {} but --billing-chain is {}",
-                config.chain_id, self.cfg.chain
-            ));
-        }
-        let clock = config
-            .start_time_s
-            .filter(|_| config.round_duration_ms > 0)
-            .map(|s| Clock {
-                genesis_ms: s.saturating_mul(1000),
-                round_ms: config.round_duration_ms,
-            });
+        let kept = KeptConfig {
+            chain_id: config.chain_id.clone(),
+            genesis_ms: config.start_time_s.map(|s| s.saturating_mul(1000)),
+            round_ms: Some(config.round_duration_ms).filter(|&ms| ms > 0),
+            read_ms: now_ms(),
+        };
         let keep = [
+            (ROUND_DURATION_KEY, kept.round_ms),
             (
-                ROUND_DURATION_KEY,
-                Some(config.round_duration_ms).filter(|&ms| ms > 0),
+                GENESIS_KEY,
+                kept.genesis_ms.filter(|_| kept.round_ms.is_some()),
             ),
-            (GENESIS_KEY, clock.map(|c| c.genesis_ms)),
         ];
         for (key, value) in keep {
             if let Some(Err(e)) = value.map(|v| self.store.meta_set(key, &v.to_string())) {
                 log::warn!("cannot keep {key} for ticks whose gateway does not answer: {e}");
             }
         }
+        if let Err(e) = self.store.meta_set(CONFIG_KEY, &kept.encode()) {
+            log::warn!("cannot keep the chain's configuration: {e}");
+        }
+        self.use_chain_config(kept)
+    }
+
+    /// The configuration kept by an earlier read, while fresh.
+    fn kept_chain_config(&self) -> Option<KeptConfig> {
+        let text = self.store.meta_get(CONFIG_KEY).ok().flatten()?;
+        let kept = KeptConfig::decode(&text)?;
+        (0..CONFIG_MAX_AGE_MS)
+            .contains(&(now_ms() - kept.read_ms))
+            .then_some(kept)
+    }
+
+    /// Checks the chain id against `--billing-chain` and keeps the clock for the process.
+    fn use_chain_config(&mut self, kept: KeptConfig) -> Option<Clock> {
+        if kept.chain_id != self.cfg.chain {
+            self.wrong_chain = Some(format!(
+                "the gateway at --epoch-api-url has chain id {} but --billing-chain is {}",
+                kept.chain_id, self.cfg.chain
+            ));
+        }
+        let clock = kept
+            .genesis_ms
+            .zip(kept.round_ms)
+            .map(|(genesis_ms, round_ms)| Clock {
+                genesis_ms,
+                round_ms,
+            });
         self.clock = Some(clock);
         clock
+    }
+
+    /// An observation the configuration no longer explains: read it again next time.
+    fn forget_chain_config(&mut self) -> Result<()> {
+        self.clock = None;
+        self.store.meta_delete(CONFIG_KEY)
     }
 
     /// The round duration: the clock's, else the one cached from an earlier run.
@@ -488,6 +618,22 @@ impl Agency {
         );
         Ok(())
     }
+}
+
+/// A tick that had nothing to do and asked nobody: the epoch from the timeline, and what
+/// needs a human as the database tells it (lapses, long failures, holds, the clock).
+pub fn idle_summary(store: &Store, idle: idle::Idle, max_skew_ms: i64) -> Result<TickSummary> {
+    let mut attention = health::tick_attention(store, now_ms())?;
+    if let Some(offset) = health::kept_offset(store)? {
+        attention.extend(health::clock_skew(offset, max_skew_ms));
+    }
+    Ok(TickSummary {
+        epoch: Some(idle.epoch),
+        idle: true,
+        next_due_ms: idle.next_due_ms,
+        attention,
+        ..TickSummary::default()
+    })
 }
 
 /// When a window opened, by the host's clock: the service granted it between the request

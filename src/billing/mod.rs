@@ -156,6 +156,11 @@ impl Biller {
         }
     }
 
+    /// `--enforce-after-grace`.
+    pub fn enforces(&self) -> bool {
+        self.cfg.enforce_after_grace
+    }
+
     /// What a human changes to fix a failing configuration.
     fn fingerprint(&self) -> String {
         format!(

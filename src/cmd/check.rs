@@ -49,6 +49,15 @@ impl Run for Check {
         for note in store.escrow_notices()? {
             println!("note: {note}");
         }
+        // Idle ticks compute the epoch without asking: say when it was last asked.
+        if let Some(t) = store.timeline()? {
+            println!(
+                "note: epoch {} observed {} s ago (idle ticks ask again at the next boundary, or after {} s)",
+                t.epoch,
+                (now - t.observed_ms).max(0) / 1000,
+                crate::idle::TIMELINE_TRUST_MS / 1000
+            );
+        }
         needs_human(&problems)?;
         let (active, streaming) = store.streaming(now)?;
         if active == 0 {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{needs_human, Ctx, Run};
 use crate::error::Result;
 use crate::tick::Agency;
-use crate::{config, lock, now_ms, output};
+use crate::{config, idle, lock, now_ms, output};
 
 crate::runtime_command! {
     /// One cycle: learn the epoch, renew the agents that are due, record the windows.
@@ -26,12 +26,46 @@ impl Run for Tick {
             return Ok(());
         }
         let mut lock = lock::acquire(&ctx.db, "tick")?;
+        // Nothing to do: the database opened read-only, no HTTP client built, no request.
+        if let Some(summary) = idle_tick(ctx, &cfg) {
+            lock.tick_completed(now_ms());
+            println!("{summary}");
+            return needs_human(&summary.attention);
+        }
         let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
         let summary = agency.tick()?;
         lock.tick_completed(now_ms());
         println!("{summary}");
         needs_human(&summary.attention)
     }
+}
+
+/// The idle tick (see `crate::idle`), or `None` when the tick has work (or the idle check
+/// could not be made: then the full tick decides, as always).
+fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<crate::tick::TickSummary> {
+    let billing = match &cfg.billing {
+        None => idle::Billing::Off,
+        Some(b) => idle::Billing::On {
+            enforce: b.enforce_after_grace,
+        },
+    };
+    let attempt = || -> Result<Option<crate::tick::TickSummary>> {
+        let Some(store) = crate::store::Store::open_read_only(&ctx.db)? else {
+            return Ok(None);
+        };
+        match idle::check(&store, &cfg.epoch_api_url, billing, now_ms())? {
+            Some(found) => Ok(Some(crate::tick::idle_summary(
+                &store,
+                found,
+                cfg.max_clock_skew_ms,
+            )?)),
+            None => Ok(None),
+        }
+    };
+    attempt().unwrap_or_else(|e| {
+        log::debug!("idle check not possible, ticking in full: {e}");
+        None
+    })
 }
 
 /// What a tick would do now, changing nothing: the epoch (one read-only request), the

@@ -100,6 +100,27 @@ impl Store {
         })
     }
 
+    /// Opens read-only, without migrating: for a tick that may have nothing to write.
+    /// `None` when the file is missing or not at this binary's schema version (the full
+    /// path then creates or migrates it); any error is the caller's to fall back from.
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        // Creates nothing beside the file (no -wal or -shm where none exists): the tick
+        // holds the lock, so no writer of ours can be running meanwhile.
+        let conn = recognize::open_read_only(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            return Ok(None);
+        }
+        Ok(Some(Store {
+            conn,
+            secret_key: None,
+        }))
+    }
+
     pub fn schema_version() -> usize {
         SCHEMA_VERSION
     }
