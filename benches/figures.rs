@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::chain::{EscrowAgent, CONTRACT};
+use common::chain::{EscrowAgent, SimulateRoute, CONTRACT};
 use common::*;
 use stream_agency::keys::Wallet;
 
@@ -240,7 +240,7 @@ fn database_growth(sb: &Sandbox, fake: &FakeClaws, n: usize) {
     );
 }
 
-fn billing(n: usize) {
+fn billing(n: usize, simulate: SimulateRoute) {
     let fake = FakeClaws::start(
         3_600_000,
         RenewalPolicy::Early {
@@ -249,6 +249,7 @@ fn billing(n: usize) {
         600_000,
     );
     fake.state().chain.exec_delay_ms = 0;
+    fake.state().chain.simulate = simulate;
     let sb = Sandbox::new();
     enroll(&sb, n);
     let epoch = fake.state().epoch_at(now_ms());
@@ -307,7 +308,7 @@ fn billing(n: usize) {
     }
     assert_eq!(fake.state().chain.billed.len(), n);
     row(
-        &format!("billing {n} agents for one epoch from a fresh start (slow start; views + sign + write-ahead + send + confirm by getEpochState)"),
+        &format!("billing {n} agents for one epoch from a fresh start (slow start; views + sign + write-ahead + send + confirm by getEpochState), simulate route {simulate:?}"),
         format!(
             "{ticks} ticks, {:.2} s wall in all; {:.0} µs CPU per transaction",
             wall.as_secs_f64(),
@@ -542,7 +543,8 @@ fn main() {
         database_growth(&sb, &fake, 10_000);
     }
     if wants("billing") {
-        billing(1_000);
+        billing(1_000, SimulateRoute::Absent);
+        billing(1_000, SimulateRoute::Served);
     }
     if wants("reconcile") {
         reconcile(10_000, 10);

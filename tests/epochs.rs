@@ -112,12 +112,18 @@ fn without_genesis_fields_boundaries_are_estimated_to_half_a_round_and_said_once
     );
 }
 
-/// Ticks until `until` while the gateway says epoch `wrong`: each one exits 4 naming it,
-/// and renews all the same. Returns how many ran.
+/// Ticks until `until` while the gateway says epoch `wrong`: each one that observes the
+/// epoch exits 4 naming it, and renews all the same; an idle tick (nothing due, the
+/// timeline fresh) asks nobody, so it cannot be lied to, and counts nothing. Returns how
+/// many observed.
 fn tick_while_wrong(until: i64, wrong: i64, tick: impl Fn() -> Ran) -> usize {
     let mut ticks = 0;
     while now_ms() < until - 300 {
         let r = tick();
+        if r.code == 0 && r.stdout.contains("no request sent") {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
         assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
         assert!(r.stderr.contains(&format!("epoch {wrong}")), "{}", r.stderr);
         assert!(
@@ -157,7 +163,7 @@ fn a_gateway_of_another_network_changes_no_count_and_expires_nothing() {
         let until = now_ms() + 4_000;
         fake.state().wrong_epoch = Some((until, wrong));
         let bad_ticks = tick_while_wrong(until, wrong, tick_fast);
-        assert!(bad_ticks >= 3);
+        assert!(bad_ticks >= 2, "{bad_ticks} ticks observed");
         assert!(sb.query_i64("SELECT COALESCE(MAX(epoch), 0) FROM usage_windows") < 1_000);
         assert!(
             sb.query_i64(
@@ -185,7 +191,7 @@ fn a_gateway_saying_epoch_5_for_ten_seconds_bills_and_expires_nothing() {
     b.fake.state().wrong_epoch = Some((until, 5));
     let sent_before = b.fake.state().chain.executed.len();
     let bad_ticks = tick_while_wrong(until, 5, || b.tick());
-    assert!(bad_ticks >= 10, "{bad_ticks} ticks");
+    assert!(bad_ticks >= 4, "{bad_ticks} ticks observed");
     assert_eq!(
         b.fake.state().chain.executed.len(),
         sent_before,
