@@ -15,7 +15,7 @@ use crate::ledger::EpochState;
 use crate::now_ms;
 use crate::store::escrow::{BillRead, Overdue, PendingEnforcement};
 use crate::store::Store;
-use crate::tx::{enforce_epoch_data, Transaction};
+use crate::tx::enforce_epoch_data;
 
 impl Biller {
     /// Sends an `enforceEpoch` for each overdue bill, within the slow-start window.
@@ -101,16 +101,7 @@ impl Biller {
         summary: &mut BillingSummary,
     ) -> Result<bool> {
         let nonce = nonces.take();
-        let tx = Transaction {
-            nonce,
-            receiver: self.cfg.escrow,
-            sender: self.cfg.operator.address(),
-            gas_price: self.cfg.gas_price,
-            gas_limit: self.cfg.gas_limit,
-            data: enforce_epoch_data(agent, bill.epoch as u64),
-            chain_id: self.cfg.chain.clone(),
-        };
-        let signed = tx.sign(&self.cfg.operator);
+        let signed = self.signed_call(nonce, enforce_epoch_data(agent, bill.epoch as u64));
         if let Some(message) = self.simulate(&signed) {
             nonces.release(nonce);
             log::warn!(

@@ -241,6 +241,20 @@ impl Biller {
         }
     }
 
+    /// A contract call of the operator's, signed: the body `/transaction/send` takes.
+    pub(super) fn signed_call(&self, nonce: u64, data: String) -> String {
+        let tx = Transaction {
+            nonce,
+            receiver: self.cfg.escrow,
+            sender: self.cfg.operator.address(),
+            gas_price: self.cfg.gas_price,
+            gas_limit: self.cfg.gas_limit,
+            data,
+            chain_id: self.cfg.chain.clone(),
+        };
+        tx.sign(&self.cfg.operator)
+    }
+
     /// Signs, simulates, stores (write-ahead), sends.
     fn send_one(
         &self,
@@ -253,16 +267,7 @@ impl Biller {
     ) -> Result<Outcome> {
         let started = Instant::now();
         let nonce = nonces.take();
-        let tx = Transaction {
-            nonce,
-            receiver: self.cfg.escrow,
-            sender: self.cfg.operator.address(),
-            gas_price: self.cfg.gas_price,
-            gas_limit: self.cfg.gas_limit,
-            data: bill_epoch_data(&c.agent, c.epoch as u64, windows),
-            chain_id: self.cfg.chain.clone(),
-        };
-        let signed = tx.sign(&self.cfg.operator);
+        let signed = self.signed_call(nonce, bill_epoch_data(&c.agent, c.epoch as u64, windows));
         if let Some(message) = self.simulate(&signed) {
             nonces.release(nonce);
             summary.simulated_refusals += 1;

@@ -354,7 +354,18 @@ impl Chain {
         let epoch = arg_u64(parts[2], "epoch")?;
         let windows = arg_u64(parts[3], "windows")?;
         let due = self.check_bill(sender, &agent, epoch, windows, current)?;
-        self.billed.insert((agent.clone(), epoch), windows);
+        self.record_bill(&agent, epoch, windows, due);
+        Ok(())
+    }
+
+    /// What a successful `billEpoch` stores.
+    fn record_bill(&mut self, agent: &str, epoch: u64, windows: u64, due: u128) {
+        let a = self.agents.entry(agent.to_string()).or_default();
+        a.last_billed_epoch = a.last_billed_epoch.max(epoch);
+        a.outstanding += due;
+        a.billed_windows += windows;
+        a.fees_billed += due;
+        self.billed.insert((agent.to_string(), epoch), windows);
         let bill = Bill {
             windows,
             charged: due,
@@ -362,13 +373,7 @@ impl Chain {
             deadline: epoch + self.grace_epochs,
             state: BILLED,
         };
-        self.bills.insert((agent.clone(), epoch), bill);
-        let a = self.agents.get_mut(&agent).unwrap();
-        a.last_billed_epoch = epoch;
-        a.outstanding += due;
-        a.billed_windows += windows;
-        a.fees_billed += due;
-        Ok(())
+        self.bills.insert((agent.to_string(), epoch), bill);
     }
 
     /// `billEpoch`'s checks in the contract's order; the due on success.
@@ -564,21 +569,9 @@ impl Chain {
 
     /// A bill made earlier (by another tool, or before a backup): as `billEpoch` leaves it.
     pub fn put_bill(&mut self, agent: &str, epoch: u64, windows: u64) {
-        let a = self.agents.entry(agent.to_string()).or_default();
-        let due = self.window_reward * u128::from(windows) * u128::from(a.fee_bps) / 10_000;
-        a.last_billed_epoch = a.last_billed_epoch.max(epoch);
-        a.outstanding += due;
-        a.billed_windows += windows;
-        a.fees_billed += due;
-        self.billed.insert((agent.to_string(), epoch), windows);
-        let bill = Bill {
-            windows,
-            charged: due,
-            due,
-            deadline: epoch + self.grace_epochs,
-            state: BILLED,
-        };
-        self.bills.insert((agent.to_string(), epoch), bill);
+        let fee = self.agents.entry(agent.to_string()).or_default().fee_bps;
+        let due = self.window_reward * u128::from(windows) * u128::from(fee) / 10_000;
+        self.record_bill(agent, epoch, windows, due);
     }
 
     /// The state index of a bill (0: never billed).
