@@ -377,22 +377,24 @@ impl Escrow<'_> {
     /// `Some(state)` once the epoch was billed; an index the spec does not know, or an
     /// answer of another shape, is an error (nothing is concluded from it).
     pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<EpochState>, String> {
-        let items = self.gateway.query(
-            &self.contract,
-            "getEpochState",
-            &[agent.to_hex(), u64_arg(epoch)],
-        )?;
-        decode_epoch_state(&items)
+        decode_epoch_state(&self.bill_view("getEpochState", agent, epoch)?)
+    }
+
+    /// The raw return data of a view of one (agent, epoch): `getEpochState`,
+    /// `getEpochDebt`. An `Err` is the gateway's (no answer, a refusal).
+    pub fn bill_view(
+        &self,
+        function: &str,
+        agent: &Address,
+        epoch: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        self.gateway
+            .query(&self.contract, function, &[agent.to_hex(), u64_arg(epoch)])
     }
 
     /// `getEpochDebt`: what is still due on the bill (0 when nothing, or never billed).
     pub fn epoch_debt(&self, agent: &Address, epoch: u64) -> Result<u128, String> {
-        let items = self.gateway.query(
-            &self.contract,
-            "getEpochDebt",
-            &[agent.to_hex(), u64_arg(epoch)],
-        )?;
-        match items.as_slice() {
+        match self.bill_view("getEpochDebt", agent, epoch)?.as_slice() {
             [] => Ok(0),
             [debt] if debt.len() <= 32 => Ok(big_uint(debt)),
             _ => Err("escrow view getEpochDebt: not one number".into()),

@@ -86,6 +86,17 @@ pub enum Billing {
     On { enforce: bool },
 }
 
+impl Billing {
+    pub fn of(billing: Option<&crate::config::BillingConfig>) -> Billing {
+        match billing {
+            None => Billing::Off,
+            Some(b) => Billing::On {
+                enforce: b.enforce_after_grace,
+            },
+        }
+    }
+}
+
 /// An idle tick's result: the epoch from the timeline, and the next attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Idle {

@@ -19,8 +19,9 @@ use crate::store::Store;
 use crate::stream::{Answer, Reply, StreamClient};
 use crate::{clock, health, http, idle, now_ms};
 
-const ROUND_DURATION_KEY: &str = "round_duration_ms";
-const GENESIS_KEY: &str = "genesis_ms";
+/// Genesis and round duration as versions before schema 4 kept them (read, not written).
+const LEGACY_ROUND_DURATION_KEY: &str = "round_duration_ms";
+const LEGACY_GENESIS_KEY: &str = "genesis_ms";
 /// `/network/config` as last read: chain id, genesis, round duration, when.
 const CONFIG_KEY: &str = "chain_config";
 /// The chain's configuration is read again after this long (a day), and whenever an
@@ -48,6 +49,20 @@ impl KeptConfig {
         )
     }
 
+    fn is_fresh(&self) -> bool {
+        (0..CONFIG_MAX_AGE_MS).contains(&(now_ms() - self.read_ms))
+    }
+
+    /// Genesis and round duration, when both are known.
+    fn clock(&self) -> Option<Clock> {
+        self.genesis_ms
+            .zip(self.round_ms)
+            .map(|(genesis_ms, round_ms)| Clock {
+                genesis_ms,
+                round_ms,
+            })
+    }
+
     fn decode(text: &str) -> Option<KeptConfig> {
         let mut w = text.split_whitespace();
         let chain_id = w.next()?.to_string();
@@ -71,6 +86,8 @@ pub struct Agency {
     stream: StreamClient,
     gateway: Gateway,
     biller: Option<Biller>,
+    /// What billing is on for, as the idle check needs it.
+    billing: idle::Billing,
     /// Rounds passed in the current epoch at the last observation.
     rounds_passed: i64,
     /// Set by SIGTERM/SIGINT: finish the agent in hand, start no other.
@@ -168,9 +185,11 @@ impl Agency {
         let mut network_clock = clock::Keeper::default();
         network_clock.load(store.meta_get(clock::STORE_KEY).ok().flatten().as_deref());
         let agent = http::sampling_agent(cfg.timeout, network_clock.sink());
+        let billing = idle::Billing::of(cfg.billing.as_ref());
         let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));
         Agency {
             biller,
+            billing,
             rounds_passed: 0,
             stream: StreamClient::new(agent.clone(), &cfg.stream_url),
             gateway: Gateway::new(agent, &cfg.epoch_api_url),
@@ -206,21 +225,17 @@ impl Agency {
         halted(&self.stop, self.deadline)
     }
 
-    /// What billing would have to do, for the idle check.
-    pub fn billing_mode(&self) -> idle::Billing {
-        match &self.biller {
-            None => idle::Billing::Off,
-            Some(b) => idle::Billing::On {
-                enforce: b.enforces(),
-            },
+    /// For `run`: the idle tick (see `crate::idle`) when nothing is to be done, else a
+    /// full tick. (`tick` makes its idle check before the agency is even built.)
+    pub fn tick_unless_idle(&mut self) -> Result<TickSummary> {
+        let gateway = &self.cfg.epoch_api_url;
+        if let Some(idle) = idle::check(&self.store, gateway, self.billing, now_ms())? {
+            return idle_summary(&self.store, idle, self.cfg.max_clock_skew_ms);
         }
+        self.tick()
     }
 
     pub fn tick(&mut self) -> Result<TickSummary> {
-        let gateway = &self.cfg.epoch_api_url;
-        if let Some(idle) = idle::check(&self.store, gateway, self.billing_mode(), now_ms())? {
-            return idle_summary(&self.store, idle, self.cfg.max_clock_skew_ms);
-        }
         self.deadline = Some(Instant::now() + self.cfg.max_tick);
         let mut summary = TickSummary::default();
         // 1. The epoch, every tick: usage is counted even before billing is on.
@@ -415,55 +430,44 @@ impl Agency {
         if let Some(clock) = self.clock {
             return clock;
         }
-        if let Some(kept) = self.kept_chain_config() {
-            return self.use_chain_config(kept);
+        let kept = self.kept_chain_config();
+        if let Some(fresh) = kept.clone().filter(KeptConfig::is_fresh) {
+            return self.use_chain_config(fresh);
         }
         let config = match self.gateway.network_config() {
             Ok(c) => c,
             Err(e) => {
+                // Not kept for the process: the next observation asks again.
                 log::debug!("gateway config unavailable this time, using the one kept: {e}");
-                let genesis = self.store.meta_get_i64(GENESIS_KEY).unwrap_or(None)?;
-                let round_ms = self
-                    .store
-                    .meta_get_i64(ROUND_DURATION_KEY)
-                    .unwrap_or(None)?;
-                return Some(Clock {
-                    genesis_ms: genesis,
-                    round_ms,
-                });
+                return kept?.clock();
             }
         };
-        let kept = KeptConfig {
+        let read = KeptConfig {
             chain_id: config.chain_id.clone(),
             genesis_ms: config.start_time_s.map(|s| s.saturating_mul(1000)),
             round_ms: Some(config.round_duration_ms).filter(|&ms| ms > 0),
             read_ms: now_ms(),
         };
-        let keep = [
-            (ROUND_DURATION_KEY, kept.round_ms),
-            (
-                GENESIS_KEY,
-                kept.genesis_ms.filter(|_| kept.round_ms.is_some()),
-            ),
-        ];
-        for (key, value) in keep {
-            if let Some(Err(e)) = value.map(|v| self.store.meta_set(key, &v.to_string())) {
-                log::warn!("cannot keep {key} for ticks whose gateway does not answer: {e}");
-            }
-        }
-        if let Err(e) = self.store.meta_set(CONFIG_KEY, &kept.encode()) {
+        if let Err(e) = self.store.meta_set(CONFIG_KEY, &read.encode()) {
             log::warn!("cannot keep the chain's configuration: {e}");
         }
-        self.use_chain_config(kept)
+        self.use_chain_config(read)
     }
 
-    /// The configuration kept by an earlier read, while fresh.
+    /// The configuration as last read, fresh or not; from a database written before it
+    /// was kept whole, its genesis and round duration alone.
     fn kept_chain_config(&self) -> Option<KeptConfig> {
-        let text = self.store.meta_get(CONFIG_KEY).ok().flatten()?;
-        let kept = KeptConfig::decode(&text)?;
-        (0..CONFIG_MAX_AGE_MS)
-            .contains(&(now_ms() - kept.read_ms))
-            .then_some(kept)
+        let kept = self.store.meta_get(CONFIG_KEY).ok().flatten();
+        if let Some(kept) = kept.as_deref().and_then(KeptConfig::decode) {
+            return Some(kept);
+        }
+        let legacy = |key| self.store.meta_get_i64(key).ok().flatten();
+        Some(KeptConfig {
+            chain_id: String::new(),
+            genesis_ms: legacy(LEGACY_GENESIS_KEY),
+            round_ms: Some(legacy(LEGACY_ROUND_DURATION_KEY)?).filter(|&ms| ms > 0),
+            read_ms: 0,
+        })
     }
 
     /// Checks the chain id against `--billing-chain` and keeps the clock for the process.
@@ -474,35 +478,29 @@ impl Agency {
                 kept.chain_id, self.cfg.chain
             ));
         }
-        let clock = kept
-            .genesis_ms
-            .zip(kept.round_ms)
-            .map(|(genesis_ms, round_ms)| Clock {
-                genesis_ms,
-                round_ms,
-            });
+        let clock = kept.clock();
         self.clock = Some(clock);
         clock
     }
 
-    /// An observation the configuration no longer explains: read it again next time.
+    /// An observation the configuration no longer explains: read it again next time
+    /// (what was read stays as the fallback while the gateway does not answer).
     fn forget_chain_config(&mut self) -> Result<()> {
         self.clock = None;
-        self.store.meta_delete(CONFIG_KEY)
+        match self.kept_chain_config() {
+            Some(kept) => {
+                let stale = KeptConfig { read_ms: 0, ..kept };
+                self.store.meta_set(CONFIG_KEY, &stale.encode())
+            }
+            None => Ok(()),
+        }
     }
 
-    /// The round duration: the clock's, else the one cached from an earlier run.
+    /// The round duration: the clock's, else the one kept from an earlier read.
     fn round_ms(&self, clock: Option<Clock>) -> Option<i64> {
-        if let Some(c) = clock {
-            return Some(c.round_ms);
-        }
-        match self.store.meta_get_i64(ROUND_DURATION_KEY) {
-            Ok(ms) => ms.filter(|&ms| ms > 0),
-            Err(e) => {
-                log::warn!("cannot read the cached round duration: {e}");
-                None
-            }
-        }
+        clock
+            .map(|c| c.round_ms)
+            .or_else(|| self.kept_chain_config()?.round_ms)
     }
 
     /// One `/stream` call for the agent; an unreadable stored signature fails that agent

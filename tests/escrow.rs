@@ -58,19 +58,25 @@ fn state_name(index: u8) -> &'static str {
     ][index as usize]
 }
 
-/// `receivables --refresh` through the fake; its JSON rows.
-fn receivables(b: &Bill) -> Vec<serde_json::Value> {
-    let args = [
+/// `receivables --refresh` through the fake, with more arguments.
+fn refresh(b: &Bill, extra: &[&str]) -> Ran {
+    let mut args = vec![
         "receivables",
         "--refresh",
-        "--format",
-        "json",
         "--escrow-contract",
         CONTRACT,
         "--billing-proxy",
         &b.fake.url,
     ];
-    let out = b.sb.ok(&args);
+    args.extend_from_slice(extra);
+    b.sb.run(&args)
+}
+
+/// `receivables --refresh` through the fake; its JSON rows.
+fn receivables(b: &Bill) -> Vec<serde_json::Value> {
+    let r = refresh(b, &["--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = r.stdout;
     serde_json::from_str::<serde_json::Value>(&out)
         .unwrap()
         .as_array()
@@ -230,14 +236,7 @@ fn odd_settlement_answers_leave_the_bill_open_and_nothing_paid() {
         .get_mut(&(CAROL.to_string(), (e - 3) as u64))
         .unwrap()
         .state = BILLED;
-    let r = b.sb.run(&[
-        "receivables",
-        "--refresh",
-        "--escrow-contract",
-        CONTRACT,
-        "--billing-proxy",
-        &b.fake.url,
-    ]);
+    let r = refresh(&b, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("unknown state index 9"), "{}", r.stderr);
     assert!(

@@ -74,11 +74,7 @@ impl Biller {
                 Ok(Some(due))
             }
             Ok((Some(state), due, outstanding)) => {
-                let read = BillRead {
-                    state,
-                    due_atto: due,
-                    paid_at_cancel: state.is_open() && outstanding == 0 && due > 0,
-                };
+                let read = BillRead::from_views(state, due, outstanding);
                 store.set_bill_read(bill.agent_id, bill.epoch, Some(read), current)?;
                 Ok(None)
             }
@@ -111,7 +107,17 @@ impl Biller {
             return Ok(true);
         }
         let id = store.record_enforcement(bill, nonce, &signed, due, now_ms())?;
-        match self.gateway.send_transaction(&signed) {
+        let written = PendingEnforcement {
+            id,
+            agent_id: bill.agent_id,
+            address: bill.address.clone(),
+            epoch: bill.epoch,
+            nonce: nonce as i64,
+            signed_tx: signed,
+            tx_hash: None,
+            due_before_atto: due,
+        };
+        match self.gateway.send_transaction(&written.signed_tx) {
             Sent::Accepted(hash) => {
                 store.enforcement_hash(id, &hash, now_ms())?;
                 summary.enforcements_sent += 1;
@@ -123,9 +129,8 @@ impl Biller {
             }
             Sent::Refused(e) => {
                 nonces.release(nonce);
-                let pending = self.pending_enforcement(store, id)?;
                 let outcome = format!("retry: refused by the gateway: {e}");
-                store.finish_enforcement(&pending, None, &outcome, now_ms())?;
+                store.finish_enforcement(&written, None, &outcome, now_ms())?;
                 Ok(false)
             }
             Sent::Unknown(e) => {
@@ -137,14 +142,6 @@ impl Biller {
                 Ok(false)
             }
         }
-    }
-
-    fn pending_enforcement(&self, store: &Store, id: i64) -> Result<PendingEnforcement> {
-        let found = store
-            .pending_enforcements()?
-            .into_iter()
-            .find(|p| p.id == id);
-        found.ok_or_else(|| crate::error::Error::runtime("enforcement row vanished"))
     }
 
     /// The nonces of every transaction in flight: bills and enforcements.

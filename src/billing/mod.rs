@@ -156,11 +156,6 @@ impl Biller {
         }
     }
 
-    /// `--enforce-after-grace`.
-    pub fn enforces(&self) -> bool {
-        self.cfg.enforce_after_grace
-    }
-
     /// What a human changes to fix a failing configuration.
     fn fingerprint(&self) -> String {
         format!(

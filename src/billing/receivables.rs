@@ -2,7 +2,7 @@
 //! delinquent, or paid from the bond when the agent cancelled. Each open bill is read at
 //! most once per epoch, a few per pass; `receivables --refresh` reads every one now.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use crate::error::Result;
 use crate::escrow::{decode_epoch_state, Escrow};
@@ -10,7 +10,6 @@ use crate::keys::Address;
 use crate::ledger::EpochState;
 use crate::store::escrow::{BillRead, OpenBill};
 use crate::store::Store;
-use crate::tx::u64_arg;
 
 /// Settlement reads per billing pass.
 pub const READS_PER_PASS: usize = 20;
@@ -72,10 +71,8 @@ fn read_bill(
     bill: &OpenBill,
     outstanding: &mut HashMap<i64, u128>,
 ) -> std::result::Result<Option<BillRead>, String> {
-    let args = [agent.to_hex(), u64_arg(bill.epoch as u64)];
-    let items = escrow
-        .gateway
-        .query(&escrow.contract, "getEpochState", &args)?;
+    // The raw answer: a gateway fault (`Err`, the pass stops) is not a bad answer.
+    let items = escrow.bill_view("getEpochState", agent, bill.epoch as u64)?;
     let state = match decode_epoch_state(&items) {
         Ok(Some(state)) => state,
         Ok(None) => {
@@ -100,28 +97,14 @@ fn read_bill(
         }
     }
     if !state.is_open() {
-        return Ok(Some(BillRead {
-            state,
-            due_atto: 0,
-            paid_at_cancel: false,
-        }));
+        return Ok(Some(BillRead::from_views(state, 0, 0)));
     }
     let due_atto = escrow.epoch_debt(agent, bill.epoch as u64)?;
-    let owed = match outstanding.get(&bill.agent_id) {
-        Some(&o) => o,
-        None => {
-            let (_, o) = escrow.agent_financials(agent)?;
-            outstanding.insert(bill.agent_id, o);
-            o
-        }
+    let owed = match outstanding.entry(bill.agent_id) {
+        Entry::Occupied(known) => *known.get(),
+        Entry::Vacant(slot) => *slot.insert(escrow.agent_financials(agent)?.1),
     };
-    Ok(Some(BillRead {
-        state,
-        due_atto,
-        // Its due stays on the epoch, but the agent owes nothing: its bond paid it when
-        // it cancelled.
-        paid_at_cancel: owed == 0 && due_atto > 0,
-    }))
+    Ok(Some(BillRead::from_views(state, due_atto, owed)))
 }
 
 /// Whether a bill with this state is still to be paid.

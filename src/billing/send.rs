@@ -168,7 +168,7 @@ impl Biller {
                     now,
                 )?;
                 let found = Settled {
-                    settlement: Some(state.as_str()),
+                    settlement: Some(state),
                     ..Settled::new(kind, "billed (found on chain)")
                 };
                 store.settle_epoch(c.agent_id, c.epoch, &found, now)?;

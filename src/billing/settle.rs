@@ -220,11 +220,8 @@ impl Biller {
         if p.tx_hash.is_none() {
             // We never learned its hash, so not its message either: try again (the views
             // decide before anything is sent, and the contract never bills twice).
-            let id = p.id;
-            let record = move |store: &Store, kind: Kind, reason: &str| {
-                store.record_attempt(id, kind, reason, now_ms())
-            };
             let reason = format!("{what}: will be billed again");
+            let record = own_row(p.id);
             self.retry_later(store, (p.agent_id, p.epoch), &reason, &record, summary)?;
         } else {
             self.failed(store, p, None, summary)?;
@@ -246,10 +243,7 @@ impl Biller {
             p.epoch,
             message.unwrap_or("no message")
         );
-        let id = p.id;
-        let record = move |store: &Store, kind: Kind, reason: &str| {
-            store.record_attempt(id, kind, reason, now_ms())
-        };
+        let record = own_row(p.id);
         let refusal = Refusal {
             agent_id: p.agent_id,
             epoch: p.epoch,
@@ -273,7 +267,7 @@ impl Biller {
             charged_windows: Some(p.windows),
             tx_hash: p.tx_hash.as_deref(),
             charged_atto: p.charged_atto.as_deref(),
-            settlement: Some(state.as_str()),
+            settlement: Some(state),
             ..Settled::new(kind, "billed")
         };
         store.settle_epoch(p.agent_id, p.epoch, &settled, now)?;
@@ -281,4 +275,9 @@ impl Biller {
         summary.billed += 1;
         Ok(())
     }
+}
+
+/// A refusal of a transaction on chain is written on the transaction's own attempt row.
+fn own_row(id: i64) -> impl Fn(&Store, Kind, &str) -> Result<()> {
+    move |store: &Store, kind: Kind, reason: &str| store.record_attempt(id, kind, reason, now_ms())
 }

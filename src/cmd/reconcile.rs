@@ -201,7 +201,7 @@ impl Walk<'_> {
         let local_billed = row.kind.is_some_and(|k| k.is_billed());
         let local = row.kind.map_or("open".to_string(), |k| k.to_string());
         let (chain, correction) = match (state, local_billed) {
-            (Some(state), false) => (state.to_string(), Correction::FoundOnChain(state.as_str())),
+            (Some(state), false) => (state.to_string(), Correction::FoundOnChain(state)),
             (None, true) => {
                 let views = Views {
                     state: None,
@@ -218,7 +218,7 @@ impl Walk<'_> {
                     Decision::Unbillable { reason, .. } => {
                         Correction::Lost(format!("billed locally, not on chain; {reason}"))
                     }
-                    Decision::AlreadyBilled { state } => Correction::FoundOnChain(state.as_str()),
+                    Decision::AlreadyBilled { state } => Correction::FoundOnChain(state),
                 };
                 ("not billed".to_string(), correction)
             }

@@ -42,7 +42,7 @@ fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> 
     let poll_ms = poll_seconds as i64 * 1000;
     let mut attention: Vec<String> = Vec::new();
     while !agency.stop.load(Ordering::SeqCst) {
-        let summary = agency.tick()?;
+        let summary = agency.tick_unless_idle()?;
         lock.tick_completed(now_ms());
         if summary.due > 0 || summary.windows_attributed > 0 {
             println!("{summary}");

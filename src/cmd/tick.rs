@@ -43,12 +43,7 @@ impl Run for Tick {
 /// The idle tick (see `crate::idle`), or `None` when the tick has work (or the idle check
 /// could not be made: then the full tick decides, as always).
 fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<crate::tick::TickSummary> {
-    let billing = match &cfg.billing {
-        None => idle::Billing::Off,
-        Some(b) => idle::Billing::On {
-            enforce: b.enforce_after_grace,
-        },
-    };
+    let billing = idle::Billing::of(cfg.billing.as_ref());
     let attempt = || -> Result<Option<crate::tick::TickSummary>> {
         let Some(store) = crate::store::Store::open_read_only(&ctx.db)? else {
             return Ok(None);

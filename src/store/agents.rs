@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{usage, Store};
+use super::{served, usage, Store};
 use crate::error::{Error, Result};
 use crate::keys::{Address, Secret};
 use zeroize::Zeroizing;
@@ -34,9 +34,12 @@ pub struct DueAgent {
 /// Active agents whose attempt is due at `?1`, most urgent (earliest window end, unknown
 /// first) first. An agent that left the escrow is not renewed (nobody pays for that work)
 /// unless the operator said so (`resume --even-if-cancelled`).
-const DUE: &str = "WHERE status = 'active' AND next_attempt_ms <= ?1
-     AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)
-     ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id";
+const DUE: &str = concat!(
+    "WHERE ",
+    served!(),
+    " AND next_attempt_ms <= ?1
+     ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id"
+);
 
 /// How an attempt ends for the agent's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,8 +288,7 @@ impl Store {
     /// The earliest next attempt of any active agent.
     pub fn next_due_ms(&self) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
-            "SELECT MIN(next_attempt_ms) FROM agents WHERE status = 'active'
-               AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)",
+            concat!("SELECT MIN(next_attempt_ms) FROM agents WHERE ", served!()),
             [],
             |r| r.get(0),
         )?)

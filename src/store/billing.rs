@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use super::Store;
 use crate::error::Result;
 use crate::keys::Address;
-use crate::ledger::Kind;
+use crate::ledger::{EpochState, Kind};
 
 /// An (agent, epoch) ready to bill: the agent's lowest open closed epoch.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ pub struct Settled<'a> {
     pub tx_hash: Option<&'a str>,
     pub charged_atto: Option<&'a str>,
     /// The settlement state read from `getEpochState`, for billed kinds.
-    pub settlement: Option<&'static str>,
+    pub settlement: Option<EpochState>,
 }
 
 impl<'a> Settled<'a> {
@@ -59,14 +59,6 @@ impl<'a> Settled<'a> {
             settlement: None,
         }
     }
-}
-
-/// An open bill whose settlement is followed.
-#[derive(Debug, Clone)]
-pub struct Receivable {
-    pub agent_id: i64,
-    pub address: String,
-    pub epoch: i64,
 }
 
 impl Store {
@@ -211,7 +203,14 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<()> {
-        insert_decision(&self.conn, (agent_id, epoch, windows), kind, reason, now)
+        let decided = (agent_id, epoch, windows);
+        insert_decision(
+            &self.conn,
+            decided,
+            (kind, kind.attempt_status()),
+            reason,
+            now,
+        )
     }
 
     /// A refusal learned from a simulation: a decision row (`skipped`: no transaction was
@@ -223,13 +222,8 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 'skipped', ?5, ?6)",
-            )?
-            .execute(params![agent_id, epoch, windows, now, kind.as_str(), reason])?;
-        Ok(())
+        let decided = (agent_id, epoch, windows);
+        insert_decision(&self.conn, decided, (kind, "skipped"), reason, now)
     }
 
     /// Settles (agent, epoch): billed, or unbillable, or held, with the reason.
@@ -256,7 +250,9 @@ impl Store {
                 s.charged_windows,
                 s.tx_hash,
                 s.charged_atto,
-                s.settlement.or(billed.then_some("Billed")),
+                s.settlement
+                    .or(billed.then_some(EpochState::Billed))
+                    .map(EpochState::as_str),
             ],
         )?;
         Ok(())
@@ -287,7 +283,8 @@ impl Store {
                 params![agent, epoch],
             )?;
             let released = (agent, epoch, windows);
-            insert_decision(&tx, released, Kind::RetriedByHuman, reason, now)?;
+            let kind = Kind::RetriedByHuman;
+            insert_decision(&tx, released, (kind, kind.attempt_status()), reason, now)?;
         }
         tx.commit()?;
         Ok(held.len())
@@ -319,7 +316,8 @@ impl Store {
             params![agent_id, epoch, reason],
         )?;
         let skipped = (agent_id, epoch, windows);
-        insert_decision(&tx, skipped, Kind::SkippedByHuman, reason, now)?;
+        let kind = Kind::SkippedByHuman;
+        insert_decision(&tx, skipped, (kind, kind.attempt_status()), reason, now)?;
         tx.commit()?;
         Ok(true)
     }
@@ -332,39 +330,6 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Billed epochs whose settlement may still change, not read since before `current`.
-    pub fn receivables_to_follow(&self, current: i64, limit: usize) -> Result<Vec<Receivable>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT u.agent_id, a.address, u.epoch FROM usage_windows u JOIN agents a ON a.id = u.agent_id
-             WHERE u.kind IN ('billed', 'billed-found-on-chain')
-               AND (u.settlement IS NULL OR u.settlement IN ('Billed', 'Delinquent'))
-               AND (u.settlement_checked_epoch IS NULL OR u.settlement_checked_epoch < ?1)
-             ORDER BY u.settlement_checked_epoch IS NOT NULL, u.settlement_checked_epoch, u.epoch LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![current, limit as i64], |r| {
-            Ok(Receivable {
-                agent_id: r.get(0)?,
-                address: r.get(1)?,
-                epoch: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn set_settlement(
-        &self,
-        agent_id: i64,
-        epoch: i64,
-        state: &str,
-        checked_epoch: i64,
-    ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE usage_windows SET settlement = ?3, settlement_checked_epoch = ?4 WHERE agent_id = ?1 AND epoch = ?2",
-            params![agent_id, epoch, state, checked_epoch],
-        )?;
-        Ok(())
     }
 
     pub fn meta_window_reward(&self) -> Result<Option<u128>> {
@@ -412,7 +377,7 @@ pub struct LedgerRow {
 #[derive(Debug, Clone)]
 pub enum Correction {
     /// The chain has it billed: so do we (with its settlement state).
-    FoundOnChain(&'static str),
+    FoundOnChain(EpochState),
     /// The chain lacks it and can still take it: open for billing again.
     Reopen,
     /// The chain lacks it and can no longer take it.
@@ -466,7 +431,7 @@ impl Store {
                     Some(Kind::BilledFoundOnChain.as_str()),
                     true,
                     Some("billed (found on chain by reconcile)".into()),
-                    Some(*state),
+                    Some(state.as_str()),
                 ),
                 Correction::Reopen => (None, false, None, None),
                 Correction::Lost(reason) => {
@@ -485,11 +450,12 @@ impl Store {
     }
 }
 
-/// A billing attempt row for a decision without a transaction: `(agent, epoch, windows)`.
+/// A billing attempt row for a decision without a transaction: `(agent, epoch, windows)`,
+/// its kind and its `status` column.
 fn insert_decision(
     conn: &rusqlite::Connection,
     (agent_id, epoch, windows): (i64, i64, i64),
-    kind: Kind,
+    (kind, status): (Kind, &str),
     reason: &str,
     now: i64,
 ) -> Result<()> {
@@ -497,6 +463,6 @@ fn insert_decision(
         "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind, reason)
          VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![agent_id, epoch, windows, now, kind.attempt_status(), kind.as_str(), reason])?;
+    .execute(params![agent_id, epoch, windows, now, status, kind.as_str(), reason])?;
     Ok(())
 }

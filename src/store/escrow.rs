@@ -44,6 +44,19 @@ pub struct BillRead {
     pub paid_at_cancel: bool,
 }
 
+impl BillRead {
+    /// A bill as the views tell it: its state, what is left due on it, and what its agent
+    /// owes in all. Something due on an open bill while the agent owes nothing: its bond
+    /// paid it when it cancelled (the contract keeps the bill's state and due).
+    pub fn from_views(state: EpochState, due_atto: u128, outstanding: u128) -> BillRead {
+        BillRead {
+            state,
+            due_atto,
+            paid_at_cancel: state.is_open() && outstanding == 0 && due_atto > 0,
+        }
+    }
+}
+
 /// A bill past its deadline that `--enforce-after-grace` may collect.
 #[derive(Debug, Clone)]
 pub struct Overdue {

@@ -20,6 +20,16 @@ use rusqlite_migration::{Migrations, M};
 
 use crate::error::{Error, Result};
 
+/// The SQL condition on `agents` of an agent we renew: active, and not cancelled on the
+/// escrow unless the operator said so (`resume --even-if-cancelled`). A literal, for
+/// `concat!` into the queries that need it.
+macro_rules! served {
+    () => {
+        "status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)"
+    };
+}
+pub(crate) use served;
+
 /// Numbered plain-SQL migrations from `sql/`, applied in order and recorded in
 /// `PRAGMA user_version`.
 fn migrations() -> Migrations<'static> {

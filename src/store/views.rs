@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{usage, Store};
+use super::{served, usage, Store};
 use crate::error::Result;
 use crate::ledger::EpochState;
 
@@ -194,8 +194,8 @@ impl Store {
     /// Active agents whose window ended more than `grace_ms` ago without a new one.
     pub fn lapsed(&self, now: i64, grace_ms: i64) -> Result<Vec<String>> {
         self.strings(
-            "SELECT address || ': window ended ' || ((?1 - expected_end_ms) / 1000) || ' s ago without renewal'
-             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND expected_end_ms < ?1 - ?2 ORDER BY address",
+            concat!("SELECT address || ': window ended ' || ((?1 - expected_end_ms) / 1000) || ' s ago without renewal'
+             FROM agents WHERE ", served!(), " AND expected_end_ms < ?1 - ?2 ORDER BY address"),
             params![now, grace_ms],
         )
     }
@@ -203,10 +203,10 @@ impl Store {
     /// Active agents whose window ends within `warn_ms` with no attempt planned before its end.
     pub fn at_risk(&self, now: i64, warn_ms: i64) -> Result<Vec<String>> {
         self.strings(
-            "SELECT address || CASE WHEN expected_end_ms < ?1 THEN ': window lapsed ' || ((?1 - expected_end_ms) / 1000) || ' s ago'
+            concat!("SELECT address || CASE WHEN expected_end_ms < ?1 THEN ': window lapsed ' || ((?1 - expected_end_ms) / 1000) || ' s ago'
                                     ELSE ': window ends in ' || ((expected_end_ms - ?1) / 1000) || ' s with no renewal planned before' END
-             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND expected_end_ms < ?1 + ?2 AND next_attempt_ms > expected_end_ms
-             ORDER BY address",
+             FROM agents WHERE ", served!(), " AND expected_end_ms < ?1 + ?2 AND next_attempt_ms > expected_end_ms
+             ORDER BY address"),
             params![now, warn_ms],
         )
     }
@@ -214,8 +214,8 @@ impl Store {
     /// Active agents failing for longer than `for_ms`.
     pub fn failing(&self, now: i64, for_ms: i64) -> Result<Vec<String>> {
         self.strings(
-            "SELECT address || ': failing for ' || ((?1 - failing_since_ms) / 60000) || ' min: ' || COALESCE(last_error, '?')
-             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND failing_since_ms < ?1 - ?2 ORDER BY address",
+            concat!("SELECT address || ': failing for ' || ((?1 - failing_since_ms) / 60000) || ' min: ' || COALESCE(last_error, '?')
+             FROM agents WHERE ", served!(), " AND failing_since_ms < ?1 - ?2 ORDER BY address"),
             params![now, for_ms],
         )
     }
@@ -233,9 +233,9 @@ impl Store {
     /// Active agents enrolled before `enrolled_before` that never had a window.
     pub fn never_renewed(&self, now: i64, enrolled_before: i64) -> Result<Vec<String>> {
         self.strings(
-            "SELECT address || ': enrolled ' || ((?1 - enrolled_ms) / 60000) || ' min ago and never renewed: is a tick timer or run scheduled?'
-             FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND removed_ms IS NULL AND last_success_ms IS NULL
-               AND expected_end_ms IS NULL AND enrolled_ms < ?2 ORDER BY address",
+            concat!("SELECT address || ': enrolled ' || ((?1 - enrolled_ms) / 60000) || ' min ago and never renewed: is a tick timer or run scheduled?'
+             FROM agents WHERE ", served!(), " AND removed_ms IS NULL AND last_success_ms IS NULL
+               AND expected_end_ms IS NULL AND enrolled_ms < ?2 ORDER BY address"),
             params![now, enrolled_before],
         )
     }
@@ -258,7 +258,11 @@ impl Store {
     /// Active agents: (all, with a window open now).
     pub fn streaming(&self, now: i64) -> Result<(i64, i64)> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(expected_end_ms > ?1), 0) FROM agents WHERE status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)",
+            concat!(
+                "SELECT COUNT(*), COALESCE(SUM(expected_end_ms > ?1), 0) FROM agents WHERE ",
+                served!(),
+                ""
+            ),
             [now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
