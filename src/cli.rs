@@ -63,6 +63,8 @@ commands! {
     Remove(cmd::remove::Remove),
     Tick(cmd::tick::Tick),
     Run(cmd::run::RunCmd),
+    Serve(cmd::serve::Serve),
+    Token(cmd::token::Token),
     Report(cmd::report::Report),
     Attempts(cmd::report::Attempts),
     BillingAttempts(cmd::report::BillingAttempts),

@@ -74,7 +74,7 @@ pub fn check(
 }
 
 /// The metrics in the node_exporter textfile format.
-fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
+pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
     let mut text = String::new();
     let mut metric = |name: &str, help: &str, samples: &[(&str, i64)]| {
         let kind = if name.ends_with("_total") {

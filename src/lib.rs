@@ -31,6 +31,7 @@ pub mod lock;
 pub mod output;
 pub mod schedule;
 pub mod secrets;
+pub mod serve;
 pub mod store;
 pub mod stream;
 pub mod tick;

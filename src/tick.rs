@@ -298,6 +298,8 @@ impl Agency {
             }
         }
         let now = now_ms();
+        // Agents that asked the intake to be removed go once their windows are billed.
+        self.store.finish_requested_removals(now)?;
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);

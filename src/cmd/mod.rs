@@ -15,8 +15,10 @@ pub mod remove;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod serve;
 pub mod status;
 pub mod tick;
+pub mod token;
 
 use std::path::PathBuf;
 

@@ -71,42 +71,47 @@ pub const REPORT_FIELDS: [&str; 18] = [
 impl Run for Report {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
-        let window_reward = store.meta_window_reward()?;
-        let mut rows = Rows::new(REPORT_FIELDS.to_vec());
-        let charges = store.charges(false)?;
-        for a in store.agent_rows(self.all)? {
-            let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
-            let due = window_reward.map(|reward| {
-                claw(crate::escrow::due_atto(
-                    reward,
-                    a.pending as u64,
-                    a.fee_bps as u64,
-                ))
-            });
-            rows.rows.push(vec![
-                Cell::Text(a.address),
-                Cell::Text(a.status),
-                Cell::Int(a.fee_bps),
-                Cell::Int(a.renewed),
-                Cell::Int(a.failed),
-                Cell::Int(a.pending),
-                Cell::Int(a.billed),
-                Cell::Int(a.clipped),
-                Cell::Int(a.expired),
-                Cell::OptText(due),
-                Cell::Time(a.next_attempt_ms),
-                Cell::Time(a.window_end_ms),
-                Cell::OptText(a.last_error),
-                Cell::Int(a.held),
-                Cell::Text(claw(money.billed)),
-                Cell::Text(claw(money.settled)),
-                Cell::Text(claw(money.outstanding)),
-                Cell::Text(a.escrow),
-            ]);
-        }
-        rows.emit(self.format, &store.expiry_warnings()?);
+        report_rows(&store, self.all)?.emit(self.format, &store.expiry_warnings()?);
         Ok(())
     }
+}
+
+/// The rows of `report` (also `GET /v1/report` of `serve`); removed agents too with `all`.
+pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
+    let window_reward = store.meta_window_reward()?;
+    let mut rows = Rows::new(REPORT_FIELDS.to_vec());
+    let charges = store.charges(false)?;
+    for a in store.agent_rows(all)? {
+        let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
+        let due = window_reward.map(|reward| {
+            claw(crate::escrow::due_atto(
+                reward,
+                a.pending as u64,
+                a.fee_bps as u64,
+            ))
+        });
+        rows.rows.push(vec![
+            Cell::Text(a.address),
+            Cell::Text(a.status),
+            Cell::Int(a.fee_bps),
+            Cell::Int(a.renewed),
+            Cell::Int(a.failed),
+            Cell::Int(a.pending),
+            Cell::Int(a.billed),
+            Cell::Int(a.clipped),
+            Cell::Int(a.expired),
+            Cell::OptText(due),
+            Cell::Time(a.next_attempt_ms),
+            Cell::Time(a.window_end_ms),
+            Cell::OptText(a.last_error),
+            Cell::Int(a.held),
+            Cell::Text(claw(money.billed)),
+            Cell::Text(claw(money.settled)),
+            Cell::Text(claw(money.outstanding)),
+            Cell::Text(a.escrow),
+        ]);
+    }
+    Ok(rows)
 }
 
 impl Run for Attempts {

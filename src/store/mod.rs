@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod billing;
 pub mod escrow;
+pub mod intake;
 pub mod mvp;
 pub mod recognize;
 pub mod usage;
@@ -38,11 +39,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0002_ledger.sql")),
         M::up(include_str!("../../sql/0003_epochs.sql")),
         M::up(include_str!("../../sql/0004_escrow.sql")),
+        M::up(include_str!("../../sql/0005_intake.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 4;
+const SCHEMA_VERSION: usize = 5;
 
 pub struct Store {
     conn: Connection,
@@ -83,6 +85,10 @@ impl Store {
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(not_sqlite)?;
+        // Every transaction takes the write lock when it begins (waiting up to the busy
+        // timeout): a deferred one that reads, then writes, fails at once with
+        // SQLITE_BUSY when another process (run, a tick, serve) wrote in between.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // 1 KiB pages: a renewal's commit rewrites about seven pages (agent, schedule index,
         // attempt, its index, window, ...), and their size is what the WAL writes and
         // checksums. Only takes effect on a new, empty database.

@@ -1,0 +1,388 @@
+//! The intake's routes: JSON in and out, every error `{"error": "..."}`. The Python
+//! intake's routes are aliases under the same rules.
+
+use std::path::PathBuf;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::{json, Map, Value};
+
+use super::auth;
+use super::conn::Request;
+use crate::error::Result;
+use crate::escrow::{AgentStatus, Escrow};
+use crate::gateway::Gateway;
+use crate::keys::{self, Address, Secret, STREAM_MESSAGE};
+use crate::output::Format;
+use crate::store::Store;
+use crate::{health, lock, now_ms};
+
+/// A refusal: status and what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub u16, pub String);
+
+/// An answer: status, body, extra headers.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(Refusal(status, why): Refusal) -> Reply {
+        Reply::json(status, json!({ "error": why }))
+    }
+}
+
+/// What the routes work with.
+pub struct Intake {
+    pub store: Store,
+    pub db: PathBuf,
+    /// `--intake-name`: the `<name>` of signed action messages.
+    pub name: String,
+    /// The fee of intake enrollments without billing (`--intake-fee-bps`).
+    pub fee_bps: u32,
+    /// With billing configured: the escrow's views decide who may enroll, and the fee.
+    pub escrow: Option<(Gateway, String)>,
+    pub max_tick_age_ms: i64,
+}
+
+type Routed = std::result::Result<Reply, Refusal>;
+
+impl Intake {
+    pub fn handle(&mut self, req: &Request) -> Result<Reply> {
+        Ok(match self.route(req)? {
+            Ok(reply) => reply,
+            Err(refusal) => Reply::error(refusal),
+        })
+    }
+
+    fn route(&mut self, req: &Request) -> Result<Routed> {
+        let m = req.method.as_str();
+        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        match (m, segments.as_slice()) {
+            ("POST", ["v1", "enroll"] | ["enroll"]) => self.enroll(req),
+            ("GET", ["v1", "agents", address]) => Ok(self.view(address)),
+            ("POST", ["v1", "agents", address, action]) => self.act(req, address, action),
+            ("GET", ["agent"]) => Ok(self.view(&query_value(&req.query, "address"))),
+            ("POST", [action @ ("pause" | "resume" | "remove")]) => self.legacy_act(req, action),
+            ("GET", ["v1", "report"] | ["report"]) => self.report(req),
+            ("GET", ["metrics"]) => self.metrics(req),
+            ("GET", ["healthz"] | ["health"]) => self.health(),
+            ("POST", ["tick"]) => Ok(Err(Refusal(
+                404,
+                "there is no /tick: the timer (or `run`) ticks; see `systemctl list-timers stream-agency*`".into(),
+            ))),
+            (_, path) if known_path(path) => Ok(Err(Refusal(
+                405,
+                format!("{m} is not allowed on {}", req.path),
+            ))),
+            _ => Ok(Err(Refusal(404, format!("no route {}: see the README's intake section", req.path)))),
+        }
+    }
+
+    /// `POST /v1/enroll {"address", "signature", "fee_bps"?}`: the signature is the credential.
+    fn enroll(&mut self, req: &Request) -> Result<Routed> {
+        let body = match object(&req.body) {
+            Ok(b) => b,
+            Err(r) => return Ok(Err(r)),
+        };
+        let (Some(address), Some(signature)) = (text(&body, "address"), text(&body, "signature"))
+        else {
+            return Ok(Err(Refusal(400, "the body needs \"address\" and \"signature\" (hex of the agent's signature of \"stream\")".into())));
+        };
+        let address = match auth::address(address) {
+            Ok(a) => a,
+            Err(r) => return Ok(Err(r)),
+        };
+        let verified = keys::parse_signature_hex(signature)
+            .ok()
+            .filter(|sig| keys::verify_message(&address, STREAM_MESSAGE.as_bytes(), sig));
+        let Some(sig) = verified else {
+            return Ok(Err(Refusal(
+                403,
+                format!("the signature is not {address}'s signature of \"{STREAM_MESSAGE}\""),
+            )));
+        };
+        let fee = match self.fee_for(&address, body.get("fee_bps")) {
+            Ok(fee) => fee,
+            Err(r) => return Ok(Err(r)),
+        };
+        let secret = Secret::new(hex::encode(sig));
+        let new = self
+            .store
+            .enroll_by_intake(&address, &secret, fee, now_ms())?;
+        log::info!(
+            "intake: {address} enrolled ({})",
+            if new { "new" } else { "updated" }
+        );
+        let view = self.store.public_view(&address)?;
+        Ok(Ok(Reply::json(if new { 201 } else { 200 }, json!(view))))
+    }
+
+    /// The fee of an intake enrollment: the escrow's (the agent must be registered there
+    /// and not cancelled), else `--intake-fee-bps`; a `fee_bps` in the body must equal it.
+    fn fee_for(
+        &self,
+        address: &Address,
+        asked: Option<&Value>,
+    ) -> std::result::Result<u32, Refusal> {
+        let fee = match &self.escrow {
+            None => self.fee_bps,
+            Some((gateway, contract)) => {
+                let escrow = Escrow {
+                    gateway,
+                    contract: contract.clone(),
+                };
+                match escrow.agent_info(address) {
+                    Err(e) => return Err(Refusal(503, format!("the escrow cannot be read now ({e}): try again later"))),
+                    Ok(None) => return Err(Refusal(403, format!("{address} is not registered on the escrow: call register on the contract first"))),
+                    Ok(Some(i)) if i.status == AgentStatus::Cancelled => {
+                        return Err(Refusal(403, format!("{address} cancelled on the escrow: register again first")))
+                    }
+                    Ok(Some(i)) => u32::try_from(i.fee_bps).unwrap_or(0),
+                }
+            }
+        };
+        match asked {
+            None => Ok(fee),
+            Some(v) if v.as_u64() == Some(u64::from(fee)) => Ok(fee),
+            Some(v) => Err(Refusal(409, format!("fee_bps {v} differs from this agency's fee for you, {fee}: leave it out or send {fee}"))),
+        }
+    }
+
+    fn view(&self, address: &str) -> Routed {
+        let address = auth::address(address)?;
+        match self.store.public_view(&address) {
+            Ok(Some(view)) => Ok(Reply::json(200, json!(view))),
+            Ok(None) => Err(Refusal(
+                404,
+                format!("{address} is not enrolled here: POST /v1/enroll first"),
+            )),
+            Err(e) => Err(Refusal(
+                503,
+                format!("the database cannot be read now ({e}): try again"),
+            )),
+        }
+    }
+
+    /// `POST /v1/agents/{address}/{pause|resume|remove}`: the agent's signed message, or the
+    /// operator's token.
+    fn act(&mut self, req: &Request, address: &str, action: &str) -> Result<Routed> {
+        if !matches!(action, "pause" | "resume" | "remove") {
+            return Ok(Err(Refusal(
+                404,
+                format!("no action {action}: pause, resume or remove"),
+            )));
+        }
+        let agent = match auth::address(address) {
+            Ok(a) => a,
+            Err(r) => return Ok(Err(r)),
+        };
+        if self.store.agent_id(&agent)?.is_none() {
+            return Ok(Err(Refusal(404, format!("{agent} is not enrolled here"))));
+        }
+        let allowed = if req.body.is_empty() {
+            auth::operator(req, &self.store)?
+        } else {
+            match object(&req.body) {
+                Err(r) => Err(r),
+                Ok(body) => match (text(&body, "message"), text(&body, "signature")) {
+                    (Some(msg), Some(sig)) => {
+                        let now_s = now_ms() / 1000;
+                        auth::action_message(
+                            &self.store,
+                            (&self.name, action, &agent),
+                            msg,
+                            sig,
+                            now_s,
+                        )?
+                    }
+                    _ => Err(Refusal(
+                        400,
+                        "the body needs \"message\" and \"signature\"".into(),
+                    )),
+                },
+            }
+        };
+        if let Err(r) = allowed {
+            return Ok(Err(r));
+        }
+        self.apply(&agent, action)
+    }
+
+    /// The Python intake's `POST /pause|/resume|/remove {"address"}`, with an operator token.
+    fn legacy_act(&mut self, req: &Request, action: &str) -> Result<Routed> {
+        if let Err(r) = auth::operator(req, &self.store)? {
+            return Ok(Err(r));
+        }
+        let body = match object(&req.body) {
+            Ok(b) => b,
+            Err(r) => return Ok(Err(r)),
+        };
+        let Some(address) = text(&body, "address") else {
+            return Ok(Err(Refusal(400, "the body needs \"address\"".into())));
+        };
+        match auth::address(address) {
+            Ok(agent) if self.store.agent_id(&agent)?.is_some() => self.apply(&agent, action),
+            Ok(agent) => Ok(Err(Refusal(404, format!("{agent} is not enrolled here")))),
+            Err(r) => Ok(Err(r)),
+        }
+    }
+
+    fn apply(&mut self, agent: &Address, action: &str) -> Result<Routed> {
+        let now = now_ms();
+        match action {
+            "pause" => self.store.set_status(agent, false, now)?,
+            "resume" => self.store.set_status(agent, true, now)?,
+            _ => self.store.request_removal(agent, now)?,
+        };
+        log::info!("intake: {agent} {action}");
+        let view = self.store.public_view(agent)?;
+        Ok(Ok(Reply::json(200, json!(view))))
+    }
+
+    fn report(&self, req: &Request) -> Result<Routed> {
+        if let Err(r) = auth::operator(req, &self.store)? {
+            return Ok(Err(r));
+        }
+        let rows = crate::cmd::report::report_rows(&self.store, false)?;
+        Ok(Ok(Reply {
+            status: 200,
+            content_type: "application/json",
+            body: rows.render(Format::Json),
+            headers: Vec::new(),
+        }))
+    }
+
+    fn metrics(&self, req: &Request) -> Result<Routed> {
+        if let Err(r) = auth::operator(req, &self.store)? {
+            return Ok(Err(r));
+        }
+        Ok(Ok(Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: health::prometheus_text(&self.store, &self.db, now_ms())?,
+            headers: Vec::new(),
+        }))
+    }
+
+    /// 200 only when the last tick is recent and `check` finds nothing that needs a human.
+    fn health(&self) -> Result<Routed> {
+        let now = now_ms();
+        let mut reasons = health::check(&self.store, now, 600_000, 900_000, 60_000)?;
+        match lock::last_tick_ms(&self.db) {
+            Some(t) if now - t <= self.max_tick_age_ms => {}
+            Some(t) => reasons.push(format!(
+                "the last tick finished {} s ago (more than --max-tick-age-seconds {}): is the timer or run going?",
+                (now - t) / 1000,
+                self.max_tick_age_ms / 1000
+            )),
+            None => reasons.push("no tick has finished yet: enable the timer or run".into()),
+        }
+        if reasons.is_empty() {
+            return Ok(Ok(Reply::json(200, json!({"ok": true}))));
+        }
+        let error = format!("needs attention: {}", reasons[0]);
+        Ok(Ok(Reply::json(
+            503,
+            json!({"ok": false, "error": error, "reasons": reasons}),
+        )))
+    }
+}
+
+/// A path some route serves (with another method: 405, not 404).
+fn known_path(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["v1", "enroll" | "report"]
+            | ["v1", "agents", _]
+            | ["v1", "agents", _, _]
+            | ["enroll"
+                | "agent"
+                | "pause"
+                | "resume"
+                | "remove"
+                | "report"
+                | "metrics"
+                | "healthz"
+                | "health"
+                | "tick"]
+    )
+}
+
+/// A JSON body that is one object with no key twice.
+fn object(body: &[u8]) -> std::result::Result<Map<String, Value>, Refusal> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let map = de.deserialize_map(UniqueKeys).map_err(|e| {
+        Refusal(
+            400,
+            format!("the body must be one JSON object with each key once: {e}"),
+        )
+    })?;
+    de.end()
+        .map_err(|_| Refusal(400, "the body has bytes after its JSON object".into()))?;
+    Ok(map)
+}
+
+fn text<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    body.get(key).and_then(Value::as_str)
+}
+
+/// A JSON object's keys, refused when one appears twice (serde_json keeps the last).
+struct UniqueKeys;
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut map = Map::new();
+        while let Some((key, value)) = access.next_entry::<String, Value>()? {
+            if map.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format!("duplicate key \"{key}\"")));
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// One value of a query string (`a=1&b=2`), percent-decoding not needed for addresses.
+fn query_value(query: &str, key: &str) -> String {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_one_object_with_unique_keys() {
+        assert!(object(br#"{"a": 1, "b": "x"}"#).is_ok());
+        assert_eq!(object(br#"{"a": 1, "a": 2}"#).unwrap_err().0, 400);
+        assert!(object(b"[1, 2]").is_err());
+        assert!(object(b"{\"a\": 1} x").is_err());
+        assert!(object(b"not json").is_err());
+        assert_eq!(query_value("x=1&address=claw1q", "address"), "claw1q");
+    }
+}

@@ -1,0 +1,214 @@
+//! What the HTTP intake (`serve`) keeps: operator tokens (their SHA-256 only), the signed
+//! action messages already used, removals requested by agents, and an agent's public view.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{usage, Store};
+use crate::error::Result;
+use crate::keys::Address;
+
+/// One operator token as `token list` shows it (never the token).
+#[derive(Debug, Serialize)]
+pub struct TokenRow {
+    pub name: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// What anybody may read of an agent (`GET /v1/agents/{address}`): never its signature.
+#[derive(Debug, Serialize)]
+pub struct PublicView {
+    pub address: String,
+    /// active, paused, removed, or cancelled (on the escrow).
+    pub status: String,
+    pub next_renewal_ms: Option<i64>,
+    pub window_end_ms: Option<i64>,
+    pub epoch: Option<i64>,
+    pub windows_this_epoch: i64,
+    pub windows_last_epoch: i64,
+    pub open_bills: i64,
+}
+
+impl Store {
+    pub fn add_token(&self, name: &str, sha256_hex: &str, now: i64) -> Result<bool> {
+        let added = self.conn.execute(
+            "INSERT INTO api_tokens (name, sha256, created_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, sha256_hex, now],
+        )?;
+        Ok(added == 1)
+    }
+
+    pub fn revoke_token(&self, name: &str, now: i64) -> Result<bool> {
+        let revoked = self.conn.execute(
+            "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+            params![name, now],
+        )?;
+        Ok(revoked == 1)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, created_ms, revoked_ms FROM api_tokens ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TokenRow {
+                name: r.get(0)?,
+                created_ms: r.get(1)?,
+                revoked_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The SHA-256 (hex) of every token not revoked, for a constant-time comparison.
+    pub fn live_token_hashes(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT sha256 FROM api_tokens WHERE revoked_ms IS NULL")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Enrollment through the intake: a new agent is added active; a known one gets its
+    /// signature and fee updated but keeps its status (a paused agent stays paused: whoever
+    /// knows the signature could otherwise undo the agent's own signed pause); a removed
+    /// one, or one that asked to be removed, is served again. Returns true when new.
+    pub fn enroll_by_intake(
+        &mut self,
+        address: &Address,
+        signature: &crate::keys::Secret,
+        fee_bps: u32,
+        now: i64,
+    ) -> Result<bool> {
+        let stored = self.sealed(address, signature.expose());
+        let tx = self.conn.transaction()?;
+        let known: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)")?
+            .query_row([address.to_bech32()], |r| r.get(0))?;
+        tx.prepare_cached(
+            "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
+             ON CONFLICT (address) DO UPDATE SET
+                stream_signature = excluded.stream_signature,
+                fee_bps = excluded.fee_bps,
+                status = CASE WHEN removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL
+                              THEN 'active' ELSE status END,
+                next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
+                backoff_step = 0,
+                removed_ms = NULL,
+                remove_requested_ms = NULL,
+                updated_ms = excluded.updated_ms",
+        )?
+        .execute(params![address.to_bech32(), stored.as_str(), fee_bps, now])?;
+        tx.commit()?;
+        Ok(!known)
+    }
+
+    /// Records a signed message as used until `expires_s`. False: it was used already.
+    pub fn use_message(&self, digest_hex: &str, expires_s: i64, now_s: i64) -> Result<bool> {
+        self.conn
+            .prepare_cached("DELETE FROM used_messages WHERE expires_s < ?1")?
+            .execute([now_s])?;
+        let fresh = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO used_messages (digest, expires_s) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO NOTHING",
+            )?
+            .execute(params![digest_hex, expires_s])?;
+        Ok(fresh == 1)
+    }
+
+    /// An agent's request to be removed: renewals stop now; the removal itself waits for
+    /// its counted windows to be billed (see [`Store::finish_requested_removals`]).
+    pub fn request_removal(&mut self, address: &Address, now: i64) -> Result<bool> {
+        let id = self.require_agent(address)?;
+        let changed = self.conn.execute(
+            "UPDATE agents SET status = 'paused', remove_requested_ms = COALESCE(remove_requested_ms, ?2),
+                    updated_ms = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        self.finish_requested_removals(now)?;
+        Ok(changed == 1)
+    }
+
+    /// Removes the agents that asked for it and have nothing left to bill.
+    pub fn finish_requested_removals(&mut self, now: i64) -> Result<usize> {
+        let waiting: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT address FROM agents WHERE remove_requested_ms IS NOT NULL AND removed_ms IS NULL",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut removed = 0;
+        for address in waiting {
+            let Ok(address) = Address::parse(&address) else {
+                continue;
+            };
+            let id = self.require_agent(&address)?;
+            if usage::unbilled_windows(&self.conn, Some(id))? == 0 {
+                self.remove(&address, false, now)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The public view of an agent, known or removed; `None` when never enrolled.
+    pub fn public_view(&self, address: &Address) -> Result<Option<PublicView>> {
+        let epoch = self.max_epoch_seen()?;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, status, removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL,
+                        escrow_status = 'cancelled' AND serve_cancelled = 0,
+                        next_attempt_ms, expected_end_ms
+                 FROM agents WHERE address = ?1",
+                [address.to_bech32()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, Option<bool>>(3)?.unwrap_or(false),
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, status, removed, cancelled, next, end)) = row else {
+            return Ok(None);
+        };
+        let windows = |e: Option<i64>| -> Result<i64> {
+            Ok(self.conn.query_row(
+                "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
+                params![id, e],
+                |r| r.get(0),
+            )?)
+        };
+        let status = match (removed, cancelled) {
+            (true, _) => "removed".to_string(),
+            (false, true) => "cancelled".to_string(),
+            _ => status,
+        };
+        let open_bills = self
+            .charges(true)?
+            .iter()
+            .filter(|c| c.agent_id == id)
+            .count() as i64;
+        Ok(Some(PublicView {
+            address: address.to_bech32(),
+            next_renewal_ms: (status == "active").then_some(next),
+            status,
+            window_end_ms: end,
+            epoch,
+            windows_this_epoch: windows(epoch)?,
+            windows_last_epoch: windows(epoch.map(|e| e - 1))?,
+            open_bills,
+        }))
+    }
+}

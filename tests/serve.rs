@@ -1,0 +1,704 @@
+//! `serve`, the HTTP intake, against a real client on 127.0.0.1: every route and status,
+//! the limits (head, body, time, connections, rate), slow clients that must not hold up
+//! others, signed action messages and their replays, operator tokens, odd addresses, the
+//! Python intake's routes, billing's escrow checks, and socket activation.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::bill::{setup, ALICE, CAROL};
+use common::*;
+use serde_json::{json, Value};
+use stream_agency::keys::Wallet;
+
+/// A running `serve` and where it listens.
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(sb: &Sandbox, extra: &[&str]) -> Server {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["serve", "--listen", &listen, "--intake-name", "test-agency"];
+    args.extend_from_slice(extra);
+    let child = sb.spawn(&args);
+    let addr: SocketAddr = listen.parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
+        "serve did not listen"
+    );
+    Server {
+        child: Some(child),
+        addr,
+    }
+}
+
+/// Sends raw bytes, reads one answer: (status, headers, body).
+fn raw(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(bytes).unwrap();
+    read_answer(&mut s)
+}
+
+fn read_answer(s: &mut TcpStream) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, head, body);
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return (0, String::new(), String::from_utf8_lossy(&buf).into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, Value) {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let (status, _, body) = raw(addr, text.as_bytes());
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn wallet(name: &str) -> Wallet {
+    Wallet::from_pem_file(&data_dir().join(format!("{name}.pem"))).unwrap()
+}
+
+fn enroll_body(w: &Wallet) -> String {
+    json!({"address": w.address().to_bech32(), "signature": hex::encode(w.sign_message(b"stream"))})
+        .to_string()
+}
+
+/// A signed action message of `w` for this intake, expiring `ahead_s` from now.
+fn action(w: &Wallet, name: &str, action: &str, ahead_s: i64) -> String {
+    let expiry = now_ms() / 1000 + ahead_s;
+    let message = format!(
+        "stream-agency:{name}:{action}:{}:{expiry}",
+        w.address().to_bech32()
+    );
+    json!({"message": message, "signature": hex::encode(w.sign_message(message.as_bytes()))})
+        .to_string()
+}
+
+#[test]
+fn an_agent_enrolls_with_its_signature_and_acts_on_itself_with_signed_messages() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(&sb, &[]);
+    let (alice, bob) = (wallet("alice"), wallet("bob"));
+    let a = alice.address().to_bech32();
+    let (status, view) = request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice));
+    assert_eq!(status, 201, "{view}");
+    assert_eq!(view["status"], "active");
+    assert!(!view
+        .to_string()
+        .contains(&hex::encode(alice.sign_message(b"stream"))));
+    assert_eq!(
+        request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice)).0,
+        200
+    );
+    // Wrong signatures.
+    let other =
+        json!({"address": a, "signature": hex::encode(bob.sign_message(b"stream"))}).to_string();
+    assert_eq!(request(srv.addr, "POST", "/v1/enroll", &[], &other).0, 403);
+    let junk = json!({"address": a, "signature": "00"}).to_string();
+    assert_eq!(request(srv.addr, "POST", "/v1/enroll", &[], &junk).0, 403);
+    // The agent pauses itself; the message is good once.
+    let pause = action(&alice, "test-agency", "pause", 60);
+    let path = format!("/v1/agents/{a}/pause");
+    let (status, view) = request(srv.addr, "POST", &path, &[], &pause);
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("paused")),
+        "{view}"
+    );
+    assert_eq!(
+        request(srv.addr, "POST", &path, &[], &pause).0,
+        409,
+        "replay"
+    );
+    // Enrolling again (anyone with the signature could) does not undo its own pause.
+    request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice));
+    assert_eq!(
+        request(srv.addr, "GET", &format!("/v1/agents/{a}"), &[], "").1["status"],
+        "paused"
+    );
+    for (bad, why) in [
+        (action(&alice, "test-agency", "resume", -5), "expired"),
+        (
+            action(&alice, "test-agency", "resume", 3_600),
+            "too far ahead",
+        ),
+        (
+            action(&alice, "other-agency", "resume", 60),
+            "another agency",
+        ),
+        (
+            action(&alice, "test-agency", "remove", 60),
+            "another action",
+        ),
+    ] {
+        let (status, body) = request(
+            srv.addr,
+            "POST",
+            &format!("/v1/agents/{a}/resume"),
+            &[],
+            &bad,
+        );
+        assert_eq!(status, 403, "{why}: {body}");
+        assert!(body["error"].is_string());
+    }
+    // Bob cannot act on alice.
+    let forged = action(&bob, "test-agency", "resume", 60).replace(&bob.address().to_bech32(), &a);
+    assert_eq!(
+        request(
+            srv.addr,
+            "POST",
+            &format!("/v1/agents/{a}/resume"),
+            &[],
+            &forged
+        )
+        .0,
+        403
+    );
+    let resume = action(&alice, "test-agency", "resume", 60);
+    assert_eq!(
+        request(
+            srv.addr,
+            "POST",
+            &format!("/v1/agents/{a}/resume"),
+            &[],
+            &resume
+        )
+        .1["status"],
+        "active"
+    );
+    // The replay is refused across a restart too.
+    drop(srv);
+    let srv = start(&sb, &[]);
+    assert_eq!(
+        request(
+            srv.addr,
+            "POST",
+            &format!("/v1/agents/{a}/resume"),
+            &[],
+            &resume
+        )
+        .0,
+        409
+    );
+    // Removal by the agent: no windows to bill, removed at once, history kept.
+    let remove = action(&alice, "test-agency", "remove", 60);
+    let (status, view) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{a}/remove"),
+        &[],
+        &remove,
+    );
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("removed")),
+        "{view}"
+    );
+    assert_eq!(
+        sb.query_i64("SELECT COUNT(*) FROM agents WHERE removed_ms IS NOT NULL"),
+        1
+    );
+    // A removed agent enrolling again is served again.
+    assert_eq!(
+        request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice)).1["status"],
+        "active"
+    );
+}
+
+#[test]
+fn operator_routes_need_a_live_token() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let token = sb.ok(&["token", "new", "--name", "ops"]).trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert!(
+        !sb.file_bytes().windows(64).any(|w| w == token.as_bytes()),
+        "stored in clear"
+    );
+    let srv = start(&sb, &[]);
+    let alice = wallet("alice");
+    let a = alice.address().to_bech32();
+    request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice));
+    let bearer = format!("Authorization: Bearer {token}");
+    let api_key = format!("X-API-Key: {token}");
+    assert_eq!(request(srv.addr, "GET", "/v1/report", &[], "").0, 401);
+    assert_eq!(
+        request(
+            srv.addr,
+            "GET",
+            "/v1/report",
+            &["Authorization: Bearer nope"],
+            ""
+        )
+        .0,
+        403
+    );
+    let (status, report) = request(srv.addr, "GET", "/v1/report", &[&bearer], "");
+    assert_eq!(status, 200);
+    assert_eq!(report[0]["address"], a.as_str());
+    let (status, metrics) = request(srv.addr, "GET", "/metrics", &[&api_key], "");
+    assert_eq!(status, 200);
+    assert!(metrics.as_str().unwrap().contains("stream_agency_agents"));
+    // The operator acts on any agent without a message; the Python routes too.
+    let (status, view) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{a}/pause"),
+        &[&bearer],
+        "",
+    );
+    assert_eq!((status, view["status"].as_str()), (200, Some("paused")));
+    let body = json!({"address": a}).to_string();
+    assert_eq!(
+        request(srv.addr, "POST", "/resume", &[&api_key], &body).1["status"],
+        "active"
+    );
+    assert_eq!(request(srv.addr, "POST", "/pause", &[], &body).0, 401);
+    sb.ok(&["token", "revoke", "--name", "ops"]);
+    assert_eq!(
+        request(srv.addr, "GET", "/report", &[&bearer], "").0,
+        403,
+        "revoked"
+    );
+    let listed = sb.ok(&["token", "list", "--format", "json"]);
+    assert!(
+        listed.contains("ops") && !listed.contains(&token),
+        "{listed}"
+    );
+}
+
+#[test]
+fn odd_input_gets_one_json_error_with_a_fitting_status() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(&sb, &[]);
+    let alice = wallet("alice");
+    let a = alice.address().to_bech32();
+    request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice));
+    let upper = a.to_ascii_uppercase();
+    assert_eq!(
+        request(srv.addr, "GET", &format!("/v1/agents/{upper}"), &[], "").1["address"],
+        a.as_str()
+    );
+    let mut mixed = a.clone();
+    mixed.replace_range(10..11, &mixed[10..11].to_ascii_uppercase());
+    let mut checksum = a.clone();
+    let last = if a.ends_with('q') { "p" } else { "q" };
+    checksum.replace_range(62..63, last);
+    for (path, want) in [
+        (format!("/v1/agents/{}", &a[..62]), 400),
+        (format!("/v1/agents/{a}q"), 400),
+        (format!("/v1/agents/{mixed}"), 400),
+        (format!("/v1/agents/{checksum}"), 400),
+        (format!("/v1/agents/erd{}", &a[4..]), 400),
+        ("/v1/agents/../../etc/passwd".to_string(), 404),
+        ("/v1/agents/%2e%2e".to_string(), 400),
+        ("/nothing".to_string(), 404),
+        (format!("/agent?address={a}"), 200),
+    ] {
+        let (status, body) = request(srv.addr, "GET", &path, &[], "");
+        assert_eq!(status, want, "{path}: {body}");
+        if status != 200 {
+            assert!(body["error"].is_string(), "{path}: {body}");
+        }
+    }
+    for body in [
+        "not json",
+        "[1]",
+        r#"{"address": "a", "address": "b"}"#,
+        "{}",
+    ] {
+        let (status, answer) = request(srv.addr, "POST", "/v1/enroll", &[], body);
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    assert_eq!(request(srv.addr, "DELETE", "/v1/enroll", &[], "").0, 405);
+    assert_eq!(request(srv.addr, "POST", "/tick", &[], "").0, 404);
+    let fee = json!({"address": a, "signature": hex::encode(alice.sign_message(b"stream")), "fee_bps": 900});
+    let (status, answer) = request(srv.addr, "POST", "/enroll", &[], &fee.to_string());
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("500"));
+    let both =
+        b"POST /v1/enroll HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}";
+    assert_eq!(raw(srv.addr, both).0, 400);
+    let big = format!(
+        "POST /v1/enroll HTTP/1.1\r\nContent-Length: 5000\r\n\r\n{}",
+        "x".repeat(5000)
+    );
+    assert_eq!(raw(srv.addr, big.as_bytes()).0, 413);
+    let head = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "y".repeat(9000));
+    assert_eq!(raw(srv.addr, head.as_bytes()).0, 431);
+}
+
+#[test]
+fn slow_clients_never_hold_up_others_and_are_closed_in_time() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(&sb, &["--rate", "0"]);
+    // 20 clients dribbling a request a byte every 200 ms.
+    let mut dribblers: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    let started = Instant::now();
+    let mut waited = Vec::new();
+    for round in 0..10 {
+        for d in &mut dribblers {
+            let _ = d.write_all(&[b"GET /healthz HTTP/1.1\r\n"[round % 23]]);
+        }
+        let t = Instant::now();
+        let (status, _) = request(
+            srv.addr,
+            "POST",
+            "/v1/enroll",
+            &[],
+            &enroll_body(&wallet("carol")),
+        );
+        waited.push(t.elapsed());
+        assert!(status == 201 || status == 200, "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    waited.sort();
+    println!(
+        "with 20 dribbling clients: enroll answered in median {:?}, max {:?}",
+        waited[5], waited[9]
+    );
+    // Answered while the dribblers dribble, not after their 5 s run out (a server with one
+    // blocking read per request would make each enroll wait for them).
+    assert!(waited[9] < Duration::from_secs(3), "{waited:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A request not whole within 5 s of its first byte: 408 and closed.
+    let (status, _, _) = read_answer(&mut dribblers[0]);
+    assert_eq!(status, 408);
+    // A connection that sends nothing is closed after 5 s, without an answer.
+    let mut silent = TcpStream::connect(srv.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(silent.read(&mut byte).unwrap_or(0), 0, "closed");
+}
+
+#[test]
+fn connections_and_rate_are_bounded() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(
+        &sb,
+        &["--max-connections", "4", "--rate", "1", "--burst", "2"],
+    );
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let (status, _) = request(srv.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 503, "over --max-connections");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..3 {
+        let (status, head, _) = raw(
+            srv.addr,
+            b"GET /v1/agents/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        statuses.push(status);
+        if status == 429 {
+            retry_after = head
+                .lines()
+                .find(|l| l.starts_with("Retry-After"))
+                .map(str::to_string);
+        }
+    }
+    assert_eq!(statuses, vec![400, 400, 429], "burst 2, then limited");
+    assert_eq!(retry_after.as_deref(), Some("Retry-After: 1"));
+}
+
+#[test]
+fn healthz_says_what_check_says() {
+    let fake = FakeClaws::start(
+        600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 1_000,
+        },
+        60_000,
+    );
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(&sb, &[]);
+    let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 503, "no tick yet: {body}");
+    assert!(body["reasons"][0].as_str().unwrap().contains("no tick"));
+    // A new agent enrolls with one request and is renewed by the next tick.
+    let (status, _) = request(
+        srv.addr,
+        "POST",
+        "/v1/enroll",
+        &[],
+        &enroll_body(&wallet("alice")),
+    );
+    assert_eq!(status, 201);
+    let mut args = vec!["tick".to_string()];
+    args.extend(net_args(&fake));
+    let out = sb.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("1 renewed"), "{out}");
+    let (status, body) = request(srv.addr, "GET", "/health", &[], "");
+    assert_eq!((status, body["ok"].as_bool()), (200, Some(true)), "{body}");
+}
+
+#[test]
+fn with_billing_only_agents_registered_on_the_escrow_enroll_at_its_fee() {
+    let b = setup(600_000, 60_000);
+    {
+        let mut s = b.fake.state();
+        s.chain.agents.get_mut(ALICE).unwrap().fee_bps = 700;
+        s.chain.agents.remove(CAROL);
+        s.chain.agents.get_mut(common::chain::BOB).unwrap().status = common::chain::CANCELLED;
+    }
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = b.args("serve");
+    args.extend([
+        "--listen".into(),
+        listen.clone(),
+        "--intake-name".into(),
+        "t".into(),
+    ]);
+    let srv = Server {
+        child: Some(b.sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())),
+        addr: listen.parse().unwrap(),
+    };
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
+        srv.addr
+    )
+    .is_ok()));
+    let (status, view) = request(
+        srv.addr,
+        "POST",
+        "/v1/enroll",
+        &[],
+        &enroll_body(&wallet("alice")),
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        b.sb.query_i64(&format!(
+            "SELECT fee_bps FROM agents WHERE address = '{ALICE}'"
+        )),
+        700
+    );
+    let (status, body) = request(
+        srv.addr,
+        "POST",
+        "/v1/enroll",
+        &[],
+        &enroll_body(&wallet("carol")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not registered"));
+    let (status, body) = request(
+        srv.addr,
+        "POST",
+        "/v1/enroll",
+        &[],
+        &enroll_body(&wallet("bob")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cancelled"));
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_used() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    // As systemd does: the socket as descriptor 3, LISTEN_FDS=1 and LISTEN_PID the
+    // server's own pid (the shell's, which `exec` hands on).
+    let inner = sb.command(&["serve", "--listen", "127.0.0.1:1"]);
+    let mut line = String::from("LISTEN_PID=$$ LISTEN_FDS=1 exec");
+    for word in std::iter::once(inner.get_program()).chain(inner.get_args()) {
+        line.push_str(&format!(" '{}'", word.to_string_lossy()));
+    }
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(line).current_dir(sb.dir.path());
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl).
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let srv = Server {
+        child: Some(child),
+        addr,
+    };
+    let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 503, "answered on the passed socket: {body}");
+}
+
+#[test]
+fn systemd_socket_activate_hands_its_socket_over_where_present() {
+    let tool = std::path::Path::new("/usr/bin/systemd-socket-activate");
+    if !tool.exists() {
+        println!("skipped: systemd-socket-activate is not installed here");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let inner = sb.command(&["serve", "--listen", "127.0.0.1:1"]);
+    let mut cmd = std::process::Command::new(tool);
+    cmd.arg("-l")
+        .arg(&listen)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    cmd.current_dir(sb.dir.path());
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let srv = Server {
+        child: Some(child),
+        addr: listen.parse().unwrap(),
+    };
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
+        srv.addr
+    )
+    .is_ok()));
+    let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body["reasons"].is_array());
+}
+
+#[test]
+fn enrollments_while_run_renews_1000_agents_are_all_kept() {
+    let fake = FakeClaws::start(
+        600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 1_000,
+        },
+        60_000,
+    );
+    let sb = Sandbox::new();
+    let seeded = |i: u64| {
+        let mut seed = [7u8; 32];
+        seed[..8].copy_from_slice(&i.to_be_bytes());
+        Wallet::from_seed(&seed)
+    };
+    let mut lines = String::new();
+    for i in 0..1_000 {
+        let w = seeded(i);
+        lines.push_str(&format!(
+            "{}\t{}\n",
+            w.address(),
+            hex::encode(w.sign_message(b"stream"))
+        ));
+    }
+    let file = sb.dir.path().join("agents.tsv");
+    std::fs::write(&file, lines).unwrap();
+    sb.ok(&["enroll", "--from-file", file.to_str().unwrap()]);
+    let srv = start(&sb, &["--rate", "0"]);
+    let mut args = vec![
+        "run".to_string(),
+        "--poll-seconds".into(),
+        "1".into(),
+        "--max-tick-seconds".into(),
+        "600".into(),
+    ];
+    args.extend(net_args(&fake));
+    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut codes = Vec::new();
+    for i in 1_000..1_200 {
+        let (status, body) = request(
+            srv.addr,
+            "POST",
+            "/v1/enroll",
+            &[],
+            &enroll_body(&seeded(i)),
+        );
+        assert!(status == 201, "{status}: {body}");
+        codes.push(status);
+    }
+    assert!(wait_for(Duration::from_secs(120), || fake
+        .state()
+        .windows
+        .len()
+        == 1_200));
+    let (code, _, stderr) = terminate(run);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("locked"), "{stderr}");
+    assert_eq!(sb.query_i64("SELECT COUNT(*) FROM agents"), 1_200);
+    let granted = fake.state().granted_per_epoch();
+    assert_eq!(sb.usage(), granted, "every window counted once");
+    println!(
+        "200 intake enrollments while run renewed 1,000 agents: all kept, {} windows counted",
+        granted.values().sum::<i64>()
+    );
+}
