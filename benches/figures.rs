@@ -333,6 +333,159 @@ fn billing(n: usize, simulate: SimulateRoute) {
     );
 }
 
+/// One request on a keep-alive connection; its status and latency.
+fn keep_alive(
+    s: &mut std::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Duration) {
+    use std::io::Write;
+    let started = Instant::now();
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(text.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + len {
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            return (status, started.elapsed());
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// The intake: enrolls per second (each verified offline), `/healthz` per second, an
+/// enroll beside 20 dribbling clients, peak RSS with 64 connections open.
+fn serve_intake(n: usize) {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let sb = Sandbox::new();
+    sb.command(&["init-db"]).output().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = sb
+        .command(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--rate",
+            "0",
+            "--max-connections",
+            "100",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
+        &listen
+    )
+    .is_ok()));
+    let bodies: Vec<String> = (0..n)
+        .map(|i| {
+            let w = wallet(1_000_000 + i);
+            format!(
+                r#"{{"address":"{}","signature":"{}"}}"#,
+                w.address(),
+                hex::encode(w.sign_message(b"stream"))
+            )
+        })
+        .collect();
+    let mut conn = TcpStream::connect(&listen).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let started = Instant::now();
+    let mut lat: Vec<Duration> = bodies
+        .iter()
+        .map(|b| {
+            let (status, t) = keep_alive(&mut conn, "POST", "/v1/enroll", b);
+            assert_eq!(status, 201);
+            t
+        })
+        .collect();
+    let wall = started.elapsed();
+    lat.sort();
+    row(
+        &format!("serve: {n} enrolls on one keep-alive connection (signature verified, one transaction each)"),
+        format!("{:.0} enrolls/s; p50 {:.2} ms, p99 {:.2} ms", n as f64 / wall.as_secs_f64(), percentile(&lat, 50), percentile(&lat, 99)),
+    );
+    let started = Instant::now();
+    for _ in 0..n {
+        keep_alive(&mut conn, "GET", "/healthz", "");
+    }
+    row(
+        "serve: /healthz",
+        format!(
+            "{:.0} per second",
+            n as f64 / started.elapsed().as_secs_f64()
+        ),
+    );
+    let mut dribblers: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&listen).unwrap())
+        .collect();
+    let mut beside = Vec::new();
+    for i in 0..40 {
+        for d in &mut dribblers {
+            let _ = d.write_all(b"G");
+        }
+        let (_, t) = keep_alive(
+            &mut conn,
+            "GET",
+            &format!("/v1/agents/{}", wallet(1_000_000 + i).address()),
+            "",
+        );
+        beside.push(t);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    beside.sort();
+    row(
+        "serve: a request with 20 clients dribbling a byte at a time",
+        format!(
+            "p50 {:.2} ms, max {:.2} ms",
+            percentile(&beside, 50),
+            percentile(&beside, 100)
+        ),
+    );
+    let open: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(&listen).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
+    row(
+        "serve: peak RSS with 64 connections open (after the runs above)",
+        hwm.replace("VmHWM:", "").trim().to_string(),
+    );
+    drop(open);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// `import-mvp` of an MVP database of `agents` agents with `days` days of attempts (48 a
 /// day, as 30-minute windows give), 2 usage rows and 2 billing attempts a day each.
 fn import_mvp(agents: usize, days: usize) {
@@ -545,6 +698,9 @@ fn main() {
     if wants("billing") {
         billing(1_000, SimulateRoute::Absent);
         billing(1_000, SimulateRoute::Served);
+    }
+    if wants("serve") {
+        serve_intake(2_000);
     }
     if wants("reconcile") {
         reconcile(10_000, 10);

@@ -482,6 +482,9 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
              ALTER TABLE agents DROP COLUMN serve_cancelled;
              ALTER TABLE agents DROP COLUMN escrow_probation;
              DROP TABLE enforcements;
+             DROP TABLE api_tokens;
+             DROP TABLE used_messages;
+             ALTER TABLE agents DROP COLUMN remove_requested_ms;
              PRAGMA user_version = 3;",
         )
         .unwrap();

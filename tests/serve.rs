@@ -437,18 +437,21 @@ fn slow_clients_never_hold_up_others_and_are_closed_in_time() {
 fn connections_and_rate_are_bounded() {
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
-    let srv = start(
-        &sb,
-        &["--max-connections", "4", "--rate", "1", "--burst", "2"],
-    );
+    let srv = start(&sb, &["--max-connections", "4"]);
+    std::thread::sleep(Duration::from_millis(300)); // start's probe connection is gone
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(srv.addr).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(400));
-    let (status, _) = request(srv.addr, "GET", "/healthz", &[], "");
-    assert_eq!(status, 503, "over --max-connections");
+    let (status, body) = request(srv.addr, "GET", "/v1/agents/x", &[], "");
+    assert_eq!(status, 503, "over --max-connections: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("connections open"),
+        "{body}"
+    );
     drop(held);
-    std::thread::sleep(Duration::from_millis(400));
+    drop(srv);
+    let srv = start(&sb, &["--rate", "1", "--burst", "2"]);
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..3 {

@@ -6,12 +6,12 @@ bin=$(realpath "$1")
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for unit in "$here"/*.service "$here"/*.timer; do
+for unit in "$here"/*.service "$here"/*.timer "$here"/*.socket; do
   sed "s#/usr/local/bin/stream-agency#$bin#" "$unit" >"$tmp/$(basename "$unit")"
 done
 cd "$tmp"
 # Credentials' sources need not exist at verify time; everything else must be clean.
-out=$(systemd-analyze verify ./*.service ./*.timer 2>&1 | grep -v -e 'LoadCredential' -e 'Failed to prepare filename' || true)
+out=$(systemd-analyze verify ./*.service ./*.timer ./*.socket 2>&1 | grep -v -e 'LoadCredential' -e 'Failed to prepare filename' || true)
 if [ -n "$out" ]; then
   echo "$out"
   exit 1

@@ -81,15 +81,6 @@ pub fn serve(
     while !stop.load(Ordering::SeqCst) {
         let (listener_ready, ready) = wait(listener, &conns)?;
         let now = now_ms();
-        if listener_ready {
-            accept(
-                listener,
-                &mut conns,
-                &mut next_id,
-                limits.max_connections,
-                now,
-            );
-        }
         for (id, flags) in ready {
             let Some(c) = conns.get_mut(&id) else {
                 continue;
@@ -100,6 +91,16 @@ pub fn serve(
             if !alive {
                 conns.remove(&id);
             }
+        }
+        // After the closed connections are gone, so that they do not count against the limit.
+        if listener_ready {
+            accept(
+                listener,
+                &mut conns,
+                &mut next_id,
+                limits.max_connections,
+                now,
+            );
         }
         for c in conns.values_mut() {
             answer_requests(intake, c, &mut rate, limits.trust_proxy, now)?;
