@@ -126,7 +126,7 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
         "Billing transactions that failed.",
         &[("", t.billing_failures)],
     );
-    let money = crate::store::views::Money::of(store.charges(false)?.iter());
+    let money = crate::store::views::Money::of(store.charges(false, None)?.iter());
     let as_claw = |atto: u128| (atto / 1_000_000_000_000_000) as i64; // milli-CLAW
     metric(
         "receivables_milliclaw",

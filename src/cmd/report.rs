@@ -80,7 +80,7 @@ impl Run for Report {
 pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
     let window_reward = store.meta_window_reward()?;
     let mut rows = Rows::new(REPORT_FIELDS.to_vec());
-    let charges = store.charges(false)?;
+    let charges = store.charges(false, None)?;
     for a in store.agent_rows(all)? {
         let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
         let due = window_reward.map(|reward| {
@@ -249,7 +249,7 @@ impl Run for Receivables {
             "enforcement",
             "age_epochs",
         ]);
-        for c in store.charges(true)? {
+        for c in store.charges(true, None)? {
             let deadline = grace.map(|g| c.epoch + g);
             let remaining = c.remaining_atto();
             let enforceable = deadline

@@ -162,44 +162,40 @@ impl Store {
         let epoch = self.max_epoch_seen()?;
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, status, removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL,
                         escrow_status = 'cancelled' AND serve_cancelled = 0,
                         next_attempt_ms, expected_end_ms
                  FROM agents WHERE address = ?1",
-                [address.to_bech32()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, bool>(2)?,
-                        r.get::<_, Option<bool>>(3)?.unwrap_or(false),
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                    ))
-                },
-            )
+            )?
+            .query_row([address.to_bech32()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<bool>>(3)?.unwrap_or(false),
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })
             .optional()?;
         let Some((id, status, removed, cancelled, next, end)) = row else {
             return Ok(None);
         };
         let windows = |e: Option<i64>| -> Result<i64> {
-            Ok(self.conn.query_row(
-                "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
-                params![id, e],
-                |r| r.get(0),
-            )?)
+            Ok(self
+                .conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
+                )?
+                .query_row(params![id, e], |r| r.get(0))?)
         };
         let status = match (removed, cancelled) {
             (true, _) => "removed".to_string(),
             (false, true) => "cancelled".to_string(),
             _ => status,
         };
-        let open_bills = self
-            .charges(true)?
-            .iter()
-            .filter(|c| c.agent_id == id)
-            .count() as i64;
+        let open_bills = self.charges(true, Some(id))?.len() as i64;
         Ok(Some(PublicView {
             address: address.to_bech32(),
             next_renewal_ms: (status == "active").then_some(next),

@@ -364,18 +364,20 @@ impl Charge {
 
 impl Store {
     /// Every billed epoch with a recorded charge (ours; not the MVP's, whose charges are
-    /// unknown), oldest first; only those still open with `open`.
-    pub fn charges(&self, open: bool) -> Result<Vec<Charge>> {
-        let mut stmt = self.conn.prepare(
+    /// unknown), oldest first; only those still open with `open`; only one agent's with
+    /// `agent`.
+    pub fn charges(&self, open: bool, agent: Option<i64>) -> Result<Vec<Charge>> {
+        let mut stmt = self.conn.prepare_cached(
             "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
                     u.settlement, u.due_atto, u.paid_at_cancel, u.billed_ms,
                     (SELECT e.status || COALESCE(': ' || e.outcome, '') FROM enforcements e
                       WHERE e.agent_id = u.agent_id AND e.epoch = u.epoch)
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
+               AND (?1 IS NULL OR u.agent_id = ?1)
              ORDER BY u.epoch, a.address",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([agent], |r| {
             let atto: String = r.get(4)?;
             let state: Option<String> = r.get(5)?;
             let due: Option<String> = r.get(6)?;
