@@ -129,7 +129,8 @@ impl Store {
         })
     }
 
-    /// Enrolls agents in one transaction (all or nothing). Returns (new, updated).
+    /// Enrolls agents in one transaction (all or nothing): the CLI's enroll, which
+    /// reactivates a known agent. Returns (new, updated).
     pub fn enroll_many(
         &mut self,
         agents: &[(Address, Secret, u32)],
@@ -142,27 +143,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         let (mut new, mut updated) = (0, 0);
         for ((address, _, fee_bps), stored) in agents.iter().zip(&sealed) {
-            let known: bool = tx
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)")?
-                .query_row([address.to_bech32()], |r| r.get(0))?;
-            // A re-enrolled agent is tried at once: its new signature may fix an old error.
-            tx.prepare_cached(
-                "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
-                 ON CONFLICT (address) DO UPDATE SET
-                    stream_signature = excluded.stream_signature,
-                    fee_bps = excluded.fee_bps,
-                    status = 'active',
-                    next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
-                    backoff_step = 0,
-                    removed_ms = NULL,
-                    updated_ms = excluded.updated_ms",
-            )?
-            .execute(params![address.to_bech32(), stored.as_str(), fee_bps, now])?;
-            if known {
-                updated += 1;
-            } else {
+            if upsert_agent(&tx, (address, stored, *fee_bps), false, now)? {
                 new += 1;
+            } else {
+                updated += 1;
             }
         }
         tx.commit()?;
@@ -368,6 +352,37 @@ impl Store {
         tx.commit()?;
         Ok(counted)
     }
+}
+
+/// Adds an agent or updates a known one's signature and fee; a removed one (or one that
+/// asked to be removed) is served again. A known agent's status becomes active, or with
+/// `keep_status` stays as it is (the intake: a paused agent stays paused). A re-enrolled
+/// agent is tried at once: its new signature may fix an old error. Returns true when new.
+pub(super) fn upsert_agent(
+    conn: &rusqlite::Connection,
+    (address, stored, fee_bps): (&Address, &str, u32),
+    keep_status: bool,
+    now: i64,
+) -> Result<bool> {
+    let known: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)")?
+        .query_row([address.to_bech32()], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
+         ON CONFLICT (address) DO UPDATE SET
+            stream_signature = excluded.stream_signature,
+            fee_bps = excluded.fee_bps,
+            status = CASE WHEN ?5 AND removed_ms IS NULL AND remove_requested_ms IS NULL
+                          THEN status ELSE 'active' END,
+            next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
+            backoff_step = 0,
+            removed_ms = NULL,
+            remove_requested_ms = NULL,
+            updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![address.to_bech32(), stored, fee_bps, now, keep_status])?;
+    Ok(!known)
 }
 
 #[cfg(test)]

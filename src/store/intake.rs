@@ -84,26 +84,9 @@ impl Store {
     ) -> Result<bool> {
         let stored = self.sealed(address, signature.expose());
         let tx = self.conn.transaction()?;
-        let known: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1)")?
-            .query_row([address.to_bech32()], |r| r.get(0))?;
-        tx.prepare_cached(
-            "INSERT INTO agents (address, stream_signature, fee_bps, status, next_attempt_ms, enrolled_ms, updated_ms)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?4)
-             ON CONFLICT (address) DO UPDATE SET
-                stream_signature = excluded.stream_signature,
-                fee_bps = excluded.fee_bps,
-                status = CASE WHEN removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL
-                              THEN 'active' ELSE status END,
-                next_attempt_ms = MIN(next_attempt_ms, excluded.updated_ms),
-                backoff_step = 0,
-                removed_ms = NULL,
-                remove_requested_ms = NULL,
-                updated_ms = excluded.updated_ms",
-        )?
-        .execute(params![address.to_bech32(), stored.as_str(), fee_bps, now])?;
+        let new = super::agents::upsert_agent(&tx, (address, &stored, fee_bps), true, now)?;
         tx.commit()?;
-        Ok(!known)
+        Ok(new)
     }
 
     /// Records a signed message as used until `expires_s`. False: it was used already.
