@@ -705,3 +705,80 @@ fn enrollments_while_run_renews_1000_agents_are_all_kept() {
         granted.values().sum::<i64>()
     );
 }
+
+#[test]
+fn signatures_are_stored_encrypted_and_never_logged_and_public_listening_is_explicit() {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("at-rest.key");
+    sb.ok(&["keygen", "--out", key.to_str().unwrap()]);
+    sb.ok(&["init-db"]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let key_arg = key.to_str().unwrap();
+    let child = sb.spawn(&["--secret-key-file", key_arg, "serve", "--listen", &listen]);
+    let addr: SocketAddr = listen.parse().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
+        addr
+    )
+    .is_ok()));
+    let alice = wallet("alice");
+    let signature = hex::encode(alice.sign_message(b"stream"));
+    assert_eq!(
+        request(addr, "POST", "/v1/enroll", &[], &enroll_body(&alice)).0,
+        201
+    );
+    let (_, _, stderr) = terminate(child);
+    assert!(stderr.contains("enrolled"), "{stderr}");
+    assert!(!stderr.contains(&signature), "a signature in the log");
+    let stored: String = sb
+        .conn()
+        .query_row("SELECT stream_signature FROM agents", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(stored, signature, "stored in clear");
+    // Anything but loopback needs --public, and is said to be plain HTTP.
+    let r = sb.run(&["serve", "--listen", "0.0.0.0:1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--public") && r.stderr.contains("plain HTTP"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_removal_asked_for_waits_until_the_counted_windows_are_billed() {
+    let b = setup(3_600_000, 3_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    b.usage(CAROL, e - 1, 3);
+    let srv = start(&b.sb, &[]);
+    let carol = wallet("carol");
+    let remove = action(&carol, "test-agency", "remove", 60);
+    let (status, view) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{CAROL}/remove"),
+        &[],
+        &remove,
+    );
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("removed")),
+        "{view}"
+    );
+    let removed = || {
+        b.sb.query_i64(&format!(
+            "SELECT COUNT(*) FROM agents WHERE address = '{CAROL}' AND removed_ms IS NOT NULL"
+        ))
+    };
+    assert_eq!(removed(), 0, "3 windows wait for their bill");
+    b.tick_until_settled();
+    b.tick();
+    assert_eq!(removed(), 1, "removed once billed");
+    assert_eq!(
+        b.fake.state().chain.billed[&(CAROL.to_string(), (e - 1) as u64)],
+        3
+    );
+    let attempts = b.sb.ok(&["billing-attempts"]);
+    assert!(attempts.contains(CAROL), "history kept: {attempts}");
+}
