@@ -73,6 +73,8 @@ commands! {
     Reconcile(cmd::reconcile::Reconcile),
     Check(cmd::check::Check),
     Prune(cmd::prune::Prune),
+    Backup(cmd::backup::Backup),
+    Restore(cmd::backup::Restore),
 }
 
 impl Cli {

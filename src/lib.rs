@@ -13,6 +13,7 @@
 //! - `store/` (every SQL query), `lock` (one tick or run per database), `config`
 //!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
 
+pub mod backup;
 pub mod billing;
 pub mod cli;
 pub mod clock;

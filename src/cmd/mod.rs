@@ -4,6 +4,7 @@
 //! one line to the `commands!` list in `cli.rs`. Argument checks live with the command;
 //! what commands share (opening the database, "needs a human") lives here.
 
+pub mod backup;
 pub mod billing;
 pub mod check;
 pub mod enroll;

@@ -103,6 +103,16 @@ impl Store {
         })
     }
 
+    /// Whether any stored signature is encrypted (what a backup of this file needs). No
+    /// signature leaves SQLite for it.
+    pub fn has_encrypted_signatures(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE substr(stream_signature, 1, ?1) = ?2)",
+            params![crate::secrets::PREFIX.len(), crate::secrets::PREFIX],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The signature as stored: encrypted when a key is configured.
     pub(super) fn sealed(&self, address: &Address, signature: &str) -> Zeroizing<String> {
         Zeroizing::new(match &self.secret_key {
