@@ -555,6 +555,19 @@ fn import_mvp(agents: usize, days: usize) {
             db_bytes(&sb) as f64 / 1_048_576.0
         ),
     );
+    let copy = sb.dir.path().join("backup.db");
+    let m = measure(sb.command(&["backup", "--to", copy.to_str().unwrap()]));
+    assert_eq!(m.code, 0, "{}", m.stdout);
+    row(
+        &format!("backup of that database ({agents} agents x {days} days)"),
+        format!(
+            "{:.1} s wall, {:.1} s CPU, peak RSS {:.1} MiB; copy {:.0} MiB (VACUUM INTO, integrity check, fsync, rename)",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.max_rss_kib as f64 / 1024.0,
+            std::fs::metadata(&copy).map_or(0, |m| m.len()) as f64 / 1_048_576.0
+        ),
+    );
 }
 
 /// `reconcile` over `agents` x `epochs` billed epochs that the chain has too.

@@ -105,7 +105,9 @@ fn snapshot(db: &Path, tmp: &Path) -> Result<()> {
 pub fn check(path: &Path) -> Result<usize> {
     let shown = path.display();
     let found = recognize::recognize(path).map_err(|e| {
-        Error::usage(format!("{shown} cannot be read as a database ({e}): nothing was changed"))
+        Error::usage(format!(
+            "{shown} cannot be read as a database ({e}): nothing was changed"
+        ))
     })?;
     let version = match found {
         Found::Ours(v) if v <= Store::schema_version() => v,
