@@ -163,13 +163,14 @@ fn bad_backup_and_restore_input_is_refused_in_one_line_and_changes_nothing() {
     let mut args = vec!["run".to_string()];
     args.extend(net_args(&fake));
     let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(wait_for(Duration::from_secs(10), || sb
-        .dir
-        .path()
-        .join("agency.db.lock")
-        .exists()
-        && sb.run(&["restore", newer.to_str().unwrap()]).code == 3));
+    // Wait until run itself holds the lock (its holder line is written after the flock):
+    // a restore tried earlier could take the lock first and make run exit.
+    let lock_file = sb.dir.path().join("agency.db.lock");
+    assert!(wait_for(Duration::from_secs(60), || {
+        std::fs::read_to_string(&lock_file).is_ok_and(|t| t.starts_with("run (pid"))
+    }));
     let r = sb.run(&["restore", newer.to_str().unwrap()]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("systemctl stop"), "{}", r.stderr);
     terminate(run);
     assert_eq!(integrity(&sb.db), "ok");
