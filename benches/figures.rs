@@ -60,9 +60,7 @@ fn row(name: &str, figure: String) {
 }
 
 fn wallet(i: usize) -> Wallet {
-    let mut seed = [9u8; 32];
-    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    Wallet::from_seed(&seed)
+    seeded_wallet(i as u64)
 }
 
 /// Enrolls `n` generated agents from a file; returns the enrollment's wall time.
@@ -236,6 +234,70 @@ fn database_growth(sb: &Sandbox, fake: &FakeClaws, n: usize) {
             "{}; file now {:.1} MiB",
             out.trim(),
             db_bytes(sb) as f64 / 1_048_576.0
+        ),
+    );
+}
+
+/// What a tick of `n` renewals writes to the disk at most (the WAL grown from nothing, the
+/// file's growth), against the reserve that must hold it; and the database time of those
+/// renewals while `backup` copies the database over and over.
+fn disk(n: usize) {
+    let (sb, fake) = burst(n);
+    let due_all = |sb: &Sandbox| {
+        let c = sb.conn();
+        c.execute("UPDATE agents SET next_attempt_ms = 0", [])
+            .unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    };
+    due_all(&sb);
+    let before = db_bytes(&sb);
+    let m = tick(&sb, &fake, &["--max-tick-seconds", "3600"]);
+    let grown = db_bytes(&sb).saturating_sub(before);
+    let (_, quiet_db) = split(&m.stdout);
+    row(
+        &format!("disk: the largest write of a tick of {n} renewals"),
+        format!(
+            "{:.2} MiB (WAL from empty + file growth) against the {} MiB reserve",
+            grown as f64 / 1_048_576.0,
+            stream_agency::disk::RESERVE_BYTES >> 20
+        ),
+    );
+    due_all(&sb);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, dir) = (stop.clone(), sb.dir.path().join("copies"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copier_db = sb.db.clone();
+    let copier = std::thread::spawn(move || {
+        let mut copies = 0;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let out = Command::new(env!("CARGO_BIN_EXE_stream-agency"))
+                .arg("--db")
+                .arg(&copier_db)
+                .args(["backup", "--to"])
+                .arg(&dir)
+                .args(["--keep", "1"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            copies += 1;
+        }
+        copies
+    });
+    let m = tick(&sb, &fake, &["--max-tick-seconds", "3600"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let copies = copier.join().unwrap();
+    let (_, busy_db) = split(&m.stdout);
+    let per = |ms: f64| ms * 1e3 / n as f64;
+    row(
+        &format!("writers while backups run ({n} renewals in one tick)"),
+        format!(
+            "database time per renewal {:.0} µs with backups running ({copies} copies during the tick) vs {:.0} µs without",
+            per(busy_db),
+            per(quiet_db)
         ),
     );
 }
@@ -707,6 +769,10 @@ fn main() {
         burst(1_000);
         let (sb, fake) = burst(10_000);
         database_growth(&sb, &fake, 10_000);
+    }
+    if wants("disk") {
+        disk(1_000);
+        disk(10_000);
     }
     if wants("billing") {
         billing(1_000, SimulateRoute::Absent);

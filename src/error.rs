@@ -25,6 +25,9 @@ pub enum Error {
     Usage(String),
     /// Something failed while working (database, file system).
     Runtime(String),
+    /// The database cannot be written: disk full, read-only, I/O error. A tick keeps
+    /// renewing through it (see `crate::disk`); elsewhere it is a runtime error.
+    Storage(String),
     /// Another process holds the database's lock.
     Locked(String),
     /// The work was done, but a human must look (the message says at what).
@@ -42,10 +45,15 @@ impl Error {
         Error::Runtime(msg.into())
     }
 
+    /// The database could not be written for want of disk (full, read-only, I/O).
+    pub fn is_storage(&self) -> bool {
+        matches!(self, Error::Storage(_))
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Runtime(_) => exit::RUNTIME,
+            Error::Runtime(_) | Error::Storage(_) => exit::RUNTIME,
             Error::Locked(_) => exit::LOCKED,
             Error::NeedsHuman(_) => exit::NEEDS_HUMAN,
         }
@@ -55,9 +63,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::Runtime(m) | Error::Locked(m) | Error::NeedsHuman(m) => {
-                f.write_str(m)
-            }
+            Error::Usage(m)
+            | Error::Runtime(m)
+            | Error::Storage(m)
+            | Error::Locked(m)
+            | Error::NeedsHuman(m) => f.write_str(m),
         }
     }
 }
@@ -68,6 +78,12 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         // SQLite messages name tables and constraints, never bound values, so they are
         // safe to show even when a statement carried a signature.
-        Error::Runtime(format!("database error: {e}"))
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen) => {
+                Error::Storage(format!("database cannot be written: {e}"))
+            }
+            _ => Error::Runtime(format!("database error: {e}")),
+        }
     }
 }

@@ -73,6 +73,43 @@ pub fn check(
     Ok(out)
 }
 
+/// Free space that would not last this long at the measured growth needs a human.
+pub const FREE_SPACE_DAYS: f64 = 7.0;
+
+/// The database's disk: writable, and room for a week of renewals at the bytes per
+/// renewal this database measures (its size over the attempts it holds).
+pub fn disk(store: &Store, db: &Path, now: i64) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let Some(space) = crate::disk::space(db) else {
+        return Ok(out);
+    };
+    if space.read_only || store.is_read_only() {
+        out.push(format!(
+            "database {} cannot be written ({}): renewals go on but are not recorded and billing waits; make it writable",
+            db.display(),
+            crate::disk::describe_space(db)
+        ));
+        return Ok(out);
+    }
+    let g = store.growth(now)?;
+    // Too few renewals to measure by, or none in the last day: nothing to warn about.
+    if g.attempts < 100 || g.last_day == 0 {
+        return Ok(out);
+    }
+    let per_renewal = g.used_bytes as f64 / g.attempts as f64;
+    let per_day = per_renewal * g.last_day as f64;
+    let days = space.free as f64 / per_day;
+    if days < FREE_SPACE_DAYS {
+        out.push(format!(
+            "{} holds about {days:.1} days of growth ({:.0} bytes per renewal, {} renewals a day): free space, or `prune` old attempts",
+            crate::disk::describe_space(db),
+            per_renewal,
+            g.last_day
+        ));
+    }
+    Ok(out)
+}
+
 /// The metrics in the node_exporter textfile format.
 pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
     let mut text = String::new();

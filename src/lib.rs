@@ -10,7 +10,8 @@
 //!   where it can be), `tx` (transactions), `keys` (addresses, PEM, signing),
 //!   `secrets` (signatures at rest);
 //! - clients: `http`, `stream` (the stream service), `gateway` (the chain gateway);
-//! - `store/` (every SQL query), `lock` (one tick or run per database), `config`
+//! - `store/` (every SQL query), `disk` (records waiting for a full or read-only disk),
+//!   `lock` (one tick or run per database), `config`
 //!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
 
 pub mod backup;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod disk;
 pub mod epochs;
 pub mod error;
 pub mod escrow;

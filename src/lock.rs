@@ -65,6 +65,12 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
         .truncate(false)
         .mode(0o600)
         .open(&path)
+        .or_else(|e| match e.kind() {
+            // A read-only file system: a lock file opened for reading locks as well (and
+            // renewals go on; see `crate::disk`).
+            std::io::ErrorKind::ReadOnlyFilesystem => std::fs::File::open(&path),
+            _ => Err(e),
+        })
         .map_err(|e| Error::runtime(format!("cannot open lock file {}: {e}", path.display())))?;
     // flock(LOCK_EX | LOCK_NB) on Unix: the kernel drops it when the process dies.
     let locked = file.try_lock();

@@ -17,7 +17,7 @@ use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::effective_epoch;
 use crate::store::Store;
 use crate::stream::{Answer, Reply, StreamClient};
-use crate::{clock, health, http, idle, now_ms};
+use crate::{clock, disk, health, http, idle, now_ms};
 
 /// Genesis and round duration as versions before schema 4 kept them (read, not written).
 const LEGACY_ROUND_DURATION_KEY: &str = "round_duration_ms";
@@ -106,6 +106,10 @@ pub struct Agency {
     wrong_chain: Option<String>,
     /// The network's clock as the answers' `Date` headers tell it.
     network_clock: clock::Keeper,
+    /// The database file, for its disk's free space and reserve.
+    db: std::path::PathBuf,
+    /// Renewals the disk did not take yet (full or read-only), oldest first.
+    backlog: disk::Backlog,
 }
 
 /// Whether the work must stop: a signal, or the tick's deadline.
@@ -129,6 +133,11 @@ pub struct TickSummary {
     pub billing: Option<BillingSummary>,
     /// What needs a human after this tick (lapses, long failures, epochs lost for billing).
     pub attention: Vec<String>,
+    /// The database refused a write this tick (full, read-only): why.
+    pub storage: Option<String>,
+    /// Attempts (and among them windows) still waiting in memory for the disk.
+    pub unrecorded: usize,
+    pub unrecorded_windows: usize,
     /// Time spent waiting on `/stream` and writing outcomes, for the figures.
     pub network_ms: f64,
     pub database_ms: f64,
@@ -142,6 +151,10 @@ impl fmt::Display for TickSummary {
                 "tick: epoch {e} (from the timeline; nothing to do, no request sent)"
             )?,
             Some(e) => write!(f, "tick: epoch {e}")?,
+            None if self.storage.is_some() => write!(
+                f,
+                "tick: epoch unknown (its reading could not be recorded: the database cannot be written)"
+            )?,
             None => write!(f, "tick: epoch unknown (gateway unreachable)")?,
         }
         write!(
@@ -173,6 +186,13 @@ impl fmt::Display for TickSummary {
         if let Some(b) = &self.billing {
             write!(f, "; {b}")?;
         }
+        if self.unrecorded > 0 {
+            write!(
+                f,
+                "; {} attempts ({} windows) wait in memory for the disk",
+                self.unrecorded, self.unrecorded_windows
+            )?;
+        }
         if !self.attention.is_empty() {
             write!(f, "; {} need a human", self.attention.len())?;
         }
@@ -188,6 +208,8 @@ impl Agency {
         let billing = idle::Billing::of(cfg.billing.as_ref());
         let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));
         Agency {
+            db: store.path().unwrap_or_default(),
+            backlog: disk::Backlog::default(),
             biller,
             billing,
             rounds_passed: 0,
@@ -229,27 +251,76 @@ impl Agency {
     /// full tick. (`tick` makes its idle check before the agency is even built.)
     pub fn tick_unless_idle(&mut self) -> Result<TickSummary> {
         let gateway = &self.cfg.epoch_api_url;
+        if !self.backlog.is_empty() {
+            return self.tick();
+        }
         if let Some(idle) = idle::check(&self.store, gateway, self.billing, now_ms())? {
             return idle_summary(&self.store, idle, self.cfg.max_clock_skew_ms);
         }
         self.tick()
     }
 
+    /// The error a `tick` ends with while renewals wait for the disk (see `crate::disk`).
+    pub fn unrecorded_error(&self) -> Option<crate::error::Error> {
+        (!self.backlog.is_empty()).then(|| self.backlog.unrecorded_error(&self.db))
+    }
+
+    /// Records wait in memory: `run` tries to write them again soon.
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// A database opened read-only (its file system was) is opened to write once it can be.
+    fn reopen_if_writable(&mut self) {
+        if !self.store.is_read_only() || disk::space(&self.db).is_none_or(|s| s.read_only) {
+            return;
+        }
+        match Store::open(&self.db) {
+            Ok(mut store) => {
+                store.secret_key = self.store.secret_key.take();
+                self.store = store;
+                log::info!("{} is writable again", self.db.display());
+            }
+            Err(e) => log::warn!("{} still cannot be opened to write: {e}", self.db.display()),
+        }
+    }
+
+    /// The next agent due, as the database and the records in memory tell it.
+    fn next_due_ms(&self) -> Result<Option<i64>> {
+        if self.backlog.is_empty() {
+            return self.store.next_due_ms();
+        }
+        let planned = self.backlog.planned();
+        let ids: Vec<i64> = planned.iter().map(|&(id, _)| id).collect();
+        let others = self.store.next_due_ms_except(&ids)?;
+        Ok(planned.iter().map(|&(_, at)| at).chain(others).min())
+    }
+
     pub fn tick(&mut self) -> Result<TickSummary> {
         self.deadline = Some(Instant::now() + self.cfg.max_tick);
         let mut summary = TickSummary::default();
-        // 1. The epoch, every tick: usage is counted even before billing is on.
-        let epoch = self.observe_epoch(&mut summary)?;
+        // 0. Records that waited for the disk first (their windows are placed in step 1).
+        self.reopen_if_writable();
+        if !self.backlog.is_empty() {
+            summary.windows_recorded += self.backlog.flush(&mut self.store, &self.db)?;
+        }
+        // 1. The epoch, every tick: usage is counted even before billing is on. A disk
+        //    that refuses the epoch's records leaves it unknown: renewals go on.
+        let observed = self.observe_epoch(&mut summary);
+        let epoch = tolerate(observed, &mut summary)?.flatten();
         summary.epoch = epoch;
         // 2. With billing, the escrow status of the agents due and not read this epoch: one
         //    that cancelled is not renewed (nobody would pay for it).
         if let (Some(biller), Some(current)) = (self.biller.as_ref(), epoch) {
             let (stop, deadline) = (self.stop.clone(), self.deadline);
             let halt = move || halted(&stop, deadline);
-            biller.follow_lifecycle(&self.store, current, now_ms(), &halt)?;
+            let followed = biller.follow_lifecycle(&self.store, current, now_ms(), &halt);
+            tolerate(followed, &mut summary)?;
         }
-        // 3. Renew what is due; continuity first, so even without an epoch.
-        let due = self.store.due_agents(now_ms())?;
+        // 3. Renew what is due; continuity first, so even without an epoch or a disk.
+        let due = self
+            .backlog
+            .overlay(self.store.due_agents(now_ms())?, now_ms());
         summary.due = due.len();
         if !self.told_empty && self.store.is_empty()? {
             log::warn!("no agent is enrolled yet: enroll one with `stream-agency enroll-from-pem --pem AGENT.pem` or `stream-agency enroll --from-file -` (lines of address<TAB>signature); see README, Getting started");
@@ -266,7 +337,8 @@ impl Agency {
         // 4. A second look at the epoch places the windows just opened, exactly, even
         //    when the epoch changed during the tick.
         if summary.windows_recorded > 0 {
-            if let Some(current) = self.observe_epoch(&mut summary)? {
+            let observed = self.observe_epoch(&mut summary);
+            if let Some(current) = tolerate(observed, &mut summary)?.flatten() {
                 summary.epoch = Some(current);
             }
         }
@@ -275,13 +347,19 @@ impl Agency {
         // Billing yields to renewals: a slow gateway must never make a window lapse, so it
         // stops as soon as an agent is due again (`run` then ticks at once).
         let (stop, deadline) = (self.stop.clone(), self.deadline);
-        let next_due = self.store.next_due_ms()?;
+        let next_due = self.next_due_ms()?;
         let halt = move || halted(&stop, deadline) || next_due.is_some_and(|due| now_ms() >= due);
-        if let (Some(biller), Some(current)) = (self.biller.as_mut(), summary.epoch) {
+        // Billing writes ahead of every send: it waits while the disk refuses writes.
+        let disk_ok = summary.storage.is_none() && self.backlog.is_empty();
+        if let (Some(biller), Some(current), true) = (self.biller.as_mut(), summary.epoch, disk_ok)
+        {
             if halt() {
                 summary.interrupted = true;
             } else {
-                let billing = biller.bill(&mut self.store, current, self.rounds_passed, &halt)?;
+                let billed = biller.bill(&mut self.store, current, self.rounds_passed, &halt);
+                let Some(billing) = tolerate(billed, &mut summary)? else {
+                    return self.finish(summary, next_due);
+                };
                 if let Some(blocked) = &billing.blocked {
                     log::error!("billing stopped: {blocked}");
                     summary
@@ -297,14 +375,31 @@ impl Agency {
                 summary.billing = Some(billing);
             }
         }
+        self.finish(summary, next_due)
+    }
+
+    /// The tick's last steps: removals asked for, what needs a human, the clock, the disk.
+    fn finish(&mut self, mut summary: TickSummary, next_due: Option<i64>) -> Result<TickSummary> {
         let now = now_ms();
         // Agents that asked the intake to be removed go once their windows are billed.
-        self.store.finish_requested_removals(now)?;
+        let removed = self.store.finish_requested_removals(now);
+        tolerate(removed, &mut summary)?;
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);
-        self.keep_clock(&mut summary)?;
+        let kept = self.keep_clock(&mut summary);
+        tolerate(kept, &mut summary)?;
         summary.next_due_ms = next_due;
+        summary.unrecorded = self.backlog.attempts();
+        summary.unrecorded_windows = self.backlog.windows();
+        let refused = summary.storage.clone().or(self.backlog.last_error.clone());
+        match refused {
+            // Worded the same through the episode: `run` logs it when it changes.
+            Some(why) => summary.attention.push(format!(
+                "{why}: renewals go on, their records wait in memory, billing waits; free space on the database's disk (or make it writable)"
+            )),
+            None => disk::keep_reserve(&self.db),
+        }
         Ok(summary)
     }
 
@@ -576,7 +671,7 @@ impl Agency {
             }
         }
         let db_started = Instant::now();
-        let counted = self.store.record_renewal(&Renewal {
+        let renewal = Renewal {
             agent_id: agent.id,
             attempted_ms,
             opened_ms,
@@ -589,10 +684,10 @@ impl Agency {
             },
             duration_ms: reply.duration_ms,
             status_code: reply.status,
-            reason: &reply.reason,
+            reason: reply.reason,
             end_stream_ms: reply.answer.end_ms(),
             can_stream_again_at_ms: reply.answer.again_at_ms(),
-            body_excerpt: &reply.excerpt,
+            body_excerpt: reply.excerpt,
             verdict,
             window,
             // The epoch seen before this attempt bounds a window it opened, not one found
@@ -604,18 +699,20 @@ impl Agency {
             after_end: plan.after_end,
             since_probe: plan.since_probe,
             stale: plan.stale,
-        })?;
-        summary.database_ms += db_started.elapsed().as_secs_f64() * 1000.0;
-        if counted {
-            summary.windows_recorded += 1;
-        }
+        };
         log::debug!(
             "{}: {} in {} ms, next attempt at {}",
             agent.address,
-            reply.reason,
-            reply.duration_ms,
+            renewal.reason,
+            renewal.duration_ms,
             plan.next_attempt_ms
         );
+        let epoch = summary.epoch.or(min_epoch);
+        let db = &self.db;
+        summary.windows_recorded +=
+            self.backlog
+                .record(&mut self.store, db, renewal, &agent.address, epoch)?;
+        summary.database_ms += db_started.elapsed().as_secs_f64() * 1000.0;
         Ok(())
     }
 }
@@ -677,6 +774,21 @@ pub fn verdict_of(
             end_ms.filter(|_| count_observed).map(|e| (e, true)),
         ),
         _ => (Verdict::Failed(reason.to_string()), None),
+    }
+}
+
+/// A step the disk refused (full, read-only): said in the summary, and the tick goes on
+/// without it. Any other error ends the tick, as always.
+fn tolerate<T>(result: Result<T>, summary: &mut TickSummary) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_storage() => {
+            // Said once per episode by the backlog and the tick's attention, not here.
+            log::debug!("{e}: this step waits, renewals go on");
+            summary.storage = Some(e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

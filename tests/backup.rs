@@ -8,24 +8,6 @@ use std::time::Duration;
 
 use common::bill::{setup, ALICE};
 use common::*;
-use stream_agency::keys::Wallet;
-
-fn enroll_generated(sb: &Sandbox, n: u64) {
-    let mut lines = String::new();
-    for i in 0..n {
-        let mut seed = [5u8; 32];
-        seed[..8].copy_from_slice(&i.to_be_bytes());
-        let w = Wallet::from_seed(&seed);
-        lines.push_str(&format!(
-            "{}\t{}\n",
-            w.address(),
-            hex::encode(w.sign_message(b"stream"))
-        ));
-    }
-    let file = sb.dir.path().join("agents.tsv");
-    std::fs::write(&file, lines).unwrap();
-    sb.ok(&["enroll", "--from-file", file.to_str().unwrap()]);
-}
 
 fn integrity(path: &std::path::Path) -> String {
     let c = rusqlite::Connection::open(path).unwrap();
@@ -43,7 +25,7 @@ fn backups_taken_while_run_renews_1000_agents_are_whole_and_restore() {
         60_000,
     );
     let sb = Sandbox::new();
-    enroll_generated(&sb, 1_000);
+    sb.enroll_generated(1_000);
     let dir = sb.dir.path().join("backups");
     std::fs::create_dir(&dir).unwrap();
     let mut args = vec![

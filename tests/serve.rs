@@ -650,23 +650,7 @@ fn enrollments_while_run_renews_1000_agents_are_all_kept() {
         60_000,
     );
     let sb = Sandbox::new();
-    let seeded = |i: u64| {
-        let mut seed = [7u8; 32];
-        seed[..8].copy_from_slice(&i.to_be_bytes());
-        Wallet::from_seed(&seed)
-    };
-    let mut lines = String::new();
-    for i in 0..1_000 {
-        let w = seeded(i);
-        lines.push_str(&format!(
-            "{}\t{}\n",
-            w.address(),
-            hex::encode(w.sign_message(b"stream"))
-        ));
-    }
-    let file = sb.dir.path().join("agents.tsv");
-    std::fs::write(&file, lines).unwrap();
-    sb.ok(&["enroll", "--from-file", file.to_str().unwrap()]);
+    sb.enroll_generated(1_000);
     let srv = start(&sb, &["--rate", "0"]);
     let mut args = vec![
         "run".to_string(),
@@ -684,7 +668,7 @@ fn enrollments_while_run_renews_1000_agents_are_all_kept() {
             "POST",
             "/v1/enroll",
             &[],
-            &enroll_body(&seeded(i)),
+            &enroll_body(&seeded_wallet(i)),
         );
         assert!(status == 201, "{status}: {body}");
         codes.push(status);

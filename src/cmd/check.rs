@@ -29,7 +29,7 @@ pub struct Check {
 
 impl Run for Check {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let store = ctx.open()?;
+        let store = ctx.open_even_read_only()?;
         let now = now_ms();
         if let Some(path) = &self.prometheus {
             health::write_prometheus(&store, &ctx.db, path, now)?;
@@ -41,6 +41,8 @@ impl Run for Check {
             i64::from(self.pending_limit_seconds) * 1000,
             i64::from(self.max_clock_skew_seconds) * 1000,
         )?;
+        let mut problems = problems;
+        problems.extend(health::disk(&store, &ctx.db, now)?);
         for p in &problems {
             println!("{p}");
         }

@@ -3,6 +3,7 @@
 use argh::FromArgs;
 
 use super::{Ctx, Run};
+use crate::disk;
 use crate::error::Result;
 use crate::store::Store;
 
@@ -19,6 +20,19 @@ impl Run for InitDb {
             ctx.db.display(),
             Store::schema_version()
         );
+        // Given back the first time the disk is full, so that tick's records fit.
+        match disk::make_reserve(&ctx.db) {
+            Ok(true) => println!(
+                "disk reserve {} made ({} MiB, released if the disk fills up)",
+                disk::reserve_path(&ctx.db).display(),
+                disk::RESERVE_BYTES >> 20
+            ),
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "cannot make the disk reserve {}: {e} (ticks make it once there is room)",
+                disk::reserve_path(&ctx.db).display()
+            ),
+        }
         Ok(())
     }
 }

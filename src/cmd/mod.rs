@@ -67,6 +67,32 @@ impl Ctx {
         Ok(store)
     }
 
+    /// The database opened to write, or, on a read-only file system, read-only: `tick`
+    /// and `run` renew on (their records wait; see `crate::disk`), `check` says so.
+    pub fn open_even_read_only(&self) -> Result<Store> {
+        let opened = self.open();
+        let read_only = crate::disk::space(&self.db).is_some_and(|s| s.read_only);
+        match opened {
+            Err(e) if read_only => {
+                let store = Store::open_read_only(&self.db)?.ok_or(e)?;
+                log::error!(
+                    "{} is on a read-only file system: nothing can be recorded until it is writable",
+                    self.db.display()
+                );
+                Ok(store)
+            }
+            other => other,
+        }
+    }
+
+    /// For `tick` and `run`: [`Ctx::open_even_read_only`], with the secret key.
+    pub fn open_for_renewals(&self) -> Result<Store> {
+        let key = self.key_file.as_deref().map(SecretKey::load).transpose()?;
+        let mut store = self.open_even_read_only()?;
+        store.secret_key = key;
+        Ok(store)
+    }
+
     /// For commands that must not create a database (a dry run).
     pub fn open_existing(&self) -> Result<Store> {
         if !self.db.exists() {

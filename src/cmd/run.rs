@@ -12,6 +12,8 @@ use crate::{config, now_ms};
 
 /// Sleep granularity while waiting: how fast a signal is noticed.
 const SLICE_MS: i64 = 50;
+/// How often records that wait for a full or read-only disk are tried again.
+const BACKLOG_RETRY_MS: i64 = 1_000;
 
 crate::runtime_command! {
     /// Tick in a loop, sleeping until the next agent is due; SIGTERM/SIGINT stop it cleanly.
@@ -28,7 +30,7 @@ impl Run for RunCmd {
         let cfg = self.runtime_args().resolve()?;
         let poll = config::poll_seconds(self.poll_seconds)?;
         let mut lock = lock::acquire(&ctx.db, "run")?;
-        let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
+        let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
         run(&mut agency, &mut lock, poll)
     }
 }
@@ -54,6 +56,12 @@ fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> 
             }
             attention = summary.attention;
         }
+        // Records waiting for the disk are tried again every second.
+        let poll_ms = if agency.has_backlog() {
+            BACKLOG_RETRY_MS
+        } else {
+            poll_ms
+        };
         let wake = match summary.next_due_ms {
             Some(next) => next.min(now_ms() + poll_ms),
             None => now_ms() + poll_ms,

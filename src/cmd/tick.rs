@@ -32,10 +32,14 @@ impl Run for Tick {
             println!("{summary}");
             return needs_human(&summary.attention);
         }
-        let mut agency = Agency::new(ctx.open_with_secrets()?, cfg);
+        let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
         let summary = agency.tick()?;
         lock.tick_completed(now_ms());
         println!("{summary}");
+        // What the disk did not take dies with this process: named, exit 4.
+        if let Some(unrecorded) = agency.unrecorded_error() {
+            return Err(unrecorded);
+        }
         needs_human(&summary.attention)
     }
 }

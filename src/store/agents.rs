@@ -52,9 +52,10 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// Everything one `/stream` call changes, written in one transaction.
-#[derive(Debug)]
-pub struct Renewal<'a> {
+/// Everything one `/stream` call changes, written in one transaction. Owned, so that one
+/// the disk could not take waits in memory (see `crate::disk`).
+#[derive(Debug, Clone)]
+pub struct Renewal {
     pub agent_id: i64,
     pub attempted_ms: i64,
     /// When the window this attempt counts opened (host time; see `tick::opened_at`).
@@ -64,10 +65,10 @@ pub struct Renewal<'a> {
     pub window_bounds: Option<(i64, i64)>,
     pub duration_ms: i64,
     pub status_code: Option<u16>,
-    pub reason: &'a str,
+    pub reason: String,
     pub end_stream_ms: Option<i64>,
     pub can_stream_again_at_ms: Option<i64>,
-    pub body_excerpt: &'a str,
+    pub body_excerpt: String,
     pub verdict: Verdict,
     /// The window to count, identified by its end; `observed` when found already open.
     pub window: Option<(i64, bool)>,
@@ -288,6 +289,24 @@ impl Store {
         )?)
     }
 
+    /// The earliest next attempt among served agents but `except` (whose next attempt is
+    /// planned in memory while the disk refuses their records).
+    pub fn next_due_ms_except(&self, except: &[i64]) -> Result<Option<i64>> {
+        let ids: Vec<String> = except.iter().map(i64::to_string).collect();
+        Ok(self.conn.query_row(
+            &format!(
+                concat!(
+                    "SELECT MIN(next_attempt_ms) FROM agents WHERE ",
+                    served!(),
+                    " AND id NOT IN ({})"
+                ),
+                ids.join(",")
+            ),
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Writes one attempt: its row, the window it counts (at most once) and the agent's
     /// new schedule, in one transaction. Returns whether a new window was recorded.
     pub fn record_renewal(&mut self, r: &Renewal) -> Result<bool> {
@@ -404,7 +423,7 @@ mod tests {
         Address::parse("claw1qyu5wthldzr8wx5c9ucg8kjagg0jfs53s8nr3zpz3hypefsdd8ss0ekavn").unwrap()
     }
 
-    fn renewal(id: i64, end: i64) -> Renewal<'static> {
+    fn renewal(id: i64, end: i64) -> Renewal {
         Renewal {
             agent_id: id,
             attempted_ms: 1_000,
@@ -412,10 +431,10 @@ mod tests {
             window_bounds: None,
             duration_ms: 3,
             status_code: Some(200),
-            reason: "renewed",
+            reason: "renewed".into(),
             end_stream_ms: Some(end),
             can_stream_again_at_ms: None,
-            body_excerpt: "",
+            body_excerpt: String::new(),
             verdict: Verdict::Renewed,
             window: Some((end, false)),
             min_epoch: Some(4),

@@ -137,6 +137,21 @@ impl Store {
         }))
     }
 
+    /// The database file (none for an in-memory database).
+    pub fn path(&self) -> Option<std::path::PathBuf> {
+        self.conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    }
+
+    /// Opened read-only (a read-only file system): every write fails.
+    pub fn is_read_only(&self) -> bool {
+        self.conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .unwrap_or(false)
+    }
+
     pub fn schema_version() -> usize {
         SCHEMA_VERSION
     }

@@ -279,6 +279,38 @@ impl Store {
 
 /// Lifetime totals for the metrics.
 #[derive(Debug, Default)]
+/// What the database grows by: its size and the attempts it holds.
+pub struct Growth {
+    pub used_bytes: i64,
+    pub attempts: i64,
+    /// Attempts made in the last day (scaled up to a day when the history is shorter).
+    pub last_day: i64,
+}
+
+impl Store {
+    pub fn growth(&self, now: i64) -> Result<Growth> {
+        let used_bytes: i64 = self.conn.query_row(
+            "SELECT (page_count - freelist_count) * page_size
+             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+            [],
+            |r| r.get(0),
+        )?;
+        let day = 86_400_000;
+        let (attempts, first, recent): (i64, Option<i64>, i64) = self.conn.query_row(
+            "SELECT COUNT(*), MIN(attempted_ms), COUNT(*) FILTER (WHERE attempted_ms > ?1)
+             FROM attempts",
+            [now - day],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let span = first.map_or(day, |f| (now - f).clamp(60_000, day));
+        Ok(Growth {
+            used_bytes,
+            attempts,
+            last_day: recent * day / span,
+        })
+    }
+}
+
 pub struct Totals {
     pub renewals_ok: i64,
     pub renewals_failed: i64,

@@ -620,6 +620,13 @@ fn gateway_refuses(state: &Mutex<State>) -> bool {
     false
 }
 
+/// Wallet number `i` of a fixed, seeded series (the same on every run).
+pub fn seeded_wallet(i: u64) -> stream_agency::keys::Wallet {
+    let mut seed = [5u8; 32];
+    seed[..8].copy_from_slice(&i.to_be_bytes());
+    stream_agency::keys::Wallet::from_seed(&seed)
+}
+
 /// A scratch directory with a database path, and the binary to run in it.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -674,6 +681,22 @@ impl Sandbox {
         for (_, addr, sig) in wallets() {
             self.ok(&["enroll", "--address", &addr, "--signature", &sig]);
         }
+    }
+
+    /// Enrolls `n` generated agents ([`seeded_wallet`] 0..n) from one file.
+    pub fn enroll_generated(&self, n: u64) {
+        let mut lines = String::new();
+        for i in 0..n {
+            let w = seeded_wallet(i);
+            lines.push_str(&format!(
+                "{}\t{}\n",
+                w.address(),
+                hex::encode(w.sign_message(b"stream"))
+            ));
+        }
+        let file = self.dir.path().join("agents.tsv");
+        std::fs::write(&file, lines).unwrap();
+        self.ok(&["enroll", "--from-file", file.to_str().unwrap()]);
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
