@@ -101,7 +101,7 @@ pub fn disk(store: &Store, db: &Path, now: i64) -> Result<Vec<String>> {
     let days = space.free as f64 / per_day;
     if days < FREE_SPACE_DAYS {
         out.push(format!(
-            "{} holds about {days:.1} days of growth ({:.0} bytes per renewal, {} renewals a day): free space, or `prune` old attempts",
+            "{}: about {days:.1} days of growth at {:.0} bytes per renewal and {} renewals a day; free space, or `prune` old attempts",
             crate::disk::describe_space(db),
             per_renewal,
             g.last_day

@@ -280,3 +280,26 @@ fn a_read_only_database_is_renewed_through_and_written_once_writable() {
     assert_eq!(fake.state().max_gap_ms(), 0, "a window lapsed");
     assert_eq!(integrity(&sb), "ok");
 }
+
+#[test]
+fn check_warns_when_free_space_holds_under_a_week_of_growth() {
+    let Some((_mount, fake, sb)) = setup(100) else {
+        return;
+    };
+    let tick = args_for("tick", &fake);
+    sb.ok(&strs(&tick));
+    assert_eq!(windows_recorded(&sb), 100);
+    // 100 renewals in the last seconds: measured as over a hundred thousand a day, which a
+    // 16 MiB disk holds for well under a week.
+    let c = sb.run(&["check"]);
+    assert_eq!(c.code, 4, "{}{}", c.stdout, c.stderr);
+    let line = c.stdout.lines().find(|l| l.contains("days of growth"));
+    let line = line.unwrap_or_else(|| panic!("{}", c.stdout));
+    assert!(line.contains("bytes per renewal"), "{line}");
+    println!("check said: {line}");
+    // The same database on a disk with room: no warning.
+    let roomy = Sandbox::new();
+    std::fs::copy(&sb.db, &roomy.db).unwrap();
+    let c = roomy.run(&["check"]);
+    assert!(!c.stdout.contains("days of growth"), "{}", c.stdout);
+}
