@@ -145,6 +145,23 @@ macro_rules! runtime_command {
             /// a host clock off the network's by more than this needs a human (default: 60)
             #[argh(option)]
             pub max_clock_skew_seconds: Option<u64>,
+            /// webhook told when something newly needs a human and when it is resolved
+            /// (repeatable; slack, mattermost, discord, ntfy or json)
+            #[argh(option)]
+            pub notify: Vec<String>,
+            /// payload for --notify: slack, mattermost, discord, ntfy, json (default: by
+            /// the URL's host, else json)
+            #[argh(option)]
+            pub notify_format: Option<String>,
+            /// the same problem is told at most once per this many seconds (default: 3600)
+            #[argh(option)]
+            pub notify_cooldown_seconds: Option<u64>,
+            /// dead man's switch (healthchecks.io style): URL/start, URL, URL/<exit status>
+            #[argh(option)]
+            pub ping_url: Option<String>,
+            /// with run, ping at most once per this many seconds (default: 300)
+            #[argh(option)]
+            pub ping_every_seconds: Option<u64>,
             $($extra)*
         }
 
@@ -168,6 +185,21 @@ macro_rules! runtime_command {
                     max_tick_seconds: self.max_tick_seconds,
                     allow_insecure_http: self.allow_insecure_http,
                     max_clock_skew_seconds: self.max_clock_skew_seconds,
+                }
+            }
+
+            pub fn alert_args(&self) -> $crate::notify::AlertArgs {
+                $crate::notify::AlertArgs {
+                    notify: self.notify.clone(),
+                    notify_format: self.notify_format.clone(),
+                    notify_cooldown_seconds: self.notify_cooldown_seconds,
+                    ping_url: self.ping_url.clone(),
+                    ping_every_seconds: self.ping_every_seconds,
+                    allow_insecure_http: $crate::config::switch(
+                        self.allow_insecure_http,
+                        "allow-insecure-http",
+                    )
+                    .unwrap_or(self.allow_insecure_http),
                 }
             }
         }

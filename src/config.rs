@@ -111,16 +111,21 @@ pub fn switch(flag: bool, option: &str) -> Result<bool> {
     }
 }
 
-/// Whether a URL's host is the local machine (plain http is fine there).
-fn is_loopback(url: &str) -> bool {
+/// The host of a URL (no scheme, user, port or path; an IPv6 address without brackets).
+pub fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = authority.strip_prefix('[') {
+    if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
         authority.split(':').next().unwrap_or("")
-    };
+    }
+}
+
+/// Whether a URL's host is the local machine (plain http is fine there).
+fn is_loopback(url: &str) -> bool {
+    let host = url_host(url);
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -130,16 +135,21 @@ fn is_loopback(url: &str) -> bool {
 /// An endpoint URL: https, or http to loopback, or http anywhere with --allow-insecure-http.
 fn url(flag: Option<String>, option: &str, default: &str, allow_http: bool) -> Result<String> {
     let url = string_opt(flag, option).unwrap_or_else(|| default.to_string());
+    checked_url(&url, option, allow_http)
+}
+
+/// `url` checked as [`url`] checks an endpoint given for `--option`.
+pub fn checked_url(url: &str, option: &str, allow_http: bool) -> Result<String> {
     let lower = url.to_ascii_lowercase();
     if url.len() > 2048 || !(lower.starts_with("https://") || lower.starts_with("http://")) {
         return Err(Error::usage(format!("--{option} must be an https:// URL")));
     }
-    if lower.starts_with("http://") && !allow_http && !is_loopback(&url) {
+    if lower.starts_with("http://") && !allow_http && !is_loopback(url) {
         return Err(Error::usage(format!(
             "--{option} uses plain http to a remote host: use https://, or pass --allow-insecure-http"
         )));
     }
-    Ok(url)
+    Ok(url.to_string())
 }
 
 /// Refuses a secret file that others can read: a key must be guarded like a password.

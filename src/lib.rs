@@ -5,7 +5,7 @@
 //! - `cli` (global options, the command list) and `cmd/` (one file per command);
 //! - `tick` (one cycle: epoch, renewals, windows, billing) and `billing/` (the billing
 //!   pass in named steps), `idle` (a tick with nothing to do asks nobody), `health`
-//!   (what needs a human);
+//!   (what needs a human), `notify` (alerts and pings);
 //! - `schedule` (renewal policy, pure), `escrow` (the contract's views and rules, pure
 //!   where it can be), `tx` (transactions), `keys` (addresses, PEM, signing),
 //!   `secrets` (signatures at rest);
@@ -31,6 +31,7 @@ pub mod idle;
 pub mod keys;
 pub mod ledger;
 pub mod lock;
+pub mod notify;
 pub mod output;
 pub mod schedule;
 pub mod secrets;

@@ -6,7 +6,7 @@ use argh::FromArgs;
 
 use super::{needs_human, Ctx, Run};
 use crate::error::Result;
-use crate::{health, now_ms};
+use crate::{health, notify, now_ms};
 
 /// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal
 /// planned, billing transactions stay pending, or epochs near the backbill limit.
@@ -25,11 +25,36 @@ pub struct Check {
     /// also write node_exporter textfile metrics to this file (atomically)
     #[argh(option)]
     pub prometheus: Option<PathBuf>,
+    /// webhook told when something newly needs a human and when it is resolved
+    /// (repeatable; slack, mattermost, discord, ntfy or json)
+    #[argh(option)]
+    pub notify: Vec<String>,
+    /// payload for --notify: slack, mattermost, discord, ntfy, json (default: by the URL's
+    /// host, else json)
+    #[argh(option)]
+    pub notify_format: Option<String>,
+    /// the same problem is told at most once per this many seconds (default: 3600)
+    #[argh(option)]
+    pub notify_cooldown_seconds: Option<u64>,
+    /// allow http:// --notify URLs to hosts other than loopback
+    #[argh(switch)]
+    pub allow_insecure_http: bool,
 }
 
 impl Run for Check {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let store = ctx.open_even_read_only()?;
+        let alerts = notify::AlertArgs {
+            notify: self.notify.clone(),
+            notify_format: self.notify_format.clone(),
+            notify_cooldown_seconds: self.notify_cooldown_seconds,
+            allow_insecure_http: crate::config::switch(
+                self.allow_insecure_http,
+                "allow-insecure-http",
+            )?,
+            ..notify::AlertArgs::default()
+        }
+        .resolve()?;
+        let mut store = ctx.open_even_read_only()?;
         let now = now_ms();
         if let Some(path) = &self.prometheus {
             health::write_prometheus(&store, &ctx.db, path, now)?;
@@ -60,6 +85,7 @@ impl Run for Check {
                 crate::idle::TIMELINE_TRUST_MS / 1000
             );
         }
+        notify::after(&mut store, &alerts, &problems, now);
         needs_human(&problems)?;
         let (active, streaming) = store.streaming(now)?;
         if active == 0 {

@@ -8,7 +8,7 @@ use super::{Ctx, Run};
 use crate::error::{Error, Result};
 use crate::lock::{self, DbLock};
 use crate::tick::Agency;
-use crate::{config, now_ms};
+use crate::{config, notify, now_ms};
 
 /// Sleep granularity while waiting: how fast a signal is noticed.
 const SLICE_MS: i64 = 50;
@@ -28,14 +28,20 @@ crate::runtime_command! {
 impl Run for RunCmd {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let cfg = self.runtime_args().resolve()?;
+        let alerts = self.alert_args().resolve()?;
         let poll = config::poll_seconds(self.poll_seconds)?;
         let mut lock = lock::acquire(&ctx.db, "run")?;
         let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
-        run(&mut agency, &mut lock, poll)
+        run(&mut agency, &mut lock, poll, &alerts)
     }
 }
 
-fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> {
+fn run(
+    agency: &mut Agency,
+    lock: &mut DbLock,
+    poll_seconds: u64,
+    alerts: &notify::Alerts,
+) -> Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, agency.stop.clone())
             .map_err(|e| Error::runtime(format!("cannot install the signal handler: {e}")))?;
@@ -43,9 +49,16 @@ fn run(agency: &mut Agency, lock: &mut DbLock, poll_seconds: u64) -> Result<()> 
     log::info!("run: started, polling at most every {poll_seconds}s");
     let poll_ms = poll_seconds as i64 * 1000;
     let mut attention: Vec<String> = Vec::new();
+    let mut pinged_ms = i64::MIN;
     while !agency.stop.load(Ordering::SeqCst) {
         let summary = agency.tick_unless_idle()?;
         lock.tick_completed(now_ms());
+        notify::after(&mut agency.store, alerts, &summary.attention, now_ms());
+        if now_ms().saturating_sub(pinged_ms) >= alerts.ping_every_ms {
+            let status = if summary.attention.is_empty() { 0 } else { 4 };
+            notify::ping(alerts, notify::Ping::Exit(status));
+            pinged_ms = now_ms();
+        }
         if summary.due > 0 || summary.windows_attributed > 0 {
             println!("{summary}");
         }

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{needs_human, Ctx, Run};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::notify::{self, Ping};
 use crate::tick::Agency;
 use crate::{config, idle, lock, now_ms, output};
 
@@ -20,27 +21,61 @@ crate::runtime_command! {
 impl Run for Tick {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let cfg = self.runtime_args().resolve()?;
+        let alerts = self.alert_args().resolve()?;
         if config::switch(self.dry_run, "dry-run")? {
             let agency = Agency::new(ctx.open_existing()?, cfg);
             print!("{}", dry_run(&agency)?);
             return Ok(());
         }
-        let mut lock = lock::acquire(&ctx.db, "tick")?;
-        // Nothing to do: the database opened read-only, no HTTP client built, no request.
-        if let Some(summary) = idle_tick(ctx, &cfg) {
-            lock.tick_completed(now_ms());
-            println!("{summary}");
-            return needs_human(&summary.attention);
-        }
-        let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
-        let summary = agency.tick()?;
+        notify::ping(&alerts, Ping::Start);
+        let result = tick(ctx, cfg, &alerts);
+        let status = result.as_ref().err().map_or(0, Error::exit_code);
+        notify::ping(&alerts, Ping::Exit(status));
+        result
+    }
+}
+
+/// One tick under the lock: the idle one when nothing is to be done, else the full one;
+/// then the alerts.
+fn tick(ctx: &Ctx, cfg: config::RuntimeConfig, alerts: &notify::Alerts) -> Result<()> {
+    let mut lock = lock::acquire(&ctx.db, "tick")?;
+    // Nothing to do: the database opened read-only, no HTTP client built, no request.
+    if let Some(summary) = idle_tick(ctx, &cfg) {
         lock.tick_completed(now_ms());
         println!("{summary}");
-        // What the disk did not take dies with this process: named, exit 4.
-        if let Some(unrecorded) = agency.unrecorded_error() {
-            return Err(unrecorded);
-        }
-        needs_human(&summary.attention)
+        notify_idle(ctx, alerts, &summary.attention);
+        return needs_human(&summary.attention);
+    }
+    let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
+    let summary = agency.tick()?;
+    lock.tick_completed(now_ms());
+    println!("{summary}");
+    notify::after(&mut agency.store, alerts, &summary.attention, now_ms());
+    // What the disk did not take dies with this process: named, exit 4.
+    if let Some(unrecorded) = agency.unrecorded_error() {
+        return Err(unrecorded);
+    }
+    needs_human(&summary.attention)
+}
+
+/// The idle tick's alerts: the database is opened to write only when they changed or a
+/// message waits, so an idle tick with nothing new still writes nothing.
+fn notify_idle(ctx: &Ctx, alerts: &notify::Alerts, problems: &[String]) {
+    if alerts.targets.is_empty() {
+        return;
+    }
+    let quiet = || -> Result<bool> {
+        let Some(store) = crate::store::Store::open_read_only(&ctx.db)? else {
+            return Ok(false);
+        };
+        Ok(!store.alerts_changed(problems)? && store.outbox_len()? == 0)
+    };
+    if quiet().unwrap_or(false) {
+        return;
+    }
+    match ctx.open() {
+        Ok(mut store) => notify::after(&mut store, alerts, problems, now_ms()),
+        Err(e) => log::warn!("alerts not updated: {e}"),
     }
 }
 

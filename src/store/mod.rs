@@ -5,6 +5,7 @@
 //! (read-only queries of the reports and checks). No other module touches `conn`.
 
 pub mod agents;
+pub mod alerts;
 pub mod billing;
 pub mod escrow;
 pub mod intake;
@@ -40,11 +41,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0003_epochs.sql")),
         M::up(include_str!("../../sql/0004_escrow.sql")),
         M::up(include_str!("../../sql/0005_intake.sql")),
+        M::up(include_str!("../../sql/0006_alerts.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 5;
+const SCHEMA_VERSION: usize = 6;
 
 pub struct Store {
     conn: Connection,

@@ -6,10 +6,35 @@ use std::net::{TcpListener, TcpStream};
 
 use super::Action;
 
+/// One request as the server read it.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Serves `handler(method, path, body)` on an ephemeral 127.0.0.1 port; returns the base URL.
 pub fn serve<F>(handler: F) -> String
 where
     F: Fn(&str, &str, &str) -> Action + Send + Sync + 'static,
+{
+    serve_requests(move |r: &Request| handler(&r.method, &r.path, &r.body))
+}
+
+/// Serves `handler(request)`, headers included.
+pub fn serve_requests<F>(handler: F) -> String
+where
+    F: Fn(&Request) -> Action + Send + Sync + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -24,7 +49,7 @@ where
     url
 }
 
-fn connection(stream: TcpStream, handler: &dyn Fn(&str, &str, &str) -> Action) {
+fn connection(stream: TcpStream, handler: &dyn Fn(&Request) -> Action) {
     stream.set_nodelay(true).ok();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
@@ -37,6 +62,7 @@ fn connection(stream: TcpStream, handler: &dyn Fn(&str, &str, &str) -> Action) {
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
         let mut length = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -50,14 +76,20 @@ fn connection(stream: TcpStream, handler: &dyn Fn(&str, &str, &str) -> Action) {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
                 }
+                headers.push((name.trim().to_string(), value.trim().to_string()));
             }
         }
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let body = String::from_utf8_lossy(&body);
-        match handler(&method, &path, &body) {
+        let request = Request {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        match handler(&request) {
             Action::Close => return,
             Action::Answer(code, text, headers) => {
                 let mut out = format!(
