@@ -9,9 +9,13 @@ fn main() {
     // Stream signatures and keys pass through this process: no core dump may hold them.
     let dumpable =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    // Our INFO lines (the journal's record) but only other crates' warnings (no "Database
+    // migrated to version 3" after init-db's own line); RUST_LOG overrides.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,stream_agency=info"),
+    )
+    .format_timestamp_millis()
+    .init();
     if let Err(e) = dumpable {
         log::debug!("cannot mark the process non-dumpable: {e}");
     }

@@ -46,6 +46,36 @@ pub fn utc(ms: Option<i64>) -> String {
     ms.map_or("-".into(), rfc3339)
 }
 
+/// A time as it is from `now`: "in 4m12s", "3m ago", "now", or "-".
+pub fn relative(ms: Option<i64>, now: i64) -> String {
+    let Some(ms) = ms else {
+        return "-".into();
+    };
+    let d = (ms - now) / 1000;
+    let span = |s: i64| match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    };
+    match d {
+        0 => "now".into(),
+        d if d > 0 => format!("in {}", span(d)),
+        d => format!("{} ago", span(-d)),
+    }
+}
+
+/// A claw1... address shortened for a narrow table: its start and end, a "…" between.
+pub fn short_address(address: &str) -> String {
+    let chars: Vec<char> = address.chars().collect();
+    if chars.len() <= 20 {
+        return address.to_string();
+    }
+    let head: String = chars[..11].iter().collect();
+    let tail: String = chars[chars.len() - 6..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 /// Atto-CLAW (10^-18) as CLAW with four decimals.
 pub fn claw(atto: u128) -> String {
     let unit = 1_000_000_000_000_000_000u128;
@@ -53,7 +83,7 @@ pub fn claw(atto: u128) -> String {
 }
 
 impl Cell {
-    fn shown(&self) -> String {
+    pub fn shown(&self) -> String {
         match self {
             Cell::Text(s) => s.clone(),
             Cell::OptText(s) => s

@@ -85,14 +85,22 @@ fn epochs_of_an_agent_go_out_in_order_one_at_a_time() {
 
 #[test]
 fn epoch_boundary_race_is_retried_not_lost() {
-    let b = setup(3_600_000, 2_000);
-    b.fake.state().chain.shard_lag_ms = 1_000;
+    let b = setup(3_600_000, 5_000);
+    // The shard lags 4 s of a 5 s epoch until the first bill was tried (a 1 s lag made the
+    // test depend on a tick within that second, which a loaded machine does not promise),
+    // then catches up.
+    b.fake.state().chain.shard_lag_ms = 4_000;
     b.pause_all();
     // Wait for a fresh epoch, then bill the one that just closed while the shard lags.
     let e = b.current_epoch();
     assert!(wait_for(Duration::from_secs(10), || b.current_epoch() > e));
     b.usage(ALICE, e, 3);
     b.tick();
+    assert!(wait_for(Duration::from_secs(30), || {
+        b.tick();
+        !b.fake.state().chain.executed.is_empty()
+    }));
+    b.fake.state().chain.shard_lag_ms = 0;
     b.tick_until_settled();
     let s = b.fake.state();
     let tries: Vec<Option<String>> = s.chain.executed.iter().map(|x| x.error.clone()).collect();
@@ -139,7 +147,7 @@ fn guards_clip_and_the_remainder_is_recorded() {
         b.sb.query_i64("SELECT SUM(clipped_windows) FROM usage_windows"),
         3 + 4
     );
-    let report = b.sb.ok(&["report"]);
+    let report = b.sb.ok(&["report", "--wide"]);
     let alice_row = report
         .lines()
         .find(|l| l.starts_with(ALICE))
@@ -215,7 +223,7 @@ fn epochs_past_the_backbill_limit_expire_and_are_warned_about() {
         b.sb.query_i64("SELECT COUNT(*) FROM usage_windows WHERE outcome LIKE 'expired%'"),
         1
     );
-    let report = b.sb.ok(&["report"]);
+    let report = b.sb.ok(&["report", "--wide"]);
     let alice_row = report
         .lines()
         .find(|l| l.starts_with(ALICE))

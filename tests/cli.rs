@@ -167,8 +167,28 @@ fn enroll_updates_a_known_agent_and_never_prints_signatures() {
         sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'active' AND fee_bps = 500"),
         1
     );
-    let report = sb.ok(&["report"]);
+    let report = sb.ok(&["report", "--wide"]);
     assert!(report.contains(&a) && report.contains("500"), "{report}");
+    assert_eq!(
+        report.lines().next().unwrap().split_whitespace().count(),
+        18
+    );
+    // The default table fits 100 columns: the address shortened, times relative.
+    sb.conn()
+        .execute("UPDATE agents SET last_error = ?1", [&"x".repeat(300)])
+        .unwrap();
+    let narrow = sb.ok(&["report"]);
+    assert!(narrow.lines().all(|l| l.chars().count() <= 100), "{narrow}");
+    let row = narrow.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with(&format!("{}…{}", &a[..11], &a[a.len() - 6..])),
+        "{row}"
+    );
+    assert!(row.contains("active") && row.ends_with('…'), "{row}");
+    assert!(
+        narrow.lines().next().unwrap().contains("LAST_ERROR"),
+        "{narrow}"
+    );
     let attempts = sb.ok(&["attempts", "--address", &a]);
     let billing = sb.ok(&["billing-attempts"]);
     for text in [&out, &report, &attempts, &billing] {
@@ -369,7 +389,13 @@ fn databases_that_are_not_ours_are_refused() {
     }
 
     let sb = Sandbox::new();
-    sb.ok(&["init-db"]);
+    let first = sb.run(&["init-db"]);
+    // Other crates' INFO lines are not shown by default.
+    assert!(
+        !first.stderr.contains("rusqlite_migration"),
+        "{}",
+        first.stderr
+    );
     sb.ok(&["init-db"]);
     sb.conn().pragma_update(None, "user_version", 42).unwrap();
     let before = sb.file_bytes();

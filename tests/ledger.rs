@@ -260,7 +260,7 @@ fn removed_agents_keep_their_billed_history() {
     }
     tick_in_next_epoch(&b);
     b.sb.ok(&["remove", "--address", CAROL]);
-    let report = b.sb.ok(&["report"]);
+    let report = b.sb.ok(&["report", "--wide"]);
     assert!(
         !report.contains(CAROL),
         "removed agents are hidden by default: {report}"

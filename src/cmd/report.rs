@@ -17,7 +17,13 @@ pub struct Report {
     /// table, json or tsv (default: table)
     #[argh(option, default = "Format::Table")]
     pub format: Format,
+    /// the table with every column (json and tsv always have every field)
+    #[argh(switch)]
+    pub wide: bool,
 }
+
+/// The default table's width: what an operator scans, in a terminal of this many columns.
+const NARROW_WIDTH: usize = 100;
 
 /// The latest /stream attempts of an agent.
 #[derive(FromArgs, Debug)]
@@ -71,7 +77,16 @@ pub const REPORT_FIELDS: [&str; 18] = [
 impl Run for Report {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
-        report_rows(&store, self.all)?.emit(self.format, &store.expiry_warnings()?);
+        let rows = report_rows(&store, self.all)?;
+        let warnings = store.expiry_warnings()?;
+        if self.format == Format::Table && !self.wide {
+            print!("{}", narrow(&rows, crate::now_ms()));
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            return Ok(());
+        }
+        rows.emit(self.format, &warnings);
         Ok(())
     }
 }
@@ -112,6 +127,47 @@ pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
         ]);
     }
     Ok(rows)
+}
+
+/// The default table: address (shortened), status, next renewal and window end (relative),
+/// pending and billed windows, outstanding CLAW, last error; each line cut at
+/// [`NARROW_WIDTH`] (only the last error is ever cut).
+fn narrow(rows: &Rows, now: i64) -> String {
+    let pick = |name: &str| REPORT_FIELDS.iter().position(|f| *f == name).unwrap();
+    let mut out = Rows::new(vec![
+        "address",
+        "status",
+        "next",
+        "ends",
+        "pending",
+        "billed",
+        "owed_claw",
+        "last_error",
+    ]);
+    for r in &rows.rows {
+        let text = |name: &str| r[pick(name)].shown();
+        let time = |name: &str| match &r[pick(name)] {
+            Cell::Time(t) => crate::output::relative(*t, now),
+            other => other.shown(),
+        };
+        out.rows.push(vec![
+            Cell::Text(crate::output::short_address(&text("address"))),
+            Cell::Text(text("status")),
+            Cell::Text(time("next_attempt")),
+            Cell::Text(time("window_end")),
+            Cell::Text(text("pending")),
+            Cell::Text(text("billed")),
+            Cell::Text(text("outstanding_claw")),
+            Cell::Text(text("last_error")),
+        ]);
+    }
+    out.render(Format::Table)
+        .lines()
+        .map(|l| match l.char_indices().nth(NARROW_WIDTH - 1) {
+            Some((cut, _)) => format!("{}…\n", &l[..cut]),
+            None => format!("{l}\n"),
+        })
+        .collect()
 }
 
 impl Run for Attempts {
