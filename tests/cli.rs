@@ -711,3 +711,44 @@ fn signatures_come_from_stdin_or_a_private_file_and_argv_warns() {
     );
     assert_eq!(stored(&file), stored(&argv));
 }
+
+/// The man page is the binary's own --help texts: `contrib/deb/manpage.sh` run on this
+/// binary gives exactly the committed `doc/stream-agency.1` (regenerate it after changing
+/// a command or an option), and it names every command of `--help`.
+#[test]
+fn the_man_page_is_the_help_of_every_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/contrib/deb/manpage.sh"))
+        .arg(env!("CARGO_BIN_EXE_stream-agency"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed = std::fs::read_to_string(format!("{root}/doc/stream-agency.1")).unwrap();
+    assert!(
+        generated == committed,
+        "doc/stream-agency.1 is stale: run contrib/deb/manpage.sh target/debug/stream-agency > doc/stream-agency.1"
+    );
+    let help = Sandbox::new().ok(&["--help"]);
+    let commands = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next());
+    let mut named = 0;
+    for c in commands {
+        named += 1;
+        assert!(
+            committed.contains(&format!("\n.SS {c}\n")),
+            "{c} is not in the man page"
+        );
+    }
+    assert!(named > 20, "{help}");
+}
