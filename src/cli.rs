@@ -28,6 +28,11 @@ pub struct Cli {
     #[argh(option)]
     pub secret_key_file: Option<PathBuf>,
 
+    /// extra CA certificates (PEM) trusted besides the bundled roots, for TLS-inspecting
+    /// networks (env STREAM_AGENCY_CA_FILE, else SSL_CERT_FILE)
+    #[argh(option)]
+    pub ca_file: Option<PathBuf>,
+
     #[argh(subcommand)]
     pub command: Command,
 }
@@ -79,6 +84,10 @@ commands! {
 
 impl Cli {
     pub fn run(self) -> Result<()> {
+        let ca_file = self
+            .ca_file
+            .or_else(|| std::env::var_os("STREAM_AGENCY_CA_FILE").map(PathBuf::from));
+        crate::http::trust_extra_roots(ca_file.as_deref())?;
         let ctx = Ctx::new(self.db, self.secret_key_file);
         self.command.run(&ctx)
     }

@@ -250,9 +250,10 @@ pub fn deliver(store: &Store) {
     if queued.is_empty() {
         return;
     }
-    let agent = crate::http::agent(TIMEOUT);
     for m in queued {
-        let mut req = agent.post(&m.url).set("Content-Type", &m.content_type);
+        let mut req = crate::http::agent(TIMEOUT, &m.url)
+            .post(&m.url)
+            .set("Content-Type", &m.content_type);
         if let Some(title) = &m.title {
             req = req.set("Title", title);
         }
@@ -286,7 +287,7 @@ pub fn ping(alerts: &Alerts, what: Ping) {
         Ping::Exit(0) => base.clone(),
         Ping::Exit(code) => format!("{base}/{code}"),
     };
-    if let Err(e) = crate::http::agent(TIMEOUT).post(&url).send_string("") {
+    if let Err(e) = crate::http::agent(TIMEOUT, &url).post(&url).send_string("") {
         let e = match e {
             ureq::Error::Status(code, _) => format!("HTTP {code}"),
             other => other.kind().to_string(),

@@ -204,17 +204,22 @@ impl Agency {
     pub fn new(store: Store, mut cfg: RuntimeConfig) -> Agency {
         let mut network_clock = clock::Keeper::default();
         network_clock.load(store.meta_get(clock::STORE_KEY).ok().flatten().as_deref());
-        let agent = http::sampling_agent(cfg.timeout, network_clock.sink());
+        // One agent per endpoint: each has its own proxy (or none, by NO_PROXY).
+        let agent = |url: &str| http::sampling_agent(cfg.timeout, network_clock.sink(), url);
+        let (stream, gateway) = (agent(&cfg.stream_url), agent(&cfg.epoch_api_url));
         let billing = idle::Billing::of(cfg.billing.as_ref());
-        let biller = cfg.billing.take().map(|b| Biller::new(b, agent.clone()));
+        let biller = cfg.billing.take().map(|b| {
+            let billing_agent = agent(&b.proxy);
+            Biller::new(b, billing_agent)
+        });
         Agency {
             db: store.path().unwrap_or_default(),
             backlog: disk::Backlog::default(),
             biller,
             billing,
             rounds_passed: 0,
-            stream: StreamClient::new(agent.clone(), &cfg.stream_url),
-            gateway: Gateway::new(agent, &cfg.epoch_api_url),
+            stream: StreamClient::new(stream, &cfg.stream_url),
+            gateway: Gateway::new(gateway, &cfg.epoch_api_url),
             store,
             cfg,
             stop: Arc::new(AtomicBool::new(false)),

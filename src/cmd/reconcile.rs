@@ -75,7 +75,7 @@ impl Run for Reconcile {
         let since = i64::try_from(self.since_epoch)
             .map_err(|_| Error::usage("--since-epoch is out of range"))?;
         let mut store = ctx.open()?;
-        let gateway = Gateway::new(http::agent(cfg.timeout), &cfg.proxy);
+        let gateway = Gateway::new(http::agent(cfg.timeout, &cfg.proxy), &cfg.proxy);
         let escrow = Escrow {
             gateway: &gateway,
             contract: cfg.escrow.to_bech32(),

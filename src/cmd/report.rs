@@ -260,7 +260,8 @@ impl Receivables {
             self.timeout_seconds,
             self.allow_insecure_http,
         )?;
-        let gateway = crate::gateway::Gateway::new(crate::http::agent(cfg.timeout), &cfg.proxy);
+        let gateway =
+            crate::gateway::Gateway::new(crate::http::agent(cfg.timeout, &cfg.proxy), &cfg.proxy);
         let escrow = crate::escrow::Escrow {
             gateway: &gateway,
             contract: cfg.escrow.to_bech32(),

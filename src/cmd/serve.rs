@@ -67,7 +67,7 @@ impl Run for Serve {
         let fee_bps = super::enroll::check_fee(self.intake_fee_bps)?;
         let name = intake_name(self.intake_name)?;
         let escrow = cfg.billing.as_ref().map(|b| {
-            let gateway = Gateway::new(http::agent(cfg.timeout), &b.proxy);
+            let gateway = Gateway::new(http::agent(cfg.timeout, &b.proxy), &b.proxy);
             (gateway, b.escrow.to_bech32())
         });
         let mut intake = Intake {

@@ -60,7 +60,14 @@ fn connection(stream: TcpStream, handler: &dyn Fn(&Request) -> Action) {
         }
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
+        // A request through a proxy names the whole URL (absolute form): its path is ours.
+        let target = parts.next().unwrap_or("");
+        let path = match target.split_once("://") {
+            Some((_, rest)) => rest
+                .find('/')
+                .map_or("/".to_string(), |i| rest[i..].to_string()),
+            None => target.to_string(),
+        };
         let mut length = 0usize;
         let mut headers = Vec::new();
         loop {
