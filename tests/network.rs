@@ -218,14 +218,7 @@ fn tls_server() -> (u16, String, Arc<Mutex<Vec<String>>>) {
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head).to_string();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
+                let length = content_length(&head);
                 let mut body = vec![0u8; length];
                 let _ = tls.read_exact(&mut body);
                 g.lock()
