@@ -485,6 +485,8 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
              DROP TABLE api_tokens;
              DROP TABLE used_messages;
              ALTER TABLE agents DROP COLUMN remove_requested_ms;
+             DROP TABLE alerts;
+             DROP TABLE notify_outbox;
              PRAGMA user_version = 3;",
         )
         .unwrap();
