@@ -61,7 +61,7 @@ pub fn keep_reserve(db: &Path) {
     }
     match make_reserve(db) {
         Ok(true) => log::info!(
-            "disk reserve {} made again ({} MiB)",
+            "disk reserve {} made ({} MiB, released if the disk fills up)",
             reserve_path(db).display(),
             RESERVE_BYTES >> 20
         ),

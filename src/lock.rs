@@ -44,9 +44,11 @@ impl DbLock {
         if let Some(ms) = last_tick {
             text.push_str(&format!("{LAST_TICK}{ms}\n"));
         }
-        let _ = self.file.set_len(0);
+        // Overwritten in place, then cut to length: a reader never sees the holder line
+        // missing (truncating first left a moment with an empty file).
         let _ = self.file.rewind();
         let _ = self.file.write_all(text.as_bytes());
+        let _ = self.file.set_len(text.len() as u64);
     }
 
     /// Records that a tick completed now.

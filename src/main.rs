@@ -22,6 +22,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.first().map(String::as_str).unwrap_or("stream-agency");
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    // Packagers and scripts ask this first (argh has no --version of its own).
+    if asks_version(&rest) {
+        println!("stream-agency {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     let cli = match Cli::from_args(&[name], &rest) {
         Ok(cli) => cli,
         Err(early) => {
@@ -38,4 +43,16 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());
     }
+}
+
+/// `--version` where a command would be: after the global options and their values.
+fn asks_version(args: &[&str]) -> bool {
+    let mut i = 0;
+    while let Some(&a) = args.get(i) {
+        match a {
+            "--db" | "--secret-key-file" | "--ca-file" => i += 2,
+            other => return other == "--version",
+        }
+    }
+    false
 }

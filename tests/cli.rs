@@ -734,6 +734,11 @@ fn the_man_page_is_the_help_of_every_command() {
         generated == committed,
         "doc/stream-agency.1 is stale: run contrib/deb/manpage.sh target/debug/stream-agency > doc/stream-agency.1"
     );
+    let version = Sandbox::new().ok(&["--version"]);
+    assert_eq!(
+        version.trim(),
+        concat!("stream-agency ", env!("CARGO_PKG_VERSION"))
+    );
     let help = Sandbox::new().ok(&["--help"]);
     let commands = help
         .lines()

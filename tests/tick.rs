@@ -159,10 +159,45 @@ fn a_replayed_answer_never_counts_twice() {
     assert_eq!(t.sb.usage().values().sum::<i64>(), 1);
     t.make_due();
     t.tick(&[]);
+    let rows: Vec<String> = {
+        let c = t.sb.conn();
+        let mut st = c
+            .prepare("SELECT end_stream_ms, opened_ms, epoch, min_epoch FROM stream_windows")
+            .unwrap();
+        st.query_map([], |r| {
+            Ok(format!(
+                "{:?}",
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?
+                )
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let epochs: Vec<String> = {
+        let c = t.sb.conn();
+        let mut st = c.prepare("SELECT * FROM epoch_starts").unwrap();
+        let n = st.column_count();
+        st.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect::<Vec<_>>()
+                .join(","))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
     assert_eq!(
         t.sb.usage().values().sum::<i64>(),
         2,
-        "a genuinely new window counts"
+        "a genuinely new window counts: {rows:?} {epochs:?} {:?}",
+        t.fake.state().windows
     );
 }
 
