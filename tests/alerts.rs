@@ -263,3 +263,42 @@ fn a_tick_pings_its_start_and_its_exit_status() {
     assert_eq!(hooks.count(), 2);
     assert_eq!(hooks.json(1)["event"], "resolved");
 }
+
+#[test]
+fn run_pings_at_most_once_per_its_interval() {
+    let rx = Receiver::start();
+    let fake = FakeClaws::start(
+        600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 1_000,
+        },
+        60_000,
+    );
+    let sb = Sandbox::new();
+    enroll(&sb, ALICE);
+    let ping = format!("{}/ping/run", rx.url);
+    let mut args = vec![
+        "run".to_string(),
+        "--poll-seconds".into(),
+        "1".into(),
+        "--ping-url".into(),
+        ping,
+        "--ping-every-seconds".into(),
+        "3".into(),
+    ];
+    args.extend(net_args(&fake));
+    let started = std::time::Instant::now();
+    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let two = wait_for(std::time::Duration::from_secs(30), || rx.count() >= 2);
+    let elapsed = started.elapsed();
+    let (code, _, err) = terminate(run);
+    assert!(two, "{err}");
+    assert_eq!(code, 0, "{err}");
+    assert!(rx.got.lock().unwrap().iter().all(|m| m.path == "/ping/run"));
+    // run ticks every second (--poll-seconds 1) but pings every 3 s: the second ping comes
+    // no sooner than 3 s after the first (a ping per tick would come after 1 s).
+    assert!(
+        elapsed >= std::time::Duration::from_millis(2_500),
+        "second ping after {elapsed:?}"
+    );
+}
