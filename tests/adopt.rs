@@ -401,13 +401,7 @@ fn the_sample_fixture_imports_exactly() {
 #[test]
 fn a_first_run_guides() {
     let sb = Sandbox::new();
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let mut args = vec!["tick".to_string()];
     args.extend(net_args(&fake));
     let r = sb.run(&args.iter().map(String::as_str).collect::<Vec<_>>());

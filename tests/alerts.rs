@@ -202,13 +202,7 @@ fn every_format_gets_its_payload() {
 #[test]
 fn a_tick_pings_its_start_and_its_exit_status() {
     let rx = Receiver::start();
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     enroll(&sb, ALICE);
     let ping = format!("{}/ping/abc", rx.url);
@@ -267,13 +261,7 @@ fn a_tick_pings_its_start_and_its_exit_status() {
 #[test]
 fn run_pings_at_most_once_per_its_interval() {
     let rx = Receiver::start();
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     enroll(&sb, ALICE);
     let ping = format!("{}/ping/run", rx.url);

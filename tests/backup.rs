@@ -17,13 +17,7 @@ fn integrity(path: &std::path::Path) -> String {
 
 #[test]
 fn backups_taken_while_run_renews_1000_agents_are_whole_and_restore() {
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     sb.enroll_generated(1_000);
     let dir = sb.dir.path().join("backups");
@@ -135,13 +129,7 @@ fn bad_backup_and_restore_input_is_refused_in_one_line_and_changes_nothing() {
         .unwrap();
     one_line(&sb.run(&["restore", newer.to_str().unwrap()]), 2, "newer");
     // While run holds the lock: refused, with how to stop the timer.
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let mut args = vec!["run".to_string()];
     args.extend(net_args(&fake));
     let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());

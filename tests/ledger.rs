@@ -467,13 +467,7 @@ fn the_migration_gives_every_existing_outcome_its_kind() {
 
 #[test]
 fn an_unreadable_signature_fails_its_agent_alone() {
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     let key = sb.dir.path().join("k.key");
     sb.ok(&["keygen", "--out", key.to_str().unwrap()]);

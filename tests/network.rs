@@ -125,13 +125,7 @@ fn enroll_alice(sb: &Sandbox) {
 #[test]
 fn every_kind_of_outgoing_call_goes_through_the_proxy_unless_no_proxy_names_it() {
     let proxy = Proxy::start();
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let (rx, got) = receiver();
     let rx_authority = rx.trim_start_matches("http://").to_string();
     let fake_authority = fake.url.trim_start_matches("http://").to_string();

@@ -466,13 +466,7 @@ fn connections_and_rate_are_bounded() {
 
 #[test]
 fn healthz_says_what_check_says() {
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
     let srv = start(&sb, &[]);
@@ -635,13 +629,7 @@ fn systemd_socket_activate_hands_its_socket_over_where_present() {
 
 #[test]
 fn enrollments_while_run_renews_1000_agents_are_all_kept() {
-    let fake = FakeClaws::start(
-        600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 1_000,
-        },
-        60_000,
-    );
+    let fake = FakeClaws::steady();
     let sb = Sandbox::new();
     sb.enroll_generated(1_000);
     let srv = start(&sb, &["--rate", "0"]);

@@ -360,6 +360,18 @@ pub struct FakeClaws {
 }
 
 impl FakeClaws {
+    /// 10-minute windows renewable in their last second, 1-minute epochs: in a short test
+    /// every agent renews once.
+    pub fn steady() -> FakeClaws {
+        FakeClaws::start(
+            600_000,
+            RenewalPolicy::Early {
+                accept_before_ms: 1_000,
+            },
+            60_000,
+        )
+    }
+
     pub fn start(window_ms: i64, policy: RenewalPolicy, epoch_ms: i64) -> FakeClaws {
         let epoch_base = 100;
         // A whole second, so that epoch 100 began one to two seconds ago: its first rounds
