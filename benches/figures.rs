@@ -270,19 +270,10 @@ fn disk(n: usize) {
     let copier = std::thread::spawn(move || {
         let mut copies = 0;
         while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-            let out = Command::new(env!("CARGO_BIN_EXE_stream-agency"))
-                .arg("--db")
-                .arg(&copier_db)
-                .args(["backup", "--to"])
-                .arg(&dir)
-                .args(["--keep", "1"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let mut backup = Command::new(env!("CARGO_BIN_EXE_stream-agency"));
+            backup.arg("--db").arg(&copier_db).args(["backup", "--to"]);
+            backup.arg(&dir).args(["--keep", "1"]);
+            Ran::ok(backup);
             copies += 1;
         }
         copies

@@ -69,7 +69,7 @@ fn env_name(option: &str) -> String {
 }
 
 /// The flag's value, else the environment's, else None.
-fn string_opt(flag: Option<String>, option: &str) -> Option<String> {
+pub fn string_opt(flag: Option<String>, option: &str) -> Option<String> {
     flag.or_else(|| {
         std::env::var(env_name(option))
             .ok()
@@ -77,7 +77,7 @@ fn string_opt(flag: Option<String>, option: &str) -> Option<String> {
     })
 }
 
-fn u64_opt(flag: Option<u64>, option: &str, default: u64) -> Result<u64> {
+pub fn u64_opt(flag: Option<u64>, option: &str, default: u64) -> Result<u64> {
     if let Some(v) = flag {
         return Ok(v);
     }
@@ -111,11 +111,16 @@ pub fn switch(flag: bool, option: &str) -> Result<bool> {
     }
 }
 
-/// The host of a URL (no scheme, user, port or path; an IPv6 address without brackets).
-pub fn url_host(url: &str) -> &str {
+/// The `host[:port]` of a URL (no scheme, user or path).
+pub fn url_authority(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// The host of a URL (no scheme, user, port or path; an IPv6 address without brackets).
+pub fn url_host(url: &str) -> &str {
+    let authority = url_authority(url);
     if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {

@@ -48,9 +48,7 @@ pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Stri
             .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
     };
     let host = crate::config::url_host(url).to_ascii_lowercase();
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let port = authority
+    let port = crate::config::url_authority(url)
         .rsplit_once(':')
         .map(|(_, p)| p)
         .filter(|p| !p.contains(']'));

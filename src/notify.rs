@@ -47,18 +47,13 @@ impl Format {
 
     /// The format a URL's host tells without doubt; generic JSON otherwise.
     fn of_url(url: &str) -> Format {
-        match host(url) {
+        match crate::config::url_host(url) {
             "hooks.slack.com" => Format::Slack,
             "discord.com" | "discordapp.com" => Format::Discord,
             "ntfy.sh" => Format::Ntfy,
             _ => Format::Json,
         }
     }
-}
-
-/// The host of a URL, for choosing a format and for logs (never the whole URL).
-pub fn host(url: &str) -> &str {
-    crate::config::url_host(url)
 }
 
 /// One receiver.
@@ -90,55 +85,40 @@ pub struct Alerts {
 
 impl AlertArgs {
     pub fn resolve(self) -> Result<Alerts> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        use crate::config::{checked_url, string_opt, u64_opt};
         let mut urls = self.notify;
         if urls.is_empty() {
-            if let Some(list) = env("STREAM_AGENCY_NOTIFY") {
-                urls = list
-                    .split([' ', ','])
-                    .filter(|u| !u.is_empty())
-                    .map(String::from)
-                    .collect();
-            }
+            // STREAM_AGENCY_NOTIFY holds several, space- or comma-separated.
+            let list = string_opt(None, "notify").unwrap_or_default();
+            urls = list
+                .split([' ', ','])
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+                .collect();
         }
-        let format = self
-            .notify_format
-            .or_else(|| env("STREAM_AGENCY_NOTIFY_FORMAT"));
+        let format = string_opt(self.notify_format, "notify-format");
         let format = format.as_deref().map(Format::parse).transpose()?;
         let allow_http = self.allow_insecure_http;
         let targets = urls
             .into_iter()
             .map(|u| {
-                let url = crate::config::checked_url(&u, "notify", allow_http)?;
+                let url = checked_url(&u, "notify", allow_http)?;
                 let format = format.unwrap_or_else(|| Format::of_url(&url));
                 Ok(Target { url, format })
             })
             .collect::<Result<Vec<_>>>()?;
-        let seconds = |flag: Option<u64>, name: &str, default: u64| -> Result<u64> {
-            match flag
-                .map(Ok)
-                .or_else(|| env(name).map(|v| v.trim().parse::<u64>()))
-            {
-                None => Ok(default),
-                Some(Ok(v)) => Ok(v),
-                Some(Err(_)) => Err(Error::usage(format!(
-                    "{name} must be a whole number of seconds"
-                ))),
-            }
-        };
-        let cooldown = seconds(
+        let cooldown = u64_opt(
             self.notify_cooldown_seconds,
-            "STREAM_AGENCY_NOTIFY_COOLDOWN_SECONDS",
+            "notify-cooldown-seconds",
             DEFAULT_COOLDOWN_S,
         )?;
-        let every = seconds(
+        let every = u64_opt(
             self.ping_every_seconds,
-            "STREAM_AGENCY_PING_EVERY_SECONDS",
+            "ping-every-seconds",
             DEFAULT_PING_EVERY_S,
         )?;
-        let ping_url = self.ping_url.or_else(|| env("STREAM_AGENCY_PING_URL"));
-        let ping_url = ping_url
-            .map(|u| crate::config::checked_url(&u, "ping-url", allow_http))
+        let ping_url = string_opt(self.ping_url, "ping-url")
+            .map(|u| checked_url(&u, "ping-url", allow_http))
             .transpose()?;
         Ok(Alerts {
             targets,
@@ -265,7 +245,7 @@ pub fn deliver(store: &Store) {
         if let Err(e) = &outcome {
             log::warn!(
                 "notification to {} not delivered ({e}): tried again next tick",
-                host(&m.url)
+                crate::config::url_host(&m.url)
             );
         }
         if let Err(e) =
@@ -292,7 +272,7 @@ pub fn ping(alerts: &Alerts, what: Ping) {
             ureq::Error::Status(code, _) => format!("HTTP {code}"),
             other => other.kind().to_string(),
         };
-        log::warn!("ping to {} failed ({e})", host(base));
+        log::warn!("ping to {} failed ({e})", crate::config::url_host(base));
     }
 }
 
@@ -321,7 +301,10 @@ mod tests {
             Format::of_url("https://chat.example.org/hooks/x"),
             Format::Json
         );
-        assert_eq!(host("https://user:pw@ntfy.sh:443/x?y"), "ntfy.sh");
+        assert_eq!(
+            crate::config::url_host("https://user:pw@ntfy.sh:443/x?y"),
+            "ntfy.sh"
+        );
     }
 
     #[test]

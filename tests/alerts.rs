@@ -265,18 +265,8 @@ fn run_pings_at_most_once_per_its_interval() {
     let sb = Sandbox::new();
     enroll(&sb, ALICE);
     let ping = format!("{}/ping/run", rx.url);
-    let mut args = vec![
-        "run".to_string(),
-        "--poll-seconds".into(),
-        "1".into(),
-        "--ping-url".into(),
-        ping,
-        "--ping-every-seconds".into(),
-        "3".into(),
-    ];
-    args.extend(net_args(&fake));
     let started = std::time::Instant::now();
-    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = sb.spawn_run(&fake, &["--ping-url", &ping, "--ping-every-seconds", "3"]);
     let two = wait_for(std::time::Duration::from_secs(30), || rx.count() >= 2);
     let elapsed = started.elapsed();
     let (code, _, err) = terminate(run);

@@ -22,15 +22,7 @@ fn backups_taken_while_run_renews_1000_agents_are_whole_and_restore() {
     sb.enroll_generated(1_000);
     let dir = sb.dir.path().join("backups");
     std::fs::create_dir(&dir).unwrap();
-    let mut args = vec![
-        "run".to_string(),
-        "--poll-seconds".into(),
-        "1".into(),
-        "--max-tick-seconds".into(),
-        "600".into(),
-    ];
-    args.extend(net_args(&fake));
-    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = sb.spawn_run(&fake, &["--max-tick-seconds", "600"]);
     let mut taken = Vec::new();
     for _ in 0..4 {
         let out = sb.ok(&["backup", "--to", dir.to_str().unwrap(), "--keep", "3"]);
@@ -130,9 +122,7 @@ fn bad_backup_and_restore_input_is_refused_in_one_line_and_changes_nothing() {
     one_line(&sb.run(&["restore", newer.to_str().unwrap()]), 2, "newer");
     // While run holds the lock: refused, with how to stop the timer.
     let fake = FakeClaws::steady();
-    let mut args = vec!["run".to_string()];
-    args.extend(net_args(&fake));
-    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = sb.spawn_run(&fake, &[]);
     // Wait until run itself holds the lock (its holder line is written after the flock):
     // a restore tried earlier could take the lock first and make run exit.
     let lock_file = sb.dir.path().join("agency.db.lock");

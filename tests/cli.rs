@@ -718,17 +718,11 @@ fn signatures_come_from_stdin_or_a_private_file_and_argv_warns() {
 #[test]
 fn the_man_page_is_the_help_of_every_command() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new("bash")
+    let mut script = std::process::Command::new("bash");
+    script
         .arg(format!("{root}/contrib/deb/manpage.sh"))
-        .arg(env!("CARGO_BIN_EXE_stream-agency"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let generated = String::from_utf8(out.stdout).unwrap();
+        .arg(env!("CARGO_BIN_EXE_stream-agency"));
+    let generated = Ran::ok(script).stdout;
     let committed = std::fs::read_to_string(format!("{root}/doc/stream-agency.1")).unwrap();
     assert!(
         generated == committed,

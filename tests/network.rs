@@ -106,15 +106,8 @@ fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 
 fn with_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut cmd = sb.command(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.envs(env.iter().copied());
+    Ran::of(cmd)
 }
 
 fn enroll_alice(sb: &Sandbox) {

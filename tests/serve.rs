@@ -633,15 +633,7 @@ fn enrollments_while_run_renews_1000_agents_are_all_kept() {
     let sb = Sandbox::new();
     sb.enroll_generated(1_000);
     let srv = start(&sb, &["--rate", "0"]);
-    let mut args = vec![
-        "run".to_string(),
-        "--poll-seconds".into(),
-        "1".into(),
-        "--max-tick-seconds".into(),
-        "600".into(),
-    ];
-    args.extend(net_args(&fake));
-    let run = sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = sb.spawn_run(&fake, &["--max-tick-seconds", "600"]);
     let mut codes = Vec::new();
     for i in 1_000..1_200 {
         let (status, body) = request(

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use super::{needs_human, Ctx, Run};
 use crate::error::{Error, Result};
 use crate::notify::{self, Ping};
-use crate::tick::Agency;
+use crate::store::Store;
+use crate::tick::{Agency, TickSummary};
 use crate::{config, idle, lock, now_ms, output};
 
 crate::runtime_command! {
@@ -40,10 +41,10 @@ impl Run for Tick {
 fn tick(ctx: &Ctx, cfg: config::RuntimeConfig, alerts: &notify::Alerts) -> Result<()> {
     let mut lock = lock::acquire(&ctx.db, "tick")?;
     // Nothing to do: the database opened read-only, no HTTP client built, no request.
-    if let Some(summary) = idle_tick(ctx, &cfg) {
+    if let Some((store, summary)) = idle_tick(ctx, &cfg) {
         lock.tick_completed(now_ms());
         println!("{summary}");
-        notify_idle(ctx, alerts, &summary.attention);
+        notify_idle(ctx, &store, alerts, &summary.attention);
         return needs_human(&summary.attention);
     }
     let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
@@ -58,18 +59,15 @@ fn tick(ctx: &Ctx, cfg: config::RuntimeConfig, alerts: &notify::Alerts) -> Resul
     needs_human(&summary.attention)
 }
 
-/// The idle tick's alerts: the database is opened to write only when they changed or a
-/// message waits, so an idle tick with nothing new still writes nothing.
-fn notify_idle(ctx: &Ctx, alerts: &notify::Alerts, problems: &[String]) {
+/// The idle tick's alerts, read from the idle tick's read-only `store`: the database is
+/// opened to write only when they changed or a message waits, so an idle tick with
+/// nothing new still writes nothing.
+fn notify_idle(ctx: &Ctx, store: &Store, alerts: &notify::Alerts, problems: &[String]) {
     if alerts.targets.is_empty() {
         return;
     }
-    let quiet = || -> Result<bool> {
-        let Some(store) = crate::store::Store::open_read_only(&ctx.db)? else {
-            return Ok(false);
-        };
-        Ok(!store.alerts_changed(problems)? && store.outbox_len()? == 0)
-    };
+    let quiet =
+        || -> Result<bool> { Ok(!store.alerts_changed(problems)? && store.outbox_len()? == 0) };
     if quiet().unwrap_or(false) {
         return;
     }
@@ -79,22 +77,19 @@ fn notify_idle(ctx: &Ctx, alerts: &notify::Alerts, problems: &[String]) {
     }
 }
 
-/// The idle tick (see `crate::idle`), or `None` when the tick has work (or the idle check
-/// could not be made: then the full tick decides, as always).
-fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<crate::tick::TickSummary> {
+/// The idle tick (see `crate::idle`) with the read-only store it read, or `None` when the
+/// tick has work (or the idle check could not be made: then the full tick decides).
+fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<(Store, TickSummary)> {
     let billing = idle::Billing::of(cfg.billing.as_ref());
-    let attempt = || -> Result<Option<crate::tick::TickSummary>> {
-        let Some(store) = crate::store::Store::open_read_only(&ctx.db)? else {
+    let attempt = || -> Result<Option<(Store, TickSummary)>> {
+        let Some(store) = Store::open_read_only(&ctx.db)? else {
             return Ok(None);
         };
-        match idle::check(&store, &cfg.epoch_api_url, billing, now_ms())? {
-            Some(found) => Ok(Some(crate::tick::idle_summary(
-                &store,
-                found,
-                cfg.max_clock_skew_ms,
-            )?)),
-            None => Ok(None),
-        }
+        let Some(found) = idle::check(&store, &cfg.epoch_api_url, billing, now_ms())? else {
+            return Ok(None);
+        };
+        let summary = crate::tick::idle_summary(&store, found, cfg.max_clock_skew_ms)?;
+        Ok(Some((store, summary)))
     };
     attempt().unwrap_or_else(|e| {
         log::debug!("idle check not possible, ticking in full: {e}");

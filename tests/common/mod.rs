@@ -651,6 +651,25 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl Ran {
+    /// Runs `cmd` to its end.
+    pub fn of(mut cmd: Command) -> Ran {
+        let out: Output = cmd.output().unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `cmd` and asserts it succeeded (its stderr shown if not).
+    pub fn ok(cmd: Command) -> Ran {
+        let r = Ran::of(cmd);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        r
+    }
+}
+
 impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
@@ -674,12 +693,15 @@ impl Sandbox {
     }
 
     pub fn run(&self, args: &[&str]) -> Ran {
-        let out: Output = self.command(args).output().unwrap();
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Ran::of(self.command(args))
+    }
+
+    /// `run` against `fake`, ticking at least every second, with `extra` options.
+    pub fn spawn_run(&self, fake: &FakeClaws, extra: &[&str]) -> Child {
+        let mut args: Vec<String> = vec!["run".into(), "--poll-seconds".into(), "1".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(net_args(fake));
+        self.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Runs and asserts success; returns stdout.
