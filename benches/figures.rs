@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::chain::{EscrowAgent, SimulateRoute, CONTRACT};
 use common::*;
-use stream_agency::keys::Wallet;
+use stream_agency::crypto::keys::Wallet;
 
 /// A finished child: wall time, user+system CPU time, peak RSS, stdout.
 struct Measured {
@@ -259,7 +259,7 @@ fn disk(n: usize) {
         format!(
             "{:.2} MiB (WAL from empty + file growth) against the {} MiB reserve",
             grown as f64 / 1_048_576.0,
-            stream_agency::disk::RESERVE_BYTES >> 20
+            stream_agency::ops::disk::RESERVE_BYTES >> 20
         ),
     );
     due_all(&sb);

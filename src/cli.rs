@@ -87,7 +87,7 @@ impl Cli {
         let ca_file = self
             .ca_file
             .or_else(|| std::env::var_os("STREAM_AGENCY_CA_FILE").map(PathBuf::from));
-        crate::http::trust_extra_roots(ca_file.as_deref())?;
+        crate::net::http::trust_extra_roots(ca_file.as_deref())?;
         let ctx = Ctx::new(self.db, self.secret_key_file);
         self.command.run(&ctx)
     }
@@ -197,8 +197,8 @@ macro_rules! runtime_command {
                 }
             }
 
-            pub fn alert_args(&self) -> $crate::notify::AlertArgs {
-                $crate::notify::AlertArgs {
+            pub fn alert_args(&self) -> $crate::ops::notify::AlertArgs {
+                $crate::ops::notify::AlertArgs {
                     notify: self.notify.clone(),
                     notify_format: self.notify_format.clone(),
                     notify_cooldown_seconds: self.notify_cooldown_seconds,

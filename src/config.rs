@@ -5,9 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::crypto::keys::{Address, Wallet};
 use crate::error::{Error, Result};
-use crate::keys::{Address, Wallet};
-use crate::schedule::Policy;
+use crate::renewal::schedule::Policy;
 
 pub const DEFAULT_STREAM_URL: &str = "https://stream.claws.network/stream";
 pub const DEFAULT_API_URL: &str = "https://api.claws.network";

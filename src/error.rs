@@ -26,7 +26,7 @@ pub enum Error {
     /// Something failed while working (database, file system).
     Runtime(String),
     /// The database cannot be written: disk full, read-only, I/O error. A tick keeps
-    /// renewing through it (see `crate::disk`); elsewhere it is a runtime error.
+    /// renewing through it (see `crate::ops::disk`); elsewhere it is a runtime error.
     Storage(String),
     /// Another process holds the database's lock.
     Locked(String),

@@ -14,32 +14,19 @@
 //!   `lock` (one tick or run per database), `config`
 //!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
 
-pub mod backup;
 pub mod billing;
+pub mod chain;
 pub mod cli;
-pub mod clock;
 pub mod cmd;
 pub mod config;
-pub mod disk;
-pub mod epochs;
+pub mod crypto;
 pub mod error;
-pub mod escrow;
-pub mod gateway;
-pub mod health;
-pub mod http;
-pub mod idle;
-pub mod keys;
-pub mod ledger;
-pub mod lock;
-pub mod notify;
-pub mod output;
-pub mod schedule;
-pub mod secrets;
+pub mod net;
+pub mod ops;
+pub mod renewal;
 pub mod serve;
 pub mod store;
-pub mod stream;
 pub mod tick;
-pub mod tx;
 
 #[cfg(test)]
 mod testdata;

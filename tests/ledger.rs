@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::bill::*;
 use common::chain::EscrowAgent;
 use common::*;
-use stream_agency::keys::Address;
+use stream_agency::crypto::keys::Address;
 
 /// Kinds of (agent, epoch) in the local ledger.
 fn kind(b: &Bill, address: &str, epoch: i64) -> Option<String> {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use stream_agency::keys::Wallet;
+use stream_agency::crypto::keys::Wallet;
 
 fn setup(policy: RenewalPolicy) -> (FakeClaws, Sandbox) {
     let fake = FakeClaws::start(600_000, policy, 60_000);

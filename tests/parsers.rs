@@ -3,9 +3,11 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
+use stream_agency::chain::{escrow, gateway};
 use stream_agency::cmd::enroll;
-use stream_agency::keys::{self, Address};
-use stream_agency::{escrow, gateway, http, stream};
+use stream_agency::crypto::keys::{self, Address};
+use stream_agency::net::http;
+use stream_agency::renewal::stream;
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

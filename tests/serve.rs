@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::bill::{setup, ALICE, CAROL};
 use common::*;
 use serde_json::{json, Value};
-use stream_agency::keys::Wallet;
+use stream_agency::crypto::keys::Wallet;
 
 /// A running `serve` and where it listens.
 struct Server {

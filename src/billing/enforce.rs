@@ -7,15 +7,15 @@
 
 use super::send::Nonces;
 use super::{breaker, Biller, BillingSummary};
+use crate::chain::escrow::EscrowConfig;
+use crate::chain::gateway::Sent;
+use crate::chain::ledger::EpochState;
+use crate::chain::tx::enforce_epoch_data;
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::escrow::EscrowConfig;
-use crate::gateway::Sent;
-use crate::keys::Address;
-use crate::ledger::EpochState;
 use crate::now_ms;
 use crate::store::escrow::{BillRead, Overdue, PendingEnforcement};
 use crate::store::Store;
-use crate::tx::enforce_epoch_data;
 
 impl Biller {
     /// Sends an `enforceEpoch` for each overdue bill, within the slow-start window.

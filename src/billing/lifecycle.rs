@@ -3,9 +3,9 @@
 //! Read at a bounded rate: at most once per agent per epoch here, and at each bill.
 
 use super::Biller;
+use crate::chain::escrow::AgentInfo;
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::escrow::AgentInfo;
-use crate::keys::Address;
 use crate::store::Store;
 
 /// Escrow status reads per tick, before renewals (the due agents first): a large fleet is
@@ -24,7 +24,7 @@ pub fn record(
         return Ok(());
     };
     match (before.as_deref(), info) {
-        (_, Some(i)) if i.status == crate::escrow::AgentStatus::Cancelled => log::warn!(
+        (_, Some(i)) if i.status == crate::chain::escrow::AgentStatus::Cancelled => log::warn!(
             "{address} cancelled on the escrow: no longer renewed or billed (`resume --address {address} --even-if-cancelled` keeps renewing it unpaid)"
         ),
         (_, None) => log::warn!(

@@ -31,10 +31,10 @@ mod settle;
 
 use std::cell::Cell;
 
+use crate::chain::escrow::Escrow;
+use crate::chain::gateway::Gateway;
 use crate::config::BillingConfig;
 use crate::error::Result;
-use crate::escrow::Escrow;
-use crate::gateway::Gateway;
 use crate::now_ms;
 use crate::store::billing::Candidate;
 use crate::store::Store;

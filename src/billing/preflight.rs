@@ -1,7 +1,7 @@
 //! Before any transaction: is the configuration one the chain and the contract accept?
 
 use super::Biller;
-use crate::escrow::EscrowConfig;
+use crate::chain::escrow::EscrowConfig;
 
 /// Whether billing can go on this tick.
 pub enum Preflight {

@@ -4,10 +4,10 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
+use crate::chain::escrow::{decode_epoch_state, Escrow};
+use crate::chain::ledger::EpochState;
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::escrow::{decode_epoch_state, Escrow};
-use crate::keys::Address;
-use crate::ledger::EpochState;
 use crate::store::escrow::{BillRead, OpenBill};
 use crate::store::Store;
 

@@ -5,9 +5,9 @@
 //! human, or billing stopped by the breaker.
 
 use super::{breaker, Biller, BillingSummary, MAX_RETRIES};
+use crate::chain::escrow::{classify_failure, Failure, PROBATION_WINDOWS_CAP};
+use crate::chain::ledger::Kind;
 use crate::error::Result;
-use crate::escrow::{classify_failure, Failure, PROBATION_WINDOWS_CAP};
-use crate::ledger::Kind;
 use crate::now_ms;
 use crate::store::billing::Settled;
 use crate::store::Store;

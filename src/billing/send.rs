@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use super::refusal::Refusal;
 use super::{breaker, Biller, BillingSummary};
+use crate::chain::escrow::{self, Decision, EscrowConfig, Views};
+use crate::chain::gateway::{Sent, Simulated};
+use crate::chain::ledger::Kind;
+use crate::chain::tx::{bill_epoch_data, Transaction};
 use crate::error::Result;
-use crate::escrow::{self, Decision, EscrowConfig, Views};
-use crate::gateway::{Sent, Simulated};
-use crate::ledger::Kind;
 use crate::now_ms;
 use crate::store::billing::{Candidate, Settled};
 use crate::store::Store;
-use crate::tx::{bill_epoch_data, Transaction};
 
 /// Nonces: the account's next nonce from the gateway, skipping those our pending
 /// transactions hold, so a refused transaction's nonce is reused and no gap is left.

@@ -4,10 +4,10 @@
 
 use super::refusal::Refusal;
 use super::{breaker, Biller, BillingSummary, RESOLVE_WAIT_MS};
+use crate::chain::gateway::Sent;
+use crate::chain::ledger::{EpochState, Kind};
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::gateway::Sent;
-use crate::keys::Address;
-use crate::ledger::{EpochState, Kind};
 use crate::now_ms;
 use crate::store::billing::{PendingTx, Settled};
 use crate::store::Store;

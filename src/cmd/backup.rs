@@ -1,4 +1,4 @@
-//! `backup` and `restore` (see `crate::backup`).
+//! `backup` and `restore` (see `crate::ops::backup`).
 
 use std::path::PathBuf;
 
@@ -6,7 +6,8 @@ use argh::FromArgs;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::{backup, lock, now_ms};
+use crate::now_ms;
+use crate::ops::{backup, lock};
 
 /// Copy the database consistently while run, ticks and serve keep writing: checked, mode
 /// 0600, into a file or as a dated file into a directory.

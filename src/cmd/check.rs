@@ -6,7 +6,8 @@ use argh::FromArgs;
 
 use super::{needs_human, Ctx, Run};
 use crate::error::Result;
-use crate::{health, notify, now_ms};
+use crate::now_ms;
+use crate::ops::{health, notify};
 
 /// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal
 /// planned, billing transactions stay pending, or epochs near the backbill limit.
@@ -82,7 +83,7 @@ impl Run for Check {
                 "note: epoch {} observed {} s ago (idle ticks ask again at the next boundary, or after {} s)",
                 t.epoch,
                 (now - t.observed_ms).max(0) / 1000,
-                crate::idle::TIMELINE_TRUST_MS / 1000
+                crate::tick::idle::TIMELINE_TRUST_MS / 1000
             );
         }
         notify::after(&mut store, &alerts, &problems, now);

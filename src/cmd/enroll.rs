@@ -11,7 +11,7 @@ use super::{parse_address, Ctx, Run};
 use crate::error::{Error, Result};
 use zeroize::Zeroizing;
 
-use crate::keys::{self, Address, Secret, Wallet, STREAM_MESSAGE};
+use crate::crypto::keys::{self, Address, Secret, Wallet, STREAM_MESSAGE};
 use crate::now_ms;
 use crate::store::Store;
 

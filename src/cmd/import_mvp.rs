@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use super::{Ctx, Run};
+use crate::crypto::keys::{self, Address, STREAM_MESSAGE};
 use crate::error::{Error, Result};
-use crate::keys::{self, Address, STREAM_MESSAGE};
-use crate::output::{Cell, Format, Rows};
+use crate::now_ms;
+use crate::ops::output::{Cell, Format, Rows};
+use crate::renewal::stream;
 use crate::store::mvp::{self, Checked, Counts, MvpAgent};
 use crate::store::recognize::{self, Found};
-use crate::{now_ms, stream};
 
 /// Bring the database of the Python stream_agency.py over into a new database (--db):
 /// agents (signatures verified offline), usage, attempts and billing history, all or
@@ -169,7 +170,7 @@ fn check(m: &MvpAgent) -> std::result::Result<Checked, String> {
     Ok(Checked {
         mvp: m.clone(),
         address,
-        signature: crate::keys::Secret::new(hex::encode(sig)),
+        signature: crate::crypto::keys::Secret::new(hex::encode(sig)),
         fee_bps,
         active,
         note,

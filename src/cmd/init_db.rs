@@ -3,8 +3,8 @@
 use argh::FromArgs;
 
 use super::{Ctx, Run};
-use crate::disk;
 use crate::error::Result;
+use crate::ops::disk;
 use crate::store::Store;
 
 /// Create or migrate the database (idempotent).

@@ -23,9 +23,9 @@ pub mod token;
 
 use std::path::PathBuf;
 
+use crate::crypto::keys::Address;
+use crate::crypto::secrets::SecretKey;
 use crate::error::{Error, Result};
-use crate::keys::Address;
-use crate::secrets::SecretKey;
 use crate::store::Store;
 
 /// What every command gets: where the database is and how to open it.
@@ -68,10 +68,10 @@ impl Ctx {
     }
 
     /// The database opened to write, or, on a read-only file system, read-only: `tick`
-    /// and `run` renew on (their records wait; see `crate::disk`), `check` says so.
+    /// and `run` renew on (their records wait; see `crate::ops::disk`), `check` says so.
     pub fn open_even_read_only(&self) -> Result<Store> {
         let opened = self.open();
-        let read_only = crate::disk::space(&self.db).is_some_and(|s| s.read_only);
+        let read_only = crate::ops::disk::space(&self.db).is_some_and(|s| s.read_only);
         match opened {
             Err(e) if read_only => {
                 let store = Store::open_read_only(&self.db)?.ok_or(e)?;

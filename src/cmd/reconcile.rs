@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use argh::FromArgs;
 
 use super::{Ctx, Run};
+use crate::chain::escrow::{self, AgentInfo, Decision, Escrow, EscrowConfig, Views};
+use crate::chain::gateway::Gateway;
+use crate::chain::ledger::EpochState;
+use crate::crypto::keys::Address;
 use crate::error::{Error, Result};
-use crate::escrow::{self, AgentInfo, Decision, Escrow, EscrowConfig, Views};
-use crate::gateway::Gateway;
-use crate::keys::Address;
-use crate::ledger::EpochState;
-use crate::output::{Cell, Format, Rows};
+use crate::net::http;
+use crate::ops::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;
-use crate::{config, http, now_ms};
+use crate::{config, now_ms};
 
 const CURSOR: &str = "reconcile_cursor";
 

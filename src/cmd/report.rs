@@ -4,7 +4,7 @@ use argh::FromArgs;
 
 use super::{parse_address, Ctx, Run};
 use crate::error::Result;
-use crate::output::{claw, Cell, Format, Rows};
+use crate::ops::output::{claw, Cell, Format, Rows};
 use crate::store::views::Money;
 
 /// One row per agent: renewals, windows, schedule, billed/settled/outstanding CLAW, last error.
@@ -99,7 +99,7 @@ pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
     for a in store.agent_rows(all)? {
         let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
         let due = window_reward.map(|reward| {
-            claw(crate::escrow::due_atto(
+            claw(crate::chain::escrow::due_atto(
                 reward,
                 a.pending as u64,
                 a.fee_bps as u64,
@@ -147,11 +147,11 @@ fn narrow(rows: &Rows, now: i64) -> String {
     for r in &rows.rows {
         let text = |name: &str| r[pick(name)].shown();
         let time = |name: &str| match &r[pick(name)] {
-            Cell::Time(t) => crate::output::relative(*t, now),
+            Cell::Time(t) => crate::ops::output::relative(*t, now),
             other => other.shown(),
         };
         out.rows.push(vec![
-            Cell::Text(crate::output::short_address(&text("address"))),
+            Cell::Text(crate::ops::output::short_address(&text("address"))),
             Cell::Text(text("status")),
             Cell::Text(time("next_attempt")),
             Cell::Text(time("window_end")),
@@ -260,9 +260,11 @@ impl Receivables {
             self.timeout_seconds,
             self.allow_insecure_http,
         )?;
-        let gateway =
-            crate::gateway::Gateway::new(crate::http::agent(cfg.timeout, &cfg.proxy), &cfg.proxy);
-        let escrow = crate::escrow::Escrow {
+        let gateway = crate::chain::gateway::Gateway::new(
+            crate::net::http::agent(cfg.timeout, &cfg.proxy),
+            &cfg.proxy,
+        );
+        let escrow = crate::chain::escrow::Escrow {
             gateway: &gateway,
             contract: cfg.escrow.to_bech32(),
         };
@@ -309,9 +311,9 @@ impl Run for Receivables {
         for c in store.charges(true, None)? {
             let deadline = grace.map(|g| c.epoch + g);
             let remaining = c.remaining_atto();
-            let enforceable = deadline
-                .zip(current)
-                .map(|(d, now)| now > d && c.settlement == Some(crate::ledger::EpochState::Billed));
+            let enforceable = deadline.zip(current).map(|(d, now)| {
+                now > d && c.settlement == Some(crate::chain::ledger::EpochState::Billed)
+            });
             rows.rows.push(vec![
                 Cell::Text(c.address.clone()),
                 Cell::Int(c.epoch),

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::lock::{self, DbLock};
+use crate::ops::lock::{self, DbLock};
+use crate::ops::notify;
 use crate::tick::Agency;
-use crate::{config, notify, now_ms};
+use crate::{config, now_ms};
 
 /// Sleep granularity while waiting: how fast a signal is noticed.
 const SLICE_MS: i64 = 50;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use super::{Ctx, Run};
+use crate::crypto::secrets::SecretKey;
 use crate::error::{Error, Result};
-use crate::secrets::SecretKey;
 
 /// Write a new random key file (mode 0600) for encrypting stream signatures at rest.
 #[derive(FromArgs, Debug)]

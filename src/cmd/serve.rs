@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 
 use super::{Ctx, Run};
+use crate::chain::gateway::Gateway;
+use crate::config;
 use crate::error::{Error, Result};
-use crate::gateway::Gateway;
+use crate::net::http;
 use crate::serve::routes::Intake;
 use crate::serve::{self, Limits};
-use crate::{config, http};
 
 crate::runtime_command! {
     /// The HTTP intake: agents enroll, pause, resume and remove themselves with their own

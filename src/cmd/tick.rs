@@ -4,10 +4,12 @@ use std::fmt::Write as _;
 
 use super::{needs_human, Ctx, Run};
 use crate::error::{Error, Result};
-use crate::notify::{self, Ping};
+use crate::ops::notify::{self, Ping};
+use crate::ops::{lock, output};
 use crate::store::Store;
+use crate::tick::idle;
 use crate::tick::{Agency, TickSummary};
-use crate::{config, idle, lock, now_ms, output};
+use crate::{config, now_ms};
 
 crate::runtime_command! {
     /// One cycle: learn the epoch, renew the agents that are due, record the windows.
@@ -77,7 +79,7 @@ fn notify_idle(ctx: &Ctx, store: &Store, alerts: &notify::Alerts, problems: &[St
     }
 }
 
-/// The idle tick (see `crate::idle`) with the read-only store it read, or `None` when the
+/// The idle tick (see `crate::tick::idle`) with the read-only store it read, or `None` when the
 /// tick has work (or the idle check could not be made: then the full tick decides).
 fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<(Store, TickSummary)> {
     let billing = idle::Billing::of(cfg.billing.as_ref());

@@ -5,7 +5,7 @@ use argh::FromArgs;
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
 use crate::now_ms;
-use crate::output::{Cell, Format, Rows};
+use crate::ops::output::{Cell, Format, Rows};
 use crate::serve::auth;
 
 /// Operator tokens of `serve` (report, metrics, acting on any agent): printed once, only

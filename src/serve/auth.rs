@@ -11,8 +11,8 @@ use subtle::ConstantTimeEq;
 
 use super::conn::Request;
 use super::routes::Refusal;
+use crate::crypto::keys::{self, Address};
 use crate::error::Result;
-use crate::keys::{self, Address};
 use crate::store::Store;
 
 /// An action message may expire at most this far ahead (seconds).

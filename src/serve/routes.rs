@@ -8,13 +8,14 @@ use serde_json::{json, Map, Value};
 
 use super::auth;
 use super::conn::Request;
+use crate::chain::escrow::{AgentStatus, Escrow};
+use crate::chain::gateway::Gateway;
+use crate::crypto::keys::{self, Address, Secret, STREAM_MESSAGE};
 use crate::error::Result;
-use crate::escrow::{AgentStatus, Escrow};
-use crate::gateway::Gateway;
-use crate::keys::{self, Address, Secret, STREAM_MESSAGE};
-use crate::output::Format;
+use crate::now_ms;
+use crate::ops::output::Format;
+use crate::ops::{health, lock};
 use crate::store::Store;
-use crate::{health, lock, now_ms};
 
 /// A refusal: status and what is wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

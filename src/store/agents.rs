@@ -3,8 +3,8 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{served, usage, Store};
+use crate::crypto::keys::{Address, Secret};
 use crate::error::{Error, Result};
-use crate::keys::{Address, Secret};
 use zeroize::Zeroizing;
 
 #[cfg(test)]
@@ -53,7 +53,7 @@ pub enum Verdict {
 }
 
 /// Everything one `/stream` call changes, written in one transaction. Owned, so that one
-/// the disk could not take waits in memory (see `crate::disk`).
+/// the disk could not take waits in memory (see `crate::ops::disk`).
 #[derive(Debug, Clone)]
 pub struct Renewal {
     pub agent_id: i64,
@@ -109,7 +109,10 @@ impl Store {
     pub fn has_encrypted_signatures(&self) -> Result<bool> {
         Ok(self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM agents WHERE substr(stream_signature, 1, ?1) = ?2)",
-            params![crate::secrets::PREFIX.len(), crate::secrets::PREFIX],
+            params![
+                crate::crypto::secrets::PREFIX.len(),
+                crate::crypto::secrets::PREFIX
+            ],
             |r| r.get(0),
         )?)
     }
@@ -166,7 +169,7 @@ impl Store {
 
     /// Encrypts every plaintext signature in place, in one transaction (a crash leaves all
     /// rows as they were). Returns how many rows were encrypted.
-    pub fn encrypt_secrets(&mut self, key: &crate::secrets::SecretKey) -> Result<usize> {
+    pub fn encrypt_secrets(&mut self, key: &crate::crypto::secrets::SecretKey) -> Result<usize> {
         let tx = self.conn.transaction()?;
         let rows: Vec<(i64, String, String)> = tx
             .prepare("SELECT id, address, stream_signature FROM agents")?
@@ -174,7 +177,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let mut done = 0;
         for (id, address, stored) in rows {
-            if crate::secrets::is_encrypted(&stored) {
+            if crate::crypto::secrets::is_encrypted(&stored) {
                 continue;
             }
             let sealed = key.encrypt(&address, &stored);
@@ -258,7 +261,7 @@ impl Store {
         for agent in &mut due {
             if let Ok(stored) = &agent.signature {
                 let key = self.secret_key.as_ref();
-                match crate::secrets::reveal(key, &agent.address, stored.expose()) {
+                match crate::crypto::secrets::reveal(key, &agent.address, stored.expose()) {
                     // No key at all for encrypted signatures: a configuration error.
                     Err(e) if key.is_none() => return Err(e),
                     // One row that does not decrypt fails that agent alone.

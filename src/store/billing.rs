@@ -5,9 +5,9 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Store;
+use crate::chain::ledger::{EpochState, Kind};
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::keys::Address;
-use crate::ledger::{EpochState, Kind};
 
 /// An (agent, epoch) ready to bill: the agent's lowest open closed epoch.
 #[derive(Debug, Clone)]
@@ -339,7 +339,7 @@ impl Store {
     }
 
     /// Keeps the escrow's figures for `report` and `receivables`.
-    pub fn set_meta_escrow(&self, config: &crate::escrow::EscrowConfig) -> Result<()> {
+    pub fn set_meta_escrow(&self, config: &crate::chain::escrow::EscrowConfig) -> Result<()> {
         self.meta_set("escrow_window_reward", &config.window_reward.to_string())?;
         self.meta_set("escrow_grace_epochs", &config.grace_epochs.to_string())?;
         self.meta_set(

@@ -4,9 +4,9 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Store;
+use crate::chain::escrow::{AgentInfo, AgentStatus};
+use crate::chain::ledger::EpochState;
 use crate::error::Result;
-use crate::escrow::{AgentInfo, AgentStatus};
-use crate::ledger::EpochState;
 
 /// The `agents.escrow_status` of a `getAgentInfo` answer (`None`: not registered).
 pub fn status_name(info: Option<&AgentInfo>) -> &'static str {

@@ -5,8 +5,8 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{usage, Store};
+use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::keys::Address;
 
 /// One operator token as `token list` shows it (never the token).
 #[derive(Debug, Serialize)]
@@ -78,7 +78,7 @@ impl Store {
     pub fn enroll_by_intake(
         &mut self,
         address: &Address,
-        signature: &crate::keys::Secret,
+        signature: &crate::crypto::keys::Secret,
         fee_bps: u32,
         now: i64,
     ) -> Result<bool> {

@@ -51,7 +51,7 @@ const SCHEMA_VERSION: usize = 6;
 pub struct Store {
     conn: Connection,
     /// Encrypts stream signatures at rest when configured.
-    pub secret_key: Option<crate::secrets::SecretKey>,
+    pub secret_key: Option<crate::crypto::secrets::SecretKey>,
 }
 
 impl Store {

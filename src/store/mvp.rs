@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection};
 
 use super::Store;
+use crate::chain::ledger::Kind;
+use crate::crypto::keys::Address;
 use crate::error::{Error, Result};
-use crate::keys::Address;
-use crate::ledger::Kind;
 
 /// An agent as the MVP stored it.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Checked {
     pub mvp: MvpAgent,
     pub address: Address,
     /// The signature as our `enroll` stores it (lowercase hex, no 0x).
-    pub signature: crate::keys::Secret,
+    pub signature: crate::crypto::keys::Secret,
     pub fee_bps: i64,
     pub active: bool,
     /// What changed on the way in (e.g. suspended became paused).

@@ -11,7 +11,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
-use crate::epochs::{self, Seen, Start};
+use crate::chain::epochs::{self, Seen, Start};
 use crate::error::Result;
 
 const MAX_EPOCH_SEEN: &str = "max_epoch_seen";
@@ -192,7 +192,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Address;
+    use crate::crypto::keys::Address;
     use crate::store::memory_store;
 
     fn usage(s: &Store) -> Vec<(i64, i64)> {

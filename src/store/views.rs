@@ -4,8 +4,8 @@
 use rusqlite::params;
 
 use super::{served, usage, Store};
+use crate::chain::ledger::EpochState;
 use crate::error::Result;
-use crate::ledger::EpochState;
 
 /// One agent's row of `report`.
 #[derive(Debug)]

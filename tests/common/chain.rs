@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sha3::{Digest, Keccak256};
-use stream_agency::keys::{self, Address};
+use stream_agency::crypto::keys::{self, Address};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -633,10 +633,10 @@ fn gateway_refuses(state: &Mutex<State>) -> bool {
 }
 
 /// Wallet number `i` of a fixed, seeded series (the same on every run).
-pub fn seeded_wallet(i: u64) -> stream_agency::keys::Wallet {
+pub fn seeded_wallet(i: u64) -> stream_agency::crypto::keys::Wallet {
     let mut seed = [5u8; 32];
     seed[..8].copy_from_slice(&i.to_be_bytes());
-    stream_agency::keys::Wallet::from_seed(&seed)
+    stream_agency::crypto::keys::Wallet::from_seed(&seed)
 }
 
 /// A scratch directory with a database path, and the binary to run in it.

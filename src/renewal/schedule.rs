@@ -3,7 +3,7 @@
 //! Continuity comes first: a renewal is planned `lead` before the window ends; refusals and
 //! faults back off (30 s, 60 s, 120 s, then 180 s) but never wait past the known window end.
 
-use crate::stream::Answer;
+use crate::renewal::stream::Answer;
 
 /// Retry interval for the agent's own problems (bad signature, not registered).
 pub const AGENT_PROBLEM_RETRY_MS: i64 = 15 * 60 * 1000;

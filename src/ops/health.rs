@@ -21,20 +21,20 @@ pub fn tick_attention(store: &Store, now: i64) -> Result<Vec<String>> {
 }
 
 /// A host clock further off the network's than `max_ms`, said as a person would.
-pub fn clock_skew(offset: crate::clock::Offset, max_ms: i64) -> Option<String> {
+pub fn clock_skew(offset: crate::net::clock::Offset, max_ms: i64) -> Option<String> {
     (offset.ms.abs() > max_ms).then(|| {
         format!(
             "the host clock is {} the stream service: enable NTP (timedatectl set-ntp true); renewals are scheduled on the service's clock meanwhile",
-            crate::clock::describe(offset.ms)
+            crate::net::clock::describe(offset.ms)
         )
     })
 }
 
 /// The network clock's offset as the last run kept it.
-pub fn kept_offset(store: &Store) -> Result<Option<crate::clock::Offset>> {
+pub fn kept_offset(store: &Store) -> Result<Option<crate::net::clock::Offset>> {
     Ok(store
-        .meta_get(crate::clock::STORE_KEY)?
-        .and_then(|t| crate::clock::estimate(&crate::clock::decode(&t))))
+        .meta_get(crate::net::clock::STORE_KEY)?
+        .and_then(|t| crate::net::clock::estimate(&crate::net::clock::decode(&t))))
 }
 
 /// Held epochs, each with what to do about it.
@@ -80,14 +80,14 @@ pub const FREE_SPACE_DAYS: f64 = 7.0;
 /// renewal this database measures (its size over the attempts it holds).
 pub fn disk(store: &Store, db: &Path, now: i64) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let Some(space) = crate::disk::space(db) else {
+    let Some(space) = crate::ops::disk::space(db) else {
         return Ok(out);
     };
     if space.read_only || store.is_read_only() {
         out.push(format!(
             "database {} cannot be written ({}): renewals go on but are not recorded and billing waits; make it writable",
             db.display(),
-            crate::disk::describe_space(db)
+            crate::ops::disk::describe_space(db)
         ));
         return Ok(out);
     }
@@ -102,7 +102,7 @@ pub fn disk(store: &Store, db: &Path, now: i64) -> Result<Vec<String>> {
     if days < FREE_SPACE_DAYS {
         out.push(format!(
             "{}: about {days:.1} days of growth at {:.0} bytes per renewal and {} renewals a day; free space, or `prune` old attempts",
-            crate::disk::describe_space(db),
+            crate::ops::disk::describe_space(db),
             per_renewal,
             g.last_day
         ));
@@ -190,7 +190,7 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
         "Unix time the gateway was last asked for the epoch (idle ticks compute it from the timeline).",
         &[("", store.timeline()?.map_or(0, |t| t.observed_ms / 1000))],
     );
-    let last_tick = crate::lock::last_tick_ms(db).unwrap_or(0);
+    let last_tick = crate::ops::lock::last_tick_ms(db).unwrap_or(0);
     metric(
         "last_tick_timestamp_seconds",
         "Unix time of the last tick that completed.",

@@ -13,9 +13,9 @@ pub fn agent(timeout: Duration, url: &str) -> ureq::Agent {
 }
 
 /// An agent whose every answer's `Date` is a sample of the network's clock.
-pub fn sampling_agent(timeout: Duration, sink: crate::clock::Sink, url: &str) -> ureq::Agent {
+pub fn sampling_agent(timeout: Duration, sink: crate::net::clock::Sink, url: &str) -> ureq::Agent {
     builder(timeout, url)
-        .middleware(crate::clock::DateSampler(sink))
+        .middleware(crate::net::clock::DateSampler(sink))
         .build()
 }
 

@@ -69,7 +69,7 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
         .open(&path)
         .or_else(|e| match e.kind() {
             // A read-only file system: a lock file opened for reading locks as well (and
-            // renewals go on; see `crate::disk`).
+            // renewals go on; see `crate::ops::disk`).
             std::io::ErrorKind::ReadOnlyFilesystem => std::fs::File::open(&path),
             _ => Err(e),
         })
@@ -99,7 +99,7 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
     let holder = format!(
         "{what} (pid {}) since {}",
         std::process::id(),
-        crate::output::utc(Some(crate::now_ms()))
+        crate::ops::output::utc(Some(crate::now_ms()))
     );
     let mut lock = DbLock { file, holder };
     lock.write(parse_last_tick(&previous));

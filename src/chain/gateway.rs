@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::http;
+use crate::net::http;
 
 /// Why a gateway call gave no data.
 #[derive(Debug, Clone)]

@@ -1,10 +1,10 @@
 //! The `StreamAgencyEscrow` contract as the biller sees it: its views (decoded), its guards,
 //! and what each of its failure messages means for us.
 
-use crate::gateway::Gateway;
-use crate::keys::Address;
-use crate::ledger::{EpochState, Kind};
-use crate::tx::u64_arg;
+use crate::chain::gateway::Gateway;
+use crate::chain::ledger::{EpochState, Kind};
+use crate::chain::tx::u64_arg;
+use crate::crypto::keys::Address;
 
 /// From `getConfig()`.
 #[derive(Debug, Clone)]

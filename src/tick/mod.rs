@@ -2,22 +2,26 @@
 //! the new windows to their epochs. Each agent's outcome is committed on its own, so a crash
 //! mid-tick loses nothing already done.
 
+pub mod idle;
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::billing::{Biller, BillingSummary};
+use crate::chain::epochs::{self, Clock, Reading, Start};
+use crate::chain::gateway::Gateway;
 use crate::config::RuntimeConfig;
-use crate::epochs::{self, Clock, Reading, Start};
 use crate::error::Result;
-use crate::gateway::Gateway;
-use crate::schedule::{Known, Plan, Policy};
+use crate::net::{clock, http};
+use crate::now_ms;
+use crate::ops::{disk, health};
+use crate::renewal::schedule::{Known, Plan, Policy};
+use crate::renewal::stream::{Answer, Reply, StreamClient};
 use crate::store::agents::{DueAgent, Renewal, Verdict};
 use crate::store::usage::effective_epoch;
 use crate::store::Store;
-use crate::stream::{Answer, Reply, StreamClient};
-use crate::{clock, disk, health, http, idle, now_ms};
 
 /// Genesis and round duration as versions before schema 4 kept them (read, not written).
 const LEGACY_ROUND_DURATION_KEY: &str = "round_duration_ms";
@@ -252,7 +256,7 @@ impl Agency {
         halted(&self.stop, self.deadline)
     }
 
-    /// For `run`: the idle tick (see `crate::idle`) when nothing is to be done, else a
+    /// For `run`: the idle tick (see `crate::tick::idle`) when nothing is to be done, else a
     /// full tick. (`tick` makes its idle check before the agency is even built.)
     pub fn tick_unless_idle(&mut self) -> Result<TickSummary> {
         let gateway = &self.cfg.epoch_api_url;
@@ -265,7 +269,7 @@ impl Agency {
         self.tick()
     }
 
-    /// The error a `tick` ends with while renewals wait for the disk (see `crate::disk`).
+    /// The error a `tick` ends with while renewals wait for the disk (see `crate::ops::disk`).
     pub fn unrecorded_error(&self) -> Option<crate::error::Error> {
         (!self.backlog.is_empty()).then(|| self.backlog.unrecorded_error(&self.db))
     }

@@ -206,7 +206,7 @@ fn queue(store: &mut Store, alerts: &Alerts, problems: &[String], now: i64) -> R
         return Ok(());
     }
     let changes = store.update_alerts(problems, now, alerts.cooldown_ms)?;
-    let (host, at) = (hostname(), crate::output::utc(Some(now)));
+    let (host, at) = (hostname(), crate::ops::output::utc(Some(now)));
     for (event, list) in [
         ("problem", &changes.raised),
         ("resolved", &changes.resolved),
@@ -231,7 +231,7 @@ pub fn deliver(store: &Store) {
         return;
     }
     for m in queued {
-        let mut req = crate::http::agent(TIMEOUT, &m.url)
+        let mut req = crate::net::http::agent(TIMEOUT, &m.url)
             .post(&m.url)
             .set("Content-Type", &m.content_type);
         if let Some(title) = &m.title {
@@ -267,7 +267,10 @@ pub fn ping(alerts: &Alerts, what: Ping) {
         Ping::Exit(0) => base.clone(),
         Ping::Exit(code) => format!("{base}/{code}"),
     };
-    if let Err(e) = crate::http::agent(TIMEOUT, &url).post(&url).send_string("") {
+    if let Err(e) = crate::net::http::agent(TIMEOUT, &url)
+        .post(&url)
+        .send_string("")
+    {
         let e = match e {
             ureq::Error::Status(code, _) => format!("HTTP {code}"),
             other => other.kind().to_string(),

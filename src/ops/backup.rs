@@ -206,7 +206,7 @@ pub fn restore(db: &Path, from: &Path, now_ms: i64) -> Result<Option<PathBuf>> {
 
 /// A UTC time for file names that sort by time: `20261201T233510Z`.
 fn stamp(now_ms: i64) -> String {
-    crate::output::utc(Some(now_ms)).replace([':', '-', ' ', '.'], "")
+    crate::ops::output::utc(Some(now_ms)).replace([':', '-', ' ', '.'], "")
 }
 
 /// `path` with `suffix` appended to its file name.

@@ -180,8 +180,8 @@ mod tests {
     fn kinds_round_trip_and_match_the_schema() {
         let schema = format!(
             "{}{}",
-            include_str!("../sql/0001_initial.sql"),
-            include_str!("../sql/0002_ledger.sql")
+            include_str!("../../sql/0001_initial.sql"),
+            include_str!("../../sql/0002_ledger.sql")
         );
         for k in ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(EpochState::from_index(5), Some(EpochState::Delinquent));
         assert_eq!(EpochState::from_index(6), None);
         assert_eq!(EpochState::from_index(255), None);
-        let schema = include_str!("../sql/0002_ledger.sql");
+        let schema = include_str!("../../sql/0002_ledger.sql");
         for s in EPOCH_STATES {
             assert_eq!(EpochState::parse(s.as_str()), Some(s));
             assert!(schema.contains(&format!("'{s}'")), "{s} not in the schema");

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::keys::{Address, Wallet};
+use crate::crypto::keys::{Address, Wallet};
 
 /// Transaction version the chain expects.
 pub const VERSION: u32 = 2;

@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::http;
+use crate::net::http;
 use zeroize::Zeroizing;
 
-use crate::keys::{Secret, STREAM_MESSAGE};
+use crate::crypto::keys::{Secret, STREAM_MESSAGE};
 
 /// What a `/stream` answer means for the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

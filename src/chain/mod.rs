@@ -1,0 +1,13 @@
+//! The chain: what the Claws Network and the escrow contract say, and how to ask them.
+//!
+//! - `epochs`: the epoch timeline from observations (pure);
+//! - `ledger`: the vocabulary of bills and settlements, as the contract numbers them (pure);
+//! - `tx`: transactions, their signing bytes and call data (pure);
+//! - `escrow`: the StreamAgencyEscrow contract: its ABI, its rules and its views;
+//! - `gateway`: the chain gateway's HTTP API (network config, accounts, transactions, views).
+
+pub mod epochs;
+pub mod escrow;
+pub mod gateway;
+pub mod ledger;
+pub mod tx;

@@ -1,0 +1,5 @@
+//! Keys and secrets: addresses, PEM wallets and signing (`keys`), stream signatures
+//! encrypted at rest (`secrets`).
+
+pub mod keys;
+pub mod secrets;
