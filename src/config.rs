@@ -1,12 +1,13 @@
 //! Runtime configuration of `tick` and `run`: flags, then `STREAM_AGENCY_<OPTION>`
 //! environment variables, then the spec's defaults; all checked before anything is done.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::keys::{Address, Wallet};
+use crate::crypto::private::check_private_file;
 use crate::error::{Error, Result};
+use crate::net::url::is_loopback;
 use crate::renewal::schedule::Policy;
 
 pub const DEFAULT_STREAM_URL: &str = "https://stream.claws.network/stream";
@@ -111,32 +112,6 @@ pub fn switch(flag: bool, option: &str) -> Result<bool> {
     }
 }
 
-/// The `host[:port]` of a URL (no scheme, user or path).
-pub fn url_authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
-}
-
-/// The host of a URL (no scheme, user, port or path; an IPv6 address without brackets).
-pub fn url_host(url: &str) -> &str {
-    let authority = url_authority(url);
-    if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
-    }
-}
-
-/// Whether a URL's host is the local machine (plain http is fine there).
-fn is_loopback(url: &str) -> bool {
-    let host = url_host(url);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// An endpoint URL: https, or http to loopback, or http anywhere with --allow-insecure-http.
 fn url(flag: Option<String>, option: &str, default: &str, allow_http: bool) -> Result<String> {
     let url = string_opt(flag, option).unwrap_or_else(|| default.to_string());
@@ -155,20 +130,6 @@ pub fn checked_url(url: &str, option: &str, allow_http: bool) -> Result<String> 
         )));
     }
     Ok(url.to_string())
-}
-
-/// Refuses a secret file that others can read: a key must be guarded like a password.
-pub fn check_private_file(path: &Path, what: &str) -> Result<()> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::usage(format!("cannot read {what} {}: {e}", path.display())))?;
-    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::usage(format!(
-            "{what} {} is readable by other users: run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 impl RuntimeArgs {

@@ -146,7 +146,7 @@ fn report_json_feeds_jq_and_tsv_feeds_awk() {
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     let rows = parsed.as_array().unwrap();
     assert_eq!(rows.len(), 3);
-    for field in stream_agency::cmd::report::REPORT_FIELDS {
+    for field in stream_agency::ops::report::REPORT_FIELDS {
         assert!(rows[0].get(field).is_some(), "field {field}");
     }
     assert!(rows[0]["window_end_ms"].as_i64().unwrap() > now_ms());

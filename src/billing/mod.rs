@@ -31,7 +31,7 @@ mod settle;
 
 use std::cell::Cell;
 
-use crate::chain::escrow::Escrow;
+use crate::chain::escrow::client::Escrow;
 use crate::chain::gateway::Gateway;
 use crate::config::BillingConfig;
 use crate::error::Result;

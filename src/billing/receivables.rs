@@ -4,8 +4,8 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use crate::chain::escrow::{decode_epoch_state, Escrow};
-use crate::chain::ledger::EpochState;
+use crate::chain::escrow::client::Escrow;
+use crate::chain::escrow::decode_epoch_state;
 use crate::crypto::keys::Address;
 use crate::error::Result;
 use crate::store::escrow::{BillRead, OpenBill};
@@ -105,9 +105,4 @@ fn read_bill(
         Entry::Vacant(slot) => *slot.insert(escrow.agent_financials(agent)?.1),
     };
     Ok(Some(BillRead::from_views(state, due_atto, owed)))
-}
-
-/// Whether a bill with this state is still to be paid.
-pub fn is_open(state: Option<EpochState>, paid_at_cancel: bool) -> bool {
-    !paid_at_cancel && state.is_none_or(EpochState::is_open)
 }

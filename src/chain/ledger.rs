@@ -172,6 +172,12 @@ impl fmt::Display for EpochState {
     }
 }
 
+/// Whether a bill with this settlement (None: not read yet) is still to be paid; one paid
+/// from the bond at the agent's cancellation is not.
+pub fn bill_is_open(state: Option<EpochState>, paid_at_cancel: bool) -> bool {
+    !paid_at_cancel && state.is_none_or(EpochState::is_open)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

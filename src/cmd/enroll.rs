@@ -123,7 +123,7 @@ fn signature_input(arg: Option<String>, file: Option<PathBuf>) -> Result<Secret>
             Ok(Secret::new(line.trim().to_string()))
         }
         (None, Some(path)) => {
-            crate::config::check_private_file(&path, "signature file")?;
+            crate::crypto::private::check_private_file(&path, "signature file")?;
             let text = Zeroizing::new(read_input(&path)?);
             Ok(Secret::new(text.trim().to_string()))
         }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use argh::FromArgs;
 
 use super::{Ctx, Run};
-use crate::chain::escrow::{self, AgentInfo, Decision, Escrow, EscrowConfig, Views};
+use crate::chain::escrow::client::Escrow;
+use crate::chain::escrow::{self, AgentInfo, Decision, EscrowConfig, Views};
 use crate::chain::gateway::Gateway;
 use crate::chain::ledger::EpochState;
 use crate::crypto::keys::Address;

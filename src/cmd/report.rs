@@ -5,7 +5,7 @@ use argh::FromArgs;
 use super::{parse_address, Ctx, Run};
 use crate::error::Result;
 use crate::ops::output::{claw, Cell, Format, Rows};
-use crate::store::views::Money;
+use crate::ops::report::{report_rows, REPORT_FIELDS};
 
 /// One row per agent: renewals, windows, schedule, billed/settled/outstanding CLAW, last error.
 #[derive(FromArgs, Debug)]
@@ -52,28 +52,6 @@ pub struct BillingAttempts {
     pub format: Format,
 }
 
-/// Field names of `report --format json|tsv` (stable; documented in the README).
-pub const REPORT_FIELDS: [&str; 18] = [
-    "address",
-    "status",
-    "fee_bps",
-    "renewed",
-    "failed",
-    "pending",
-    "billed",
-    "clipped",
-    "expired",
-    "due_claw",
-    "next_attempt",
-    "window_end",
-    "last_error",
-    "held",
-    "billed_claw",
-    "settled_claw",
-    "outstanding_claw",
-    "escrow",
-];
-
 impl Run for Report {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
@@ -89,44 +67,6 @@ impl Run for Report {
         rows.emit(self.format, &warnings);
         Ok(())
     }
-}
-
-/// The rows of `report` (also `GET /v1/report` of `serve`); removed agents too with `all`.
-pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
-    let window_reward = store.meta_window_reward()?;
-    let mut rows = Rows::new(REPORT_FIELDS.to_vec());
-    let charges = store.charges(false, None)?;
-    for a in store.agent_rows(all)? {
-        let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
-        let due = window_reward.map(|reward| {
-            claw(crate::chain::escrow::due_atto(
-                reward,
-                a.pending as u64,
-                a.fee_bps as u64,
-            ))
-        });
-        rows.rows.push(vec![
-            Cell::Text(a.address),
-            Cell::Text(a.status),
-            Cell::Int(a.fee_bps),
-            Cell::Int(a.renewed),
-            Cell::Int(a.failed),
-            Cell::Int(a.pending),
-            Cell::Int(a.billed),
-            Cell::Int(a.clipped),
-            Cell::Int(a.expired),
-            Cell::OptText(due),
-            Cell::Time(a.next_attempt_ms),
-            Cell::Time(a.window_end_ms),
-            Cell::OptText(a.last_error),
-            Cell::Int(a.held),
-            Cell::Text(claw(money.billed)),
-            Cell::Text(claw(money.settled)),
-            Cell::Text(claw(money.outstanding)),
-            Cell::Text(a.escrow),
-        ]);
-    }
-    Ok(rows)
 }
 
 /// The default table: address (shortened), status, next renewal and window end (relative),
@@ -264,7 +204,7 @@ impl Receivables {
             crate::net::http::agent(cfg.timeout, &cfg.proxy),
             &cfg.proxy,
         );
-        let escrow = crate::chain::escrow::Escrow {
+        let escrow = crate::chain::escrow::client::Escrow {
             gateway: &gateway,
             contract: cfg.escrow.to_bech32(),
         };

@@ -2,4 +2,5 @@
 //! encrypted at rest (`secrets`).
 
 pub mod keys;
+pub mod private;
 pub mod secrets;

@@ -13,7 +13,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use zeroize::Zeroizing;
 
-use crate::config::check_private_file;
+use crate::crypto::private::check_private_file;
 use crate::error::{Error, Result};
 
 pub const PREFIX: &str = "enc:v1:";

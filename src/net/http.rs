@@ -28,7 +28,7 @@ fn builder(timeout: Duration, url: &str) -> ureq::AgentBuilder {
     if let Some(proxy) = proxy_for(url, &|name| std::env::var(name).ok()) {
         match ureq::Proxy::new(&proxy) {
             Ok(p) => b = b.proxy(p),
-            Err(e) => log::warn!("proxy for {} ignored: {e}", crate::config::url_host(url)),
+            Err(e) => log::warn!("proxy for {} ignored: {e}", crate::net::url::url_host(url)),
         }
     }
     if let Some(Some(tls)) = TLS.get() {
@@ -47,8 +47,8 @@ pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Stri
             .iter()
             .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
     };
-    let host = crate::config::url_host(url).to_ascii_lowercase();
-    let port = crate::config::url_authority(url)
+    let host = crate::net::url::url_host(url).to_ascii_lowercase();
+    let port = crate::net::url::url_authority(url)
         .rsplit_once(':')
         .map(|(_, p)| p)
         .filter(|p| !p.contains(']'));

@@ -8,3 +8,4 @@ pub mod health;
 pub mod lock;
 pub mod notify;
 pub mod output;
+pub mod report;

@@ -47,7 +47,7 @@ impl Format {
 
     /// The format a URL's host tells without doubt; generic JSON otherwise.
     fn of_url(url: &str) -> Format {
-        match crate::config::url_host(url) {
+        match crate::net::url::url_host(url) {
             "hooks.slack.com" => Format::Slack,
             "discord.com" | "discordapp.com" => Format::Discord,
             "ntfy.sh" => Format::Ntfy,
@@ -245,7 +245,7 @@ pub fn deliver(store: &Store) {
         if let Err(e) = &outcome {
             log::warn!(
                 "notification to {} not delivered ({e}): tried again next tick",
-                crate::config::url_host(&m.url)
+                crate::net::url::url_host(&m.url)
             );
         }
         if let Err(e) =
@@ -275,7 +275,7 @@ pub fn ping(alerts: &Alerts, what: Ping) {
             ureq::Error::Status(code, _) => format!("HTTP {code}"),
             other => other.kind().to_string(),
         };
-        log::warn!("ping to {} failed ({e})", crate::config::url_host(base));
+        log::warn!("ping to {} failed ({e})", crate::net::url::url_host(base));
     }
 }
 
@@ -305,7 +305,7 @@ mod tests {
             Format::Json
         );
         assert_eq!(
-            crate::config::url_host("https://user:pw@ntfy.sh:443/x?y"),
+            crate::net::url::url_host("https://user:pw@ntfy.sh:443/x?y"),
             "ntfy.sh"
         );
     }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::conn::Request;
-use super::routes::Refusal;
+use super::reply::Refusal;
 use crate::crypto::keys::{self, Address};
 use crate::error::Result;
 use crate::store::Store;

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod conn;
 pub mod limits;
+pub mod reply;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -24,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::now_ms;
 use conn::{Conn, Framed};
 use limits::RateLimiter;
-use routes::{Intake, Refusal, Reply};
+use reply::{Refusal, Reply};
+use routes::Intake;
 
 /// How long one poll waits at most: the deadlines are checked this often.
 const POLL_MS: i64 = 200;

@@ -8,7 +8,9 @@ use serde_json::{json, Map, Value};
 
 use super::auth;
 use super::conn::Request;
-use crate::chain::escrow::{AgentStatus, Escrow};
+use super::reply::{Refusal, Reply};
+use crate::chain::escrow::client::Escrow;
+use crate::chain::escrow::AgentStatus;
 use crate::chain::gateway::Gateway;
 use crate::crypto::keys::{self, Address, Secret, STREAM_MESSAGE};
 use crate::error::Result;
@@ -16,33 +18,6 @@ use crate::now_ms;
 use crate::ops::output::Format;
 use crate::ops::{health, lock};
 use crate::store::Store;
-
-/// A refusal: status and what is wrong and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub u16, pub String);
-
-/// An answer: status, body, extra headers.
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Reply {
-    pub fn json(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            content_type: "application/json",
-            body: body.to_string(),
-            headers: Vec::new(),
-        }
-    }
-
-    pub fn error(Refusal(status, why): Refusal) -> Reply {
-        Reply::json(status, json!({ "error": why }))
-    }
-}
 
 /// What the routes work with.
 pub struct Intake {
@@ -256,7 +231,7 @@ impl Intake {
         if let Err(r) = auth::operator(req, &self.store)? {
             return Ok(Err(r));
         }
-        let rows = crate::cmd::report::report_rows(&self.store, false)?;
+        let rows = crate::ops::report::report_rows(&self.store, false)?;
         Ok(Ok(Reply {
             status: 200,
             content_type: "application/json",

@@ -69,7 +69,7 @@ impl Store {
             return Err(refusal);
         }
         if path.exists() {
-            crate::config::check_private_file(path, "database")?;
+            crate::crypto::private::check_private_file(path, "database")?;
         } else {
             std::fs::OpenOptions::new()
                 .write(true)

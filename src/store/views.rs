@@ -371,7 +371,7 @@ pub struct Charge {
 impl Charge {
     /// Still to be paid: not settled, slashed or paid from the bond.
     pub fn is_open(&self) -> bool {
-        crate::billing::receivables::is_open(self.settlement, self.paid_at_cancel)
+        crate::chain::ledger::bill_is_open(self.settlement, self.paid_at_cancel)
     }
 
     /// What is still due (the whole charge until the chain said otherwise).

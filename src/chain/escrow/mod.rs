@@ -1,9 +1,13 @@
 //! The `StreamAgencyEscrow` contract as the biller sees it: its views (decoded), its guards,
-//! and what each of its failure messages means for us.
+//! and what each of its failure messages means for us. Pure: `abi` decodes the views'
+//! answers, `client` asks them through the gateway (the only part that talks to the network).
 
-use crate::chain::gateway::Gateway;
+pub mod abi;
+pub mod client;
+
+pub use abi::{big_uint, decode_agent_info, decode_config, decode_epoch_state};
+
 use crate::chain::ledger::{EpochState, Kind};
-use crate::chain::tx::u64_arg;
 use crate::crypto::keys::Address;
 
 /// From `getConfig()`.
@@ -43,104 +47,6 @@ pub struct AgentInfo {
     /// Not from the view (none says it): set by us once the contract refused a bill with
     /// `Exceeds probation windows cap` and the agent has fewer than 3 on-time settlements.
     pub probation: bool,
-}
-
-/// Minimal big-endian bytes as a number; saturates beyond u128.
-pub fn big_uint(bytes: &[u8]) -> u128 {
-    let significant: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
-    if significant.len() > 16 {
-        return u128::MAX;
-    }
-    significant
-        .iter()
-        .fold(0u128, |n, &b| (n << 8) | u128::from(b))
-}
-
-fn small_uint(bytes: &[u8], what: &str) -> Result<u64, String> {
-    u64::try_from(big_uint(bytes)).map_err(|_| format!("escrow view: {what} does not fit in u64"))
-}
-
-/// Reads the nested encoding of `getAgentInfo`, field by field.
-struct Nested<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Nested<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.bytes.len() < n {
-            return Err("escrow view: agent info is truncated".into());
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn sized(&mut self) -> Result<&'a [u8], String> {
-        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        self.take(len)
-    }
-}
-
-pub fn decode_agent_info(bytes: &[u8]) -> Result<AgentInfo, String> {
-    let mut r = Nested { bytes };
-    let fee_bps = r.u64()?;
-    let max_windows_per_epoch = r.u64()?;
-    let max_charge_per_epoch = big_uint(r.sized()?);
-    let credit_score = r.u64()?;
-    let status = match r.u8()? {
-        0 => AgentStatus::Active,
-        1 => AgentStatus::Paused,
-        2 => AgentStatus::Suspended,
-        3 => AgentStatus::Cancelled,
-        n => AgentStatus::Other(n),
-    };
-    let _used_promo = r.u8()?;
-    let joined_epoch = r.u64()?;
-    let last_billed_epoch = r.u64()?;
-    let _metadata = r.sized()?;
-    if !r.bytes.is_empty() {
-        return Err("escrow view: agent info has bytes after its last field".into());
-    }
-    Ok(AgentInfo {
-        fee_bps,
-        max_windows_per_epoch,
-        max_charge_per_epoch,
-        credit_score,
-        status,
-        joined_epoch,
-        last_billed_epoch,
-        probation: false,
-    })
-}
-
-pub fn decode_config(items: &[Vec<u8>]) -> Result<EscrowConfig, String> {
-    if items.len() < 9 {
-        return Err(format!(
-            "escrow getConfig returned {} items, expected 9",
-            items.len()
-        ));
-    }
-    let operator: [u8; 32] = items[1]
-        .as_slice()
-        .try_into()
-        .map_err(|_| "escrow getConfig: operator is not a 32-byte address".to_string())?;
-    Ok(EscrowConfig {
-        operator: Address::from_bytes(operator),
-        window_reward: big_uint(&items[2]),
-        grace_epochs: small_uint(&items[6], "grace_epochs")?,
-        max_backbill_epochs: small_uint(&items[7], "max_backbill_epochs")?,
-        hard_max_windows_per_epoch: small_uint(&items[8], "hard_max_windows_per_epoch")?,
-    })
 }
 
 /// The most windows the contract will accept for this agent and epoch: its per-agent cap,
@@ -349,88 +255,6 @@ pub fn classify_failure(message: Option<&str>) -> Failure {
         Failure::Systemic(m.to_string())
     } else {
         Failure::Unexplained(m.to_string())
-    }
-}
-
-/// The contract's views, through the billing gateway.
-pub struct Escrow<'a> {
-    pub gateway: &'a Gateway,
-    pub contract: String,
-}
-
-impl Escrow<'_> {
-    pub fn config(&self) -> Result<EscrowConfig, String> {
-        decode_config(&self.gateway.query(&self.contract, "getConfig", &[])?)
-    }
-
-    pub fn agent_info(&self, agent: &Address) -> Result<Option<AgentInfo>, String> {
-        let items = self
-            .gateway
-            .query(&self.contract, "getAgentInfo", &[agent.to_hex()])?;
-        match items.first() {
-            None => Ok(None),
-            Some(bytes) if bytes.is_empty() => Ok(None),
-            Some(bytes) => decode_agent_info(bytes).map(Some),
-        }
-    }
-
-    /// `Some(state)` once the epoch was billed; an index the spec does not know, or an
-    /// answer of another shape, is an error (nothing is concluded from it).
-    pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<EpochState>, String> {
-        decode_epoch_state(&self.bill_view("getEpochState", agent, epoch)?)
-    }
-
-    /// The raw return data of a view of one (agent, epoch): `getEpochState`,
-    /// `getEpochDebt`. An `Err` is the gateway's (no answer, a refusal).
-    pub fn bill_view(
-        &self,
-        function: &str,
-        agent: &Address,
-        epoch: u64,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        self.gateway
-            .query(&self.contract, function, &[agent.to_hex(), u64_arg(epoch)])
-    }
-
-    /// `getEpochDebt`: what is still due on the bill (0 when nothing, or never billed).
-    pub fn epoch_debt(&self, agent: &Address, epoch: u64) -> Result<u128, String> {
-        match self.bill_view("getEpochDebt", agent, epoch)?.as_slice() {
-            [] => Ok(0),
-            [debt] if debt.len() <= 32 => Ok(big_uint(debt)),
-            _ => Err("escrow view getEpochDebt: not one number".into()),
-        }
-    }
-
-    /// `getAgentFinancials`: (bond balance, outstanding total).
-    pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), String> {
-        let items = self
-            .gateway
-            .query(&self.contract, "getAgentFinancials", &[agent.to_hex()])?;
-        match items.as_slice() {
-            [bond, outstanding] if bond.len() <= 32 && outstanding.len() <= 32 => {
-                Ok((big_uint(bond), big_uint(outstanding)))
-            }
-            _ => Err(format!(
-                "escrow view getAgentFinancials: {} items, expected 2",
-                items.len()
-            )),
-        }
-    }
-}
-
-/// `getEpochState`'s return data: none (never billed), or one top-encoded enum index.
-pub fn decode_epoch_state(items: &[Vec<u8>]) -> Result<Option<EpochState>, String> {
-    match items {
-        [] => Ok(None),
-        // Top-encoded 0 is empty: Unbilled, never stored, read as "not billed".
-        [b] if b.is_empty() => Ok(None),
-        [b] if b.len() == 1 => EpochState::from_index(b[0])
-            .map(Some)
-            .ok_or_else(|| format!("escrow view getEpochState: unknown state index {}", b[0])),
-        _ => Err(format!(
-            "escrow view getEpochState: an answer of another shape ({} items)",
-            items.len()
-        )),
     }
 }
 

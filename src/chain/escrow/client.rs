@@ -1,0 +1,74 @@
+//! The contract's views, asked through the billing gateway.
+
+use super::abi::{big_uint, decode_agent_info, decode_config, decode_epoch_state};
+use super::{AgentInfo, EscrowConfig};
+use crate::chain::gateway::Gateway;
+use crate::chain::ledger::EpochState;
+use crate::chain::tx::u64_arg;
+use crate::crypto::keys::Address;
+
+/// The contract's views, through the billing gateway.
+pub struct Escrow<'a> {
+    pub gateway: &'a Gateway,
+    pub contract: String,
+}
+
+impl Escrow<'_> {
+    pub fn config(&self) -> Result<EscrowConfig, String> {
+        decode_config(&self.gateway.query(&self.contract, "getConfig", &[])?)
+    }
+
+    pub fn agent_info(&self, agent: &Address) -> Result<Option<AgentInfo>, String> {
+        let items = self
+            .gateway
+            .query(&self.contract, "getAgentInfo", &[agent.to_hex()])?;
+        match items.first() {
+            None => Ok(None),
+            Some(bytes) if bytes.is_empty() => Ok(None),
+            Some(bytes) => decode_agent_info(bytes).map(Some),
+        }
+    }
+
+    /// `Some(state)` once the epoch was billed; an index the spec does not know, or an
+    /// answer of another shape, is an error (nothing is concluded from it).
+    pub fn epoch_state(&self, agent: &Address, epoch: u64) -> Result<Option<EpochState>, String> {
+        decode_epoch_state(&self.bill_view("getEpochState", agent, epoch)?)
+    }
+
+    /// The raw return data of a view of one (agent, epoch): `getEpochState`,
+    /// `getEpochDebt`. An `Err` is the gateway's (no answer, a refusal).
+    pub fn bill_view(
+        &self,
+        function: &str,
+        agent: &Address,
+        epoch: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        self.gateway
+            .query(&self.contract, function, &[agent.to_hex(), u64_arg(epoch)])
+    }
+
+    /// `getEpochDebt`: what is still due on the bill (0 when nothing, or never billed).
+    pub fn epoch_debt(&self, agent: &Address, epoch: u64) -> Result<u128, String> {
+        match self.bill_view("getEpochDebt", agent, epoch)?.as_slice() {
+            [] => Ok(0),
+            [debt] if debt.len() <= 32 => Ok(big_uint(debt)),
+            _ => Err("escrow view getEpochDebt: not one number".into()),
+        }
+    }
+
+    /// `getAgentFinancials`: (bond balance, outstanding total).
+    pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), String> {
+        let items = self
+            .gateway
+            .query(&self.contract, "getAgentFinancials", &[agent.to_hex()])?;
+        match items.as_slice() {
+            [bond, outstanding] if bond.len() <= 32 && outstanding.len() <= 32 => {
+                Ok((big_uint(bond), big_uint(outstanding)))
+            }
+            _ => Err(format!(
+                "escrow view getAgentFinancials: {} items, expected 2",
+                items.len()
+            )),
+        }
+    }
+}

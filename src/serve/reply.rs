@@ -1,0 +1,31 @@
+//! What the intake answers: a reply, or a refusal (status, what is wrong and what to do);
+//! shared by `auth` and `routes`.
+
+use serde_json::{json, Value};
+
+/// A refusal: status and what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub u16, pub String);
+
+/// An answer: status, body, extra headers.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(Refusal(status, why): Refusal) -> Reply {
+        Reply::json(status, json!({ "error": why }))
+    }
+}
