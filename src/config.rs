@@ -13,26 +13,128 @@ use crate::renewal::schedule::Policy;
 pub const DEFAULT_STREAM_URL: &str = "https://stream.claws.network/stream";
 pub const DEFAULT_API_URL: &str = "https://api.claws.network";
 
-/// The runtime options as given on the command line (None: not given).
-#[derive(Debug, Default, Clone)]
-pub struct RuntimeArgs {
-    pub lead_seconds: Option<u64>,
-    pub jitter_seconds: Option<u64>,
-    pub stream_url: Option<String>,
-    pub epoch_api_url: Option<String>,
-    pub count_observed_windows: bool,
-    pub timeout_seconds: Option<u64>,
-    pub billing_enabled: bool,
-    pub escrow_contract: Option<String>,
-    pub operator_pem: Option<PathBuf>,
-    pub billing_proxy: Option<String>,
-    pub billing_chain: Option<String>,
-    pub billing_gas_limit: Option<u64>,
-    pub billing_gas_price: Option<u64>,
-    pub enforce_after_grace: bool,
-    pub max_tick_seconds: Option<u64>,
-    pub allow_insecure_http: bool,
-    pub max_clock_skew_seconds: Option<u64>,
+/// Every runtime option of `tick`, `run` and `serve`, declared once: `$then!` receives
+/// the list after its own tokens and a `;` (doc comments, argh kind, name, `[type]`). The
+/// types stay literal tokens, so argh still sees `Option<...>`, `bool` and `Vec<...>`.
+#[macro_export]
+macro_rules! runtime_options {
+    ($then:path { $($pass:tt)* }) => {
+        $then! { $($pass)* ;
+
+        /// renew this many seconds before a window ends (default: 360)
+        #[argh(option)]
+        lead_seconds: [Option<u64>],
+        /// add a random 0..=N seconds to every planned attempt (default: 20)
+        #[argh(option)]
+        jitter_seconds: [Option<u64>],
+        /// stream service endpoint (default: https://stream.claws.network/stream)
+        #[argh(option)]
+        stream_url: [Option<String>],
+        /// gateway that tells the current epoch (default: https://api.claws.network)
+        #[argh(option)]
+        epoch_api_url: [Option<String>],
+        /// also count windows found already open (403 "already streaming"), once each
+        #[argh(switch)]
+        count_observed_windows: [bool],
+        /// HTTP timeout per request in seconds (default: 10)
+        #[argh(option)]
+        timeout_seconds: [Option<u64>],
+        /// bill closed epochs on the escrow contract
+        #[argh(switch)]
+        billing_enabled: [bool],
+        /// address of the StreamAgencyEscrow contract (claw1...), required for billing
+        #[argh(option)]
+        escrow_contract: [Option<String>],
+        /// operator wallet PEM (mode 0600), required for billing
+        #[argh(option)]
+        operator_pem: [Option<std::path::PathBuf>],
+        /// gateway for billing transactions (default: https://api.claws.network)
+        #[argh(option)]
+        billing_proxy: [Option<String>],
+        /// chain id the transactions are signed for (default: C)
+        #[argh(option)]
+        billing_chain: [Option<String>],
+        /// gas limit of a billEpoch transaction (default: 25000000)
+        #[argh(option)]
+        billing_gas_limit: [Option<u64>],
+        /// gas price of a billEpoch transaction (default: 20000000000000)
+        #[argh(option)]
+        billing_gas_price: [Option<u64>],
+        /// collect bills still unpaid after their deadline (epoch + grace_epochs) from
+        /// the agent's bond with enforceEpoch, once each
+        #[argh(switch)]
+        enforce_after_grace: [bool],
+        /// stop starting renewals and billing after this many seconds; the rest goes
+        /// first next time (default: 50, so a one-minute timer never overlaps)
+        #[argh(option)]
+        max_tick_seconds: [Option<u64>],
+        /// allow http:// URLs to hosts other than loopback (TLS is otherwise required)
+        #[argh(switch)]
+        allow_insecure_http: [bool],
+        /// a host clock off the network's by more than this needs a human (default: 60)
+        #[argh(option)]
+        max_clock_skew_seconds: [Option<u64>],
+        /// webhook told when something newly needs a human and when it is resolved
+        /// (repeatable; slack, mattermost, discord, ntfy or json)
+        #[argh(option)]
+        notify: [Vec<String>],
+        /// payload for --notify: slack, mattermost, discord, ntfy, json (default: by
+        /// the URL's host, else json)
+        #[argh(option)]
+        notify_format: [Option<String>],
+        /// the same problem is told at most once per this many seconds (default: 3600)
+        #[argh(option)]
+        notify_cooldown_seconds: [Option<u64>],
+        /// dead man's switch (healthchecks.io style): URL/start, URL, URL/<exit status>
+        #[argh(option)]
+        ping_url: [Option<String>],
+        /// with run, ping at most once per this many seconds (default: 300)
+        #[argh(option)]
+        ping_every_seconds: [Option<u64>],
+        }
+    };
+}
+
+/// `RuntimeArgs`, from the one list: the runtime options as given on the command line
+/// (None: not given; the environment and the defaults are applied by `resolve`).
+macro_rules! runtime_args_struct {
+    (; $( $(#[doc = $doc:literal])* #[argh($($kind:tt)*)] $field:ident : [$($ty:tt)*], )* ) => {
+        /// The runtime options as given on the command line (None: not given).
+        #[derive(Debug, Default, Clone)]
+        pub struct RuntimeArgs {
+            $( $(#[doc = $doc])* pub $field: $($ty)*, )*
+        }
+    };
+}
+runtime_options!(runtime_args_struct {});
+
+/// Declares a runtime command (tick, run, serve): the runtime options of the one list, plus
+/// the command's own fields, passed through as raw tokens.
+#[macro_export]
+macro_rules! runtime_command {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        $crate::runtime_options!($crate::runtime_command_fields { $(#[$meta])* $name { $($extra)* } });
+    };
+}
+
+/// The second half of [`runtime_command!`]: the struct, and its [`RuntimeArgs`].
+#[macro_export]
+macro_rules! runtime_command_fields {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* } ;
+     $( $(#[doc = $doc:literal])* #[argh($($kind:tt)*)] $field:ident : [$($ty:tt)*], )* ) => {
+        #[derive(argh::FromArgs, Debug)]
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[doc = $doc])* #[argh($($kind)*)] pub $field: $($ty)*, )*
+            $($extra)*
+        }
+
+        impl $name {
+            pub fn runtime_args(&self) -> $crate::config::RuntimeArgs {
+                $crate::config::RuntimeArgs { $( $field: self.$field.clone(), )* }
+            }
+        }
+    };
 }
 
 #[derive(Debug)]
@@ -62,6 +164,33 @@ pub struct BillingConfig {
     pub enforce_after_grace: bool,
 }
 
+/// The one reader of the environment: a variable set but empty (as env-file templates
+/// leave them) is unset, for every variable the tool reads.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A path from the environment (not necessarily UTF-8); empty is unset.
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `--ca-file`, else `STREAM_AGENCY_CA_FILE`, else `SSL_CERT_FILE`.
+pub fn ca_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| env_path("STREAM_AGENCY_CA_FILE"))
+        .or_else(|| env_path("SSL_CERT_FILE"))
+}
+
+/// The proxy variables as curl reads them (lower case first), for `net::http`.
+pub fn proxy_vars() -> Vec<(&'static str, String)> {
+    crate::net::http::PROXY_VARS
+        .iter()
+        .filter_map(|&name| Some((name, env(name)?)))
+        .collect()
+}
+
 fn env_name(option: &str) -> String {
     format!(
         "STREAM_AGENCY_{}",
@@ -71,25 +200,21 @@ fn env_name(option: &str) -> String {
 
 /// The flag's value, else the environment's, else None.
 pub fn string_opt(flag: Option<String>, option: &str) -> Option<String> {
-    flag.or_else(|| {
-        std::env::var(env_name(option))
-            .ok()
-            .filter(|v| !v.is_empty())
-    })
+    flag.or_else(|| env(&env_name(option)))
 }
 
 pub fn u64_opt(flag: Option<u64>, option: &str, default: u64) -> Result<u64> {
     if let Some(v) = flag {
         return Ok(v);
     }
-    match std::env::var(env_name(option)) {
-        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| {
+    match env(&env_name(option)) {
+        Some(v) => v.trim().parse().map_err(|_| {
             Error::usage(format!(
                 "{} must be a non-negative whole number (for --{option})",
                 env_name(option)
             ))
         }),
-        _ => Ok(default),
+        None => Ok(default),
     }
 }
 
@@ -98,7 +223,7 @@ pub fn switch(flag: bool, option: &str) -> Result<bool> {
     if flag {
         return Ok(true);
     }
-    match std::env::var(env_name(option))
+    match env(&env_name(option))
         .unwrap_or_default()
         .to_ascii_lowercase()
         .as_str()
@@ -289,8 +414,7 @@ pub fn view_config(
 pub fn secret_key_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| string_opt(None, "secret-key-file").map(PathBuf::from))
         .or_else(|| {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-            let path = PathBuf::from(dir).join("stream-agency.key");
+            let path = env_path("CREDENTIALS_DIRECTORY")?.join("stream-agency.key");
             path.exists().then_some(path)
         })
 }

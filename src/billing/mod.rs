@@ -80,6 +80,24 @@ pub fn candidates(store: &Store, current: i64, rounds_passed: i64) -> Result<Vec
     Ok(out)
 }
 
+/// Whether a billing pass would do anything (the idle tick asks): a bill ready (its backoff over), an escrow
+/// status or a settlement not read this epoch, an overdue bill to collect.
+pub fn has_work(store: &Store, epoch: i64, rounds: i64, now: i64, enforce: bool) -> Result<bool> {
+    if !candidates(store, epoch, rounds)?.is_empty()
+        || !store.escrow_checks_due(epoch, now, 1)?.is_empty()
+        || !store.open_bills(epoch, 1, false)?.is_empty()
+    {
+        return Ok(true);
+    }
+    if !enforce {
+        return Ok(false);
+    }
+    match store.meta_grace_epochs()? {
+        Some(grace) => Ok(!store.overdue_bills(epoch, grace, 1)?.is_empty()),
+        None => Ok(true),
+    }
+}
+
 pub struct Biller {
     cfg: BillingConfig,
     gateway: Gateway,
@@ -170,10 +188,7 @@ impl Biller {
     }
 
     pub fn escrow(&self) -> Escrow<'_> {
-        Escrow {
-            gateway: &self.gateway,
-            contract: self.cfg.escrow.to_bech32(),
-        }
+        Escrow::new(&self.gateway, &self.cfg.escrow)
     }
 
     /// One billing pass. `current` is the current epoch, `rounds_passed` how far into it;

@@ -91,6 +91,11 @@ impl Gateway {
         }
     }
 
+    /// A gateway at `url` through its own agent (its proxy chosen by the URL).
+    pub fn connect(url: &str, timeout: std::time::Duration) -> Self {
+        Gateway::new(crate::net::http::agent(timeout, url), url)
+    }
+
     /// Sends a request and returns `data`, or why not.
     pub fn call(
         &self,

@@ -43,11 +43,7 @@ impl Ctx {
     /// The database of `--db`, else `STREAM_AGENCY_DB`, else `stream-agency.db`.
     pub fn new(db: Option<PathBuf>, key_file: Option<PathBuf>) -> Ctx {
         let db = db
-            .or_else(|| {
-                std::env::var_os("STREAM_AGENCY_DB")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
+            .or_else(|| crate::config::env_path("STREAM_AGENCY_DB"))
             .unwrap_or_else(|| PathBuf::from("stream-agency.db"));
         Ctx {
             db,

@@ -13,7 +13,6 @@ use crate::chain::gateway::Gateway;
 use crate::chain::ledger::EpochState;
 use crate::crypto::keys::Address;
 use crate::error::{Error, Result};
-use crate::net::http;
 use crate::ops::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;
@@ -77,11 +76,8 @@ impl Run for Reconcile {
         let since = i64::try_from(self.since_epoch)
             .map_err(|_| Error::usage("--since-epoch is out of range"))?;
         let mut store = ctx.open()?;
-        let gateway = Gateway::new(http::agent(cfg.timeout, &cfg.proxy), &cfg.proxy);
-        let escrow = Escrow {
-            gateway: &gateway,
-            contract: cfg.escrow.to_bech32(),
-        };
+        let gateway = Gateway::connect(&cfg.proxy, cfg.timeout);
+        let escrow = Escrow::new(&gateway, &cfg.escrow);
         let unreachable = |e: String| {
             Error::runtime(format!(
                 "reconcile needs the gateway ({e}): check --billing-proxy; nothing was changed"

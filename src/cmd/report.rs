@@ -200,14 +200,8 @@ impl Receivables {
             self.timeout_seconds,
             self.allow_insecure_http,
         )?;
-        let gateway = crate::chain::gateway::Gateway::new(
-            crate::net::http::agent(cfg.timeout, &cfg.proxy),
-            &cfg.proxy,
-        );
-        let escrow = crate::chain::escrow::client::Escrow {
-            gateway: &gateway,
-            contract: cfg.escrow.to_bech32(),
-        };
+        let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
+        let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
         let current = store.max_epoch_seen()?.unwrap_or(0);
         let done =
             crate::billing::receivables::follow(&escrow, store, current, usize::MAX >> 1, true)?;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Ctx, Run};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::lock::{self, DbLock};
 use crate::ops::notify;
 use crate::tick::Agency;
@@ -28,8 +28,10 @@ crate::runtime_command! {
 
 impl Run for RunCmd {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let cfg = self.runtime_args().resolve()?;
-        let alerts = self.alert_args().resolve()?;
+        let args = self.runtime_args();
+        let alerts = notify::AlertArgs::of(&args);
+        let cfg = args.resolve()?;
+        let alerts = alerts.resolve()?;
         let poll = config::poll_seconds(self.poll_seconds)?;
         let mut lock = lock::acquire(&ctx.db, "run")?;
         let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
@@ -43,10 +45,7 @@ fn run(
     poll_seconds: u64,
     alerts: &notify::Alerts,
 ) -> Result<()> {
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, agency.stop.clone())
-            .map_err(|e| Error::runtime(format!("cannot install the signal handler: {e}")))?;
-    }
+    crate::ops::signals::stop_on_signals(&agency.stop)?;
     log::info!("run: started, polling at most every {poll_seconds}s");
     let poll_ms = poll_seconds as i64 * 1000;
     let mut attention: Vec<String> = Vec::new();

@@ -6,7 +6,6 @@ use super::{Ctx, Run};
 use crate::chain::gateway::Gateway;
 use crate::config;
 use crate::error::{Error, Result};
-use crate::net::http;
 use crate::serve::routes::Intake;
 use crate::serve::{self, Limits};
 
@@ -67,10 +66,10 @@ impl Run for Serve {
         }
         let fee_bps = super::enroll::check_fee(self.intake_fee_bps)?;
         let name = intake_name(self.intake_name)?;
-        let escrow = cfg.billing.as_ref().map(|b| {
-            let gateway = Gateway::new(http::agent(cfg.timeout, &b.proxy), &b.proxy);
-            (gateway, b.escrow.to_bech32())
-        });
+        let escrow = cfg
+            .billing
+            .as_ref()
+            .map(|b| (Gateway::connect(&b.proxy, cfg.timeout), b.escrow));
         let mut intake = Intake {
             store: ctx.open_with_secrets()?,
             db: ctx.db.clone(),

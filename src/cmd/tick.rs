@@ -23,8 +23,10 @@ crate::runtime_command! {
 
 impl Run for Tick {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let cfg = self.runtime_args().resolve()?;
-        let alerts = self.alert_args().resolve()?;
+        let args = self.runtime_args();
+        let alerts = notify::AlertArgs::of(&args);
+        let cfg = args.resolve()?;
+        let alerts = alerts.resolve()?;
         if config::switch(self.dry_run, "dry-run")? {
             let agency = Agency::new(ctx.open_existing()?, cfg);
             print!("{}", dry_run(&agency)?);
@@ -82,16 +84,12 @@ fn notify_idle(ctx: &Ctx, store: &Store, alerts: &notify::Alerts, problems: &[St
 /// The idle tick (see `crate::tick::idle`) with the read-only store it read, or `None` when the
 /// tick has work (or the idle check could not be made: then the full tick decides).
 fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<(Store, TickSummary)> {
-    let billing = idle::Billing::of(cfg.billing.as_ref());
     let attempt = || -> Result<Option<(Store, TickSummary)>> {
         let Some(store) = Store::open_read_only(&ctx.db)? else {
             return Ok(None);
         };
-        let Some(found) = idle::check(&store, &cfg.epoch_api_url, billing, now_ms())? else {
-            return Ok(None);
-        };
-        let summary = crate::tick::idle_summary(&store, found, cfg.max_clock_skew_ms)?;
-        Ok(Some((store, summary)))
+        let summary = idle::idle_tick(&store, cfg, now_ms())?;
+        Ok(summary.map(|summary| (store, summary)))
     };
     attempt().unwrap_or_else(|e| {
         log::debug!("idle check not possible, ticking in full: {e}");

@@ -25,7 +25,13 @@ fn builder(timeout: Duration, url: &str) -> ureq::AgentBuilder {
         .timeout(timeout)
         .max_idle_connections_per_host(4)
         .user_agent(concat!("stream-agency/", env!("CARGO_PKG_VERSION")));
-    if let Some(proxy) = proxy_for(url, &|name| std::env::var(name).ok()) {
+    let vars = PROXIES.get().map_or(&[][..], Vec::as_slice);
+    let env = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(proxy) = proxy_for(url, &env) {
         match ureq::Proxy::new(&proxy) {
             Ok(p) => b = b.proxy(p),
             Err(e) => log::warn!("proxy for {} ignored: {e}", crate::net::url::url_host(url)),
@@ -79,17 +85,41 @@ pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Stri
     get(scheme).or_else(|| get(&["all_proxy", "ALL_PROXY"]))
 }
 
+/// The proxy variables [`proxy_for`] reads, as `config` read them from the environment.
+pub const PROXY_VARS: [&str; 8] = [
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// The proxy variables every agent is built with (none until [`configure`]).
+static PROXIES: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+
+/// Called once, before any agent is built: the extra roots of `--ca-file` and the proxy
+/// variables (the environment is read by `config` alone).
+pub fn configure(
+    ca_file: Option<&std::path::Path>,
+    proxies: Vec<(&'static str, String)>,
+) -> crate::error::Result<()> {
+    let _ = PROXIES.set(proxies);
+    trust_extra_roots(ca_file)
+}
+
 /// The TLS configuration every agent uses: `None` inside for ureq's own (the bundled roots).
 static TLS: std::sync::OnceLock<Option<std::sync::Arc<rustls::ClientConfig>>> =
     std::sync::OnceLock::new();
 
 /// `--ca-file` (else `SSL_CERT_FILE`): its certificates are trusted besides the bundled
-/// roots, for networks that inspect TLS. Called once, before any agent is built.
-pub fn trust_extra_roots(ca_file: Option<&std::path::Path>) -> crate::error::Result<()> {
+/// roots, for networks that inspect TLS.
+fn trust_extra_roots(ca_file: Option<&std::path::Path>) -> crate::error::Result<()> {
     use crate::error::Error;
     use rustls_pki_types::pem::PemObject;
-    let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let Some(path) = ca_file.map(std::path::Path::to_path_buf).or(from_env) else {
+    let Some(path) = ca_file else {
         let _ = TLS.set(None);
         return Ok(());
     };
@@ -99,7 +129,7 @@ pub fn trust_extra_roots(ca_file: Option<&std::path::Path>) -> crate::error::Res
             "--ca-file {shown}: {why}: give a PEM file of CA certificates"
         ))
     };
-    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(&path)
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;

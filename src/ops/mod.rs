@@ -9,3 +9,4 @@ pub mod lock;
 pub mod notify;
 pub mod output;
 pub mod report;
+pub mod signals;

@@ -84,6 +84,22 @@ pub struct Alerts {
 }
 
 impl AlertArgs {
+    /// The alert options among the runtime options of `tick` and `run`.
+    pub fn of(args: &crate::config::RuntimeArgs) -> AlertArgs {
+        AlertArgs {
+            notify: args.notify.clone(),
+            notify_format: args.notify_format.clone(),
+            notify_cooldown_seconds: args.notify_cooldown_seconds,
+            ping_url: args.ping_url.clone(),
+            ping_every_seconds: args.ping_every_seconds,
+            allow_insecure_http: crate::config::switch(
+                args.allow_insecure_http,
+                "allow-insecure-http",
+            )
+            .unwrap_or(args.allow_insecure_http),
+        }
+    }
+
     pub fn resolve(self) -> Result<Alerts> {
         use crate::config::{checked_url, string_opt, u64_opt};
         let mut urls = self.notify;

@@ -42,12 +42,9 @@ pub struct Limits {
 /// The listening socket: from systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`; the
 /// first passed descriptor), else bound to `listen`.
 pub fn listener(listen: SocketAddr) -> Result<TcpListener> {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
+    let ours = crate::config::env("LISTEN_PID").and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
-    let passed = std::env::var("LISTEN_FDS")
-        .ok()
+    let passed = crate::config::env("LISTEN_FDS")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
     if ours && passed >= 1 {
@@ -271,9 +268,6 @@ fn keep(c: &mut Conn, now: i64) -> bool {
 /// Registers SIGTERM and SIGINT on `stop`.
 pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| Error::runtime(format!("cannot install the signal handler: {e}")))?;
-    }
+    crate::ops::signals::stop_on_signals(&stop)?;
     Ok(stop)
 }

@@ -28,7 +28,7 @@ pub struct Intake {
     /// The fee of intake enrollments without billing (`--intake-fee-bps`).
     pub fee_bps: u32,
     /// With billing configured: the escrow's views decide who may enroll, and the fee.
-    pub escrow: Option<(Gateway, String)>,
+    pub escrow: Option<(Gateway, Address)>,
     pub max_tick_age_ms: i64,
 }
 
@@ -115,10 +115,7 @@ impl Intake {
         let fee = match &self.escrow {
             None => self.fee_bps,
             Some((gateway, contract)) => {
-                let escrow = Escrow {
-                    gateway,
-                    contract: contract.clone(),
-                };
+                let escrow = Escrow::new(gateway, contract);
                 match escrow.agent_info(address) {
                     Err(e) => return Err(Refusal(503, format!("the escrow cannot be read now ({e}): try again later"))),
                     Ok(None) => return Err(Refusal(403, format!("{address} is not registered on the escrow: call register on the contract first"))),

@@ -10,7 +10,11 @@
 //! before, so every check made on an observation (a lying gateway, the clock) still runs
 //! before anything is counted or billed around a boundary.
 
+use super::summary::TickSummary;
+use crate::config::RuntimeConfig;
 use crate::error::Result;
+use crate::now_ms;
+use crate::ops::health;
 use crate::store::Store;
 
 /// The timeline is trusted for this long after its last observation (then the tick asks,
@@ -129,27 +133,37 @@ pub fn check(store: &Store, gateway: &str, billing: Billing, now: i64) -> Result
         || !store.pending_enforcements()?.is_empty()
         || match billing {
             Billing::Off => false,
-            Billing::On { enforce } => billing_due(store, epoch, rounds, now, enforce)?,
+            Billing::On { enforce } => {
+                crate::billing::has_work(store, epoch, rounds, now, enforce)?
+            }
         };
     Ok((!busy).then_some(Idle { epoch, next_due_ms }))
 }
 
-/// Whether a billing pass would do anything: a bill ready (its backoff over), an escrow
-/// status or a settlement not read this epoch, an overdue bill to collect.
-fn billing_due(store: &Store, epoch: i64, rounds: i64, now: i64, enforce: bool) -> Result<bool> {
-    if !crate::billing::candidates(store, epoch, rounds)?.is_empty()
-        || !store.escrow_checks_due(epoch, now, 1)?.is_empty()
-        || !store.open_bills(epoch, 1, false)?.is_empty()
-    {
-        return Ok(true);
+/// The whole idle tick, for `tick` (on a read-only store) and `run`: `Some(summary)` when
+/// nothing is to be done at `now`, without asking anybody.
+pub fn idle_tick(store: &Store, cfg: &RuntimeConfig, now: i64) -> Result<Option<TickSummary>> {
+    let billing = Billing::of(cfg.billing.as_ref());
+    match check(store, &cfg.epoch_api_url, billing, now)? {
+        Some(idle) => idle_summary(store, idle, cfg.max_clock_skew_ms).map(Some),
+        None => Ok(None),
     }
-    if !enforce {
-        return Ok(false);
+}
+
+/// A tick that had nothing to do and asked nobody: the epoch from the timeline, and what
+/// needs a human as the database tells it (lapses, long failures, holds, the clock).
+pub fn idle_summary(store: &Store, idle: Idle, max_skew_ms: i64) -> Result<TickSummary> {
+    let mut attention = health::tick_attention(store, now_ms())?;
+    if let Some(offset) = health::kept_offset(store)? {
+        attention.extend(health::clock_skew(offset, max_skew_ms));
     }
-    match store.meta_grace_epochs()? {
-        Some(grace) => Ok(!store.overdue_bills(epoch, grace, 1)?.is_empty()),
-        None => Ok(true),
-    }
+    Ok(TickSummary {
+        epoch: Some(idle.epoch),
+        idle: true,
+        next_due_ms: idle.next_due_ms,
+        attention,
+        ..TickSummary::default()
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod renew;
 mod summary;
 
 pub use renew::{opened_at, verdict_of};
-pub use summary::{idle_summary, TickSummary};
+pub use summary::TickSummary;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,8 +40,6 @@ pub struct Agency {
     stream: StreamClient,
     gateway: Gateway,
     biller: Option<Biller>,
-    /// What billing is on for, as the idle check needs it.
-    billing: idle::Billing,
     /// Rounds passed in the current epoch at the last observation.
     rounds_passed: i64,
     /// Set by SIGTERM/SIGINT: finish the agent in hand, start no other.
@@ -76,7 +74,6 @@ impl Agency {
         // One agent per endpoint: each has its own proxy (or none, by NO_PROXY).
         let agent = |url: &str| http::sampling_agent(cfg.timeout, network_clock.sink(), url);
         let (stream, gateway) = (agent(&cfg.stream_url), agent(&cfg.epoch_api_url));
-        let billing = idle::Billing::of(cfg.billing.as_ref());
         let biller = cfg.billing.take().map(|b| {
             let billing_agent = agent(&b.proxy);
             Biller::new(b, billing_agent)
@@ -85,7 +82,6 @@ impl Agency {
             db: store.path().unwrap_or_default(),
             backlog: backlog::Backlog::default(),
             biller,
-            billing,
             rounds_passed: 0,
             stream: StreamClient::new(stream, &cfg.stream_url),
             gateway: Gateway::new(gateway, &cfg.epoch_api_url),
@@ -123,14 +119,13 @@ impl Agency {
     /// For `run`: the idle tick (see `crate::tick::idle`) when nothing is to be done, else a
     /// full tick. (`tick` makes its idle check before the agency is even built.)
     pub fn tick_unless_idle(&mut self) -> Result<TickSummary> {
-        let gateway = &self.cfg.epoch_api_url;
         if !self.backlog.is_empty() {
             return self.tick();
         }
-        if let Some(idle) = idle::check(&self.store, gateway, self.billing, now_ms())? {
-            return idle_summary(&self.store, idle, self.cfg.max_clock_skew_ms);
+        match idle::idle_tick(&self.store, &self.cfg, now_ms())? {
+            Some(summary) => Ok(summary),
+            None => self.tick(),
         }
-        self.tick()
     }
 
     /// The error a `tick` ends with while renewals wait for the disk (see `crate::ops::disk`).

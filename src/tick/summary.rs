@@ -2,12 +2,8 @@
 
 use std::fmt;
 
-use super::idle;
 use crate::billing::BillingSummary;
-use crate::error::Result;
 use crate::now_ms;
-use crate::ops::health;
-use crate::store::Store;
 
 #[derive(Debug, Default)]
 pub struct TickSummary {
@@ -90,20 +86,4 @@ impl fmt::Display for TickSummary {
         }
         Ok(())
     }
-}
-
-/// A tick that had nothing to do and asked nobody: the epoch from the timeline, and what
-/// needs a human as the database tells it (lapses, long failures, holds, the clock).
-pub fn idle_summary(store: &Store, idle: idle::Idle, max_skew_ms: i64) -> Result<TickSummary> {
-    let mut attention = health::tick_attention(store, now_ms())?;
-    if let Some(offset) = health::kept_offset(store)? {
-        attention.extend(health::clock_skew(offset, max_skew_ms));
-    }
-    Ok(TickSummary {
-        epoch: Some(idle.epoch),
-        idle: true,
-        next_due_ms: idle.next_due_ms,
-        attention,
-        ..TickSummary::default()
-    })
 }

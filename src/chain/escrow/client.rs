@@ -13,7 +13,14 @@ pub struct Escrow<'a> {
     pub contract: String,
 }
 
-impl Escrow<'_> {
+impl<'a> Escrow<'a> {
+    pub fn new(gateway: &'a Gateway, contract: &Address) -> Escrow<'a> {
+        Escrow {
+            gateway,
+            contract: contract.to_bech32(),
+        }
+    }
+
     pub fn config(&self) -> Result<EscrowConfig, String> {
         decode_config(&self.gateway.query(&self.contract, "getConfig", &[])?)
     }
