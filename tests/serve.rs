@@ -280,7 +280,16 @@ fn operator_routes_need_a_live_token() {
             ""
         )
         .0,
-        403
+        401,
+        "a token never issued is missing credentials, not a forbidden act"
+    );
+    let (status, head, _) =
+        raw(srv.addr, b"GET /v1/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(status, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{head}"
     );
     let (status, report) = request(srv.addr, "GET", "/v1/report", &[&bearer], "");
     assert_eq!(status, 200);
@@ -297,6 +306,27 @@ fn operator_routes_need_a_live_token() {
         "",
     );
     assert_eq!((status, view["status"].as_str()), (200, Some("paused")));
+    // Most JSON clients send `{}`: a live token needs no signed message, whatever the body.
+    let (status, view) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{a}/resume"),
+        &[&bearer],
+        "{}",
+    );
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("active")),
+        "{view}"
+    );
+    let (status, _) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{a}/pause"),
+        &[&bearer],
+        "{}",
+    );
+    assert_eq!(status, 200);
     let body = json!({"address": a}).to_string();
     assert_eq!(
         request(srv.addr, "POST", "/resume", &[&api_key], &body).1["status"],
@@ -306,7 +336,7 @@ fn operator_routes_need_a_live_token() {
     sb.ok(&["token", "revoke", "--name", "ops"]);
     assert_eq!(
         request(srv.addr, "GET", "/report", &[&bearer], "").0,
-        403,
+        401,
         "revoked"
     );
     let listed = sb.ok(&["token", "list", "--format", "json"]);

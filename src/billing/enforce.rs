@@ -14,7 +14,7 @@ use crate::chain::tx::enforce_epoch_data;
 use crate::crypto::keys::Address;
 use crate::error::Result;
 use crate::now_ms;
-use crate::store::escrow::{BillRead, Overdue, PendingEnforcement};
+use crate::store::escrow::{BillRead, Outcome, Overdue, PendingEnforcement};
 use crate::store::Store;
 
 impl Biller {
@@ -127,9 +127,9 @@ impl Biller {
                 );
                 Ok(true)
             }
-            Sent::Refused(e) => {
+            Sent::Refused(e) | Sent::NonceUsed(e) => {
                 nonces.release(nonce);
-                let outcome = format!("retry: refused by the gateway: {e}");
+                let outcome = Outcome::Retry(format!("refused by the gateway: {e}"));
                 store.finish_enforcement(&written, None, &outcome, now_ms())?;
                 Ok(false)
             }
@@ -202,11 +202,9 @@ impl Biller {
                 store.enforcement_hash(e.id, &hash, now_ms())?;
                 Ok(true)
             }
-            Sent::Refused(m) if m.contains("lowerNonceInTx") => {
-                self.confirm_enforcement(store, e, summary)
-            }
+            Sent::NonceUsed(_) => self.confirm_enforcement(store, e, summary),
             Sent::Refused(m) => {
-                let outcome = format!("retry: refused by the gateway on re-send: {m}");
+                let outcome = Outcome::Retry(format!("refused by the gateway on re-send: {m}"));
                 store.finish_enforcement(e, None, &outcome, now_ms())?;
                 Ok(true)
             }
@@ -244,7 +242,8 @@ impl Biller {
                 due_atto: due,
                 paid_at_cancel: false,
             };
-            store.finish_enforcement(e, Some(read), state.as_str(), now_ms())?;
+            let outcome = Outcome::Done(state.as_str().to_string());
+            store.finish_enforcement(e, Some(read), &outcome, now_ms())?;
             breaker::billed(store)?;
             summary.enforced += 1;
             log::info!("{agent} epoch {}: enforced, {state}", e.epoch);
@@ -272,15 +271,16 @@ impl Biller {
     ) -> Result<()> {
         let m = message.unwrap_or("no message");
         summary.failed += 1;
+        // The contract answers in words: read once here, kept as a typed outcome.
         let outcome = if m.contains("Still in grace period") {
-            format!("retry: {m}")
+            Outcome::Retry(m.to_string())
         } else if m.contains("Epoch not billed") {
-            format!("nothing due: {m} (paid meanwhile)")
+            Outcome::Failed(format!("nothing due: {m} (paid meanwhile)"))
         } else {
             if let Some(reason) = breaker::failed(store, m, false)? {
                 summary.blocked = Some(reason);
             }
-            format!("failed: {m}")
+            Outcome::Failed(format!("failed: {m}"))
         };
         log::warn!(
             "enforceEpoch of {} epoch {} failed: {m}",

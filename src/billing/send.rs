@@ -307,7 +307,7 @@ impl Biller {
                 );
                 Ok(Outcome::Sent)
             }
-            Sent::Refused(e) => {
+            Sent::Refused(e) | Sent::NonceUsed(e) => {
                 let reason = format!("refused by the gateway: {e}");
                 store.record_attempt(id, Kind::GatewayRefused, &reason, now_ms())?;
                 nonces.release(nonce);

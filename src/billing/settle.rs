@@ -158,9 +158,7 @@ impl Biller {
                 );
                 Ok(true)
             }
-            Sent::Refused(e) if e.contains("lowerNonceInTx") => {
-                self.resolve_used_nonce(store, p, summary)
-            }
+            Sent::NonceUsed(_) => self.resolve_used_nonce(store, p, summary),
             Sent::Refused(e) => {
                 let reason = format!("refused by the gateway on re-send: {e}");
                 store.record_attempt(p.id, Kind::GatewayRefused, &reason, now)?;

@@ -150,6 +150,10 @@ impl Gateway {
                 }
                 _ => Sent::Unknown("gateway accepted the transaction without a txHash".into()),
             },
+            // The gateway's words, read once here; callers match on the variant.
+            Err(e) if e.is_client_refusal() && e.to_string().contains("lowerNonceInTx") => {
+                Sent::NonceUsed(e.to_string())
+            }
             Err(e) if e.is_client_refusal() => Sent::Refused(e.to_string()),
             Err(e) => Sent::Unknown(e.to_string()),
         }
@@ -237,6 +241,9 @@ pub enum Sent {
     Accepted(String),
     /// Refused (4xx): the transaction is not in the pool and its nonce is free again.
     Refused(String),
+    /// Refused (4xx) for a nonce the account already used (`lowerNonceInTx`): a
+    /// transaction with that nonce was executed, maybe this very one.
+    NonceUsed(String),
     /// No answer, or a server error: it may or may not be in the pool.
     Unknown(String),
 }

@@ -38,7 +38,13 @@ fn presented(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether the request carries a live operator token (401 without one, 403 for a wrong one).
+/// Whether the request carries a token at all (valid or not).
+pub fn presents_token(req: &Request) -> bool {
+    presented(req).is_some()
+}
+
+/// Whether the request carries a live operator token: 401 without one or with one that is
+/// not valid (missing or invalid credentials; 403 is for a valid token that may not act).
 pub fn operator(req: &Request, store: &Store) -> Result<std::result::Result<(), Refusal>> {
     let Some(token) = presented(req) else {
         return Ok(Err(Refusal(
@@ -55,8 +61,8 @@ pub fn operator(req: &Request, store: &Store) -> Result<std::result::Result<(), 
         Ok(Ok(()))
     } else {
         Ok(Err(Refusal(
-            403,
-            "the token is not valid (revoked, or never issued)".into(),
+            401,
+            "the token is not valid (revoked, or never issued): give a live one (see `stream-agency token list`)".into(),
         )))
     }
 }

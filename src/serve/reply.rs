@@ -26,6 +26,13 @@ impl Reply {
     }
 
     pub fn error(Refusal(status, why): Refusal) -> Reply {
-        Reply::json(status, json!({ "error": why }))
+        let mut reply = Reply::json(status, json!({ "error": why }));
+        if status == 401 {
+            // RFC 6750: a request without valid credentials is told which scheme to use.
+            reply
+                .headers
+                .push(("WWW-Authenticate", "Bearer".to_string()));
+        }
+        reply
     }
 }

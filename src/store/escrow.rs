@@ -78,6 +78,29 @@ pub struct PendingEnforcement {
     pub due_before_atto: u128,
 }
 
+/// How an enforcement ended, as kept in its `outcome` (the text people read) and its
+/// `retry` flag (what the code selects on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The bill's new state (`Slashed`, `Delinquent`, ...).
+    Done(String),
+    /// Refused for now: sent again once the bill is still overdue.
+    Retry(String),
+    /// Failed for good: why.
+    Failed(String),
+}
+
+impl Outcome {
+    /// As shown by `billing-attempts` (the words of earlier versions kept).
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::Done(state) => state.clone(),
+            Outcome::Retry(why) => format!("retry: {why}"),
+            Outcome::Failed(why) => why.clone(),
+        }
+    }
+}
+
 impl Store {
     /// Records a `getAgentInfo` read. Returns the status before, when it changed (so that
     /// a change is said once, not at every tick).
@@ -218,7 +241,7 @@ impl Store {
                AND u.settlement = 'Billed' AND u.epoch + ?2 < ?1
                AND NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.agent_id = u.agent_id
                                AND e.epoch = u.epoch
-                               AND NOT (e.status = 'failed' AND e.outcome LIKE 'retry:%'))
+                               AND NOT (e.status = 'failed' AND e.retry = 1))
              ORDER BY u.epoch, u.agent_id LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![current, grace, limit as i64], |r| {
@@ -247,8 +270,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?3, ?4, ?5, 'pending', ?6)
              ON CONFLICT (agent_id, epoch) DO UPDATE SET created_ms = ?3, updated_ms = ?3,
                  nonce = ?4, signed_tx = ?5, status = 'pending', due_before_atto = ?6,
-                 tx_hash = NULL, outcome = NULL
-             WHERE status = 'failed' AND outcome LIKE 'retry:%'",
+                 tx_hash = NULL, outcome = NULL, retry = 0
+             WHERE status = 'failed' AND retry = 1",
             params![
                 bill.agent_id,
                 bill.epoch,
@@ -297,25 +320,28 @@ impl Store {
     }
 
     /// The enforcement is done (`Some(read)`: the bill's new state and what is left due)
-    /// or failed (`None`, with the contract's message in `outcome`).
+    /// or failed (`None`, with the contract's message in `outcome`; `retry`: it may be sent
+    /// again once the bill is overdue again).
     pub fn finish_enforcement(
         &mut self,
         e: &PendingEnforcement,
         read: Option<BillRead>,
-        outcome: &str,
+        outcome: &Outcome,
         now: i64,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         let taken = read.map(|r| e.due_before_atto.saturating_sub(r.due_atto).to_string());
         tx.execute(
-            "UPDATE enforcements SET status = ?2, outcome = ?3, taken_atto = ?4, updated_ms = ?5
+            "UPDATE enforcements SET status = ?2, outcome = ?3, taken_atto = ?4, updated_ms = ?5,
+                                     retry = ?6
              WHERE id = ?1",
             params![
                 e.id,
                 if read.is_some() { "done" } else { "failed" },
-                outcome,
+                outcome.text(),
                 taken,
-                now
+                now,
+                matches!(outcome, Outcome::Retry(_))
             ],
         )?;
         if let Some(r) = read {

@@ -42,11 +42,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0004_escrow.sql")),
         M::up(include_str!("../../sql/0005_intake.sql")),
         M::up(include_str!("../../sql/0006_alerts.sql")),
+        M::up(include_str!("../../sql/0007_typed_outcomes.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 6;
+const SCHEMA_VERSION: usize = 7;
 
 pub struct Store {
     conn: Connection,
