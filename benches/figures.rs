@@ -3,7 +3,9 @@
 //! (about eight minutes). The built binary runs as a child process against the same fake
 //! Claws service as the tests, on loopback; its CPU time and peak RSS come from `wait4`.
 
-#[path = "../tests/common/mod.rs"]
+// The tests' fake; the figures use part of it.
+#[allow(dead_code)]
+#[path = "../tests/suite/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;

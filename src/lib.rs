@@ -14,19 +14,19 @@
 //!   `lock` (one tick or run per database), `config`
 //!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
 
-pub mod billing;
+pub(crate) mod billing;
 pub mod chain;
 pub mod cli;
 pub mod cmd;
-pub mod config;
+pub(crate) mod config;
 pub mod crypto;
 pub mod error;
 pub mod net;
 pub mod ops;
 pub mod renewal;
-pub mod serve;
-pub mod store;
-pub mod tick;
+pub(crate) mod serve;
+pub(crate) mod store;
+pub(crate) mod tick;
 
 #[cfg(test)]
 mod testdata;

@@ -20,11 +20,11 @@
 //! At most one transaction per agent is in flight, so epochs go out in increasing order,
 //! and an agent with a held epoch sends nothing until a human acts.
 
-pub mod breaker;
+pub(crate) mod breaker;
 mod enforce;
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 mod preflight;
-pub mod receivables;
+pub(crate) mod receivables;
 mod refusal;
 mod send;
 mod settle;

@@ -6,8 +6,8 @@
 //! - `escrow`: the StreamAgencyEscrow contract: its ABI, its rules and its views;
 //! - `gateway`: the chain gateway's HTTP API (network config, accounts, transactions, views).
 
-pub mod epochs;
+pub(crate) mod epochs;
 pub mod escrow;
 pub mod gateway;
-pub mod ledger;
-pub mod tx;
+pub(crate) mod ledger;
+pub(crate) mod tx;

@@ -83,7 +83,7 @@ impl Run for Check {
                 "note: epoch {} observed {} s ago (idle ticks ask again at the next boundary, or after {} s)",
                 t.epoch,
                 (now - t.observed_ms).max(0) / 1000,
-                crate::tick::idle::TIMELINE_TRUST_MS / 1000
+                crate::chain::epochs::TIMELINE_TRUST_MS / 1000
             );
         }
         notify::after(&mut store, &alerts, &problems, now);

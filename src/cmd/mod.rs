@@ -4,22 +4,22 @@
 //! one line to the `commands!` list in `cli.rs`. Argument checks live with the command;
 //! what commands share (opening the database, "needs a human") lives here.
 
-pub mod backup;
-pub mod billing;
-pub mod check;
+pub(crate) mod backup;
+pub(crate) mod billing;
+pub(crate) mod check;
 pub mod enroll;
-pub mod import_mvp;
-pub mod init_db;
-pub mod prune;
-pub mod reconcile;
-pub mod remove;
-pub mod report;
-pub mod run;
-pub mod secrets;
-pub mod serve;
-pub mod status;
-pub mod tick;
-pub mod token;
+pub(crate) mod import_mvp;
+pub(crate) mod init_db;
+pub(crate) mod prune;
+pub(crate) mod reconcile;
+pub(crate) mod remove;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod secrets;
+pub(crate) mod serve;
+pub(crate) mod status;
+pub(crate) mod tick;
+pub(crate) mod token;
 
 use std::path::PathBuf;
 

@@ -2,5 +2,5 @@
 //! encrypted at rest (`secrets`).
 
 pub mod keys;
-pub mod private;
-pub mod secrets;
+pub(crate) mod private;
+pub(crate) mod secrets;

@@ -110,24 +110,60 @@ pub fn disk(store: &Store, db: &Path, now: i64) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The metrics in the node_exporter textfile format.
-pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
-    let mut text = String::new();
-    let mut metric = |name: &str, help: &str, samples: &[(&str, i64)]| {
+/// The node_exporter textfile being written: one `# HELP`/`# TYPE` block per metric.
+#[derive(Default)]
+struct Metrics(String);
+
+impl Metrics {
+    fn add(&mut self, name: &str, help: &str, samples: &[(&str, i64)]) {
         let kind = if name.ends_with("_total") {
             "counter"
         } else {
             "gauge"
         };
-        text.push_str(&format!(
+        self.0.push_str(&format!(
             "# HELP stream_agency_{name} {help}\n# TYPE stream_agency_{name} {kind}\n"
         ));
         for (labels, value) in samples {
-            text.push_str(&format!("stream_agency_{name}{labels} {value}\n"));
+            self.0
+                .push_str(&format!("stream_agency_{name}{labels} {value}\n"));
         }
-    };
+    }
+}
+
+/// The metrics in the node_exporter textfile format.
+pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
+    let mut m = Metrics::default();
+    counts(&mut m, store, now)?;
+    money(&mut m, store)?;
+    m.add(
+        "held_epochs",
+        "Epochs whose billing waits for a human.",
+        &[("", store.held_epochs()?.len() as i64)],
+    );
+    m.add(
+        "clock_offset_milliseconds",
+        "The stream service's clock minus the host's, as last estimated (positive: the host is behind).",
+        &[("", kept_offset(store)?.map_or(0, |o| o.ms))],
+    );
+    m.add(
+        "last_epoch_observation_timestamp_seconds",
+        "Unix time the gateway was last asked for the epoch (idle ticks compute it from the timeline).",
+        &[("", store.timeline()?.map_or(0, |t| t.observed_ms / 1000))],
+    );
+    let last_tick = crate::ops::lock::last_tick_ms(db).unwrap_or(0);
+    m.add(
+        "last_tick_timestamp_seconds",
+        "Unix time of the last tick that completed.",
+        &[("", last_tick / 1000)],
+    );
+    Ok(m.0)
+}
+
+/// Agents, renewals, windows, lapses, failed bills.
+fn counts(m: &mut Metrics, store: &Store, now: i64) -> Result<()> {
     let t = store.totals()?;
-    metric(
+    m.add(
         "agents",
         "Enrolled agents by status.",
         &[
@@ -135,7 +171,7 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
             ("{status=\"paused\"}", store.agents_with_status("paused")?),
         ],
     );
-    metric(
+    m.add(
         "renewals_total",
         "Renewal attempts by result, over the agents' lifetime.",
         &[
@@ -143,7 +179,7 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
             ("{result=\"failed\"}", t.renewals_failed),
         ],
     );
-    metric(
+    m.add(
         "windows",
         "Counted windows by billing state.",
         &[
@@ -153,19 +189,24 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
             ("{state=\"expired\"}", t.windows_expired),
         ],
     );
-    metric(
+    m.add(
         "lapsed_agents",
         "Active agents whose window lapsed.",
         &[("", store.lapsed(now, LAPSE_GRACE_MS)?.len() as i64)],
     );
-    metric(
+    m.add(
         "billing_failures_total",
         "Billing transactions that failed.",
         &[("", t.billing_failures)],
     );
+    Ok(())
+}
+
+/// The receivables, in milli-CLAW.
+fn money(m: &mut Metrics, store: &Store) -> Result<()> {
     let money = crate::store::views::Money::of(store.charges(false, None)?.iter());
     let as_claw = |atto: u128| (atto / 1_000_000_000_000_000) as i64; // milli-CLAW
-    metric(
+    m.add(
         "receivables_milliclaw",
         "Amounts billed on chain, in thousandths of a CLAW, by settlement state.",
         &[
@@ -175,28 +216,7 @@ pub fn prometheus_text(store: &Store, db: &Path, now: i64) -> Result<String> {
             ("{state=\"slashed\"}", as_claw(money.slashed)),
         ],
     );
-    metric(
-        "held_epochs",
-        "Epochs whose billing waits for a human.",
-        &[("", store.held_epochs()?.len() as i64)],
-    );
-    metric(
-        "clock_offset_milliseconds",
-        "The stream service's clock minus the host's, as last estimated (positive: the host is behind).",
-        &[("", kept_offset(store)?.map_or(0, |o| o.ms))],
-    );
-    metric(
-        "last_epoch_observation_timestamp_seconds",
-        "Unix time the gateway was last asked for the epoch (idle ticks compute it from the timeline).",
-        &[("", store.timeline()?.map_or(0, |t| t.observed_ms / 1000))],
-    );
-    let last_tick = crate::ops::lock::last_tick_ms(db).unwrap_or(0);
-    metric(
-        "last_tick_timestamp_seconds",
-        "Unix time of the last tick that completed.",
-        &[("", last_tick / 1000)],
-    );
-    Ok(text)
+    Ok(())
 }
 
 /// node_exporter textfile metrics, written atomically (temp file + rename).

@@ -2,11 +2,11 @@
 //! human (`health`), alerts and pings (`notify`), backups (`backup`), the database's lock
 //! (`lock`) and its disk (`disk`: free space and the reserve).
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod disk;
-pub mod health;
-pub mod lock;
-pub mod notify;
-pub mod output;
+pub(crate) mod health;
+pub(crate) mod lock;
+pub(crate) mod notify;
+pub(crate) mod output;
 pub mod report;
-pub mod signals;
+pub(crate) mod signals;

@@ -8,11 +8,11 @@
 //! - [`auth`]: operator tokens, the agents' signed action messages;
 //! - [`routes`]: what each route does.
 
-pub mod auth;
-pub mod conn;
-pub mod limits;
-pub mod reply;
-pub mod routes;
+pub(crate) mod auth;
+pub(crate) mod conn;
+pub(crate) mod limits;
+pub(crate) mod reply;
+pub(crate) mod routes;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};

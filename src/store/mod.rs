@@ -4,15 +4,15 @@
 //! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping), `views`
 //! (read-only queries of the reports and checks). No other module touches `conn`.
 
-pub mod agents;
-pub mod alerts;
-pub mod billing;
-pub mod escrow;
-pub mod intake;
-pub mod mvp;
-pub mod recognize;
-pub mod usage;
-pub mod views;
+pub(crate) mod agents;
+pub(crate) mod alerts;
+pub(crate) mod billing;
+pub(crate) mod escrow;
+pub(crate) mod intake;
+pub(crate) mod mvp;
+pub(crate) mod recognize;
+pub(crate) mod usage;
+pub(crate) mod views;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;

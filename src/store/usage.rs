@@ -11,7 +11,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
-use crate::chain::epochs::{self, Seen, Start};
+use crate::chain::epochs::{self, Seen, Start, Timeline, TIMELINE_KEY};
 use crate::error::Result;
 
 const MAX_EPOCH_SEEN: &str = "max_epoch_seen";
@@ -186,6 +186,16 @@ impl Store {
         }
         tx.commit()?;
         Ok(counted)
+    }
+}
+
+impl Store {
+    /// The epoch timeline idle ticks compute the epoch from (see `tick::idle`).
+    pub fn timeline(&self) -> Result<Option<Timeline>> {
+        Ok(self
+            .meta_get(TIMELINE_KEY)?
+            .as_deref()
+            .and_then(Timeline::decode))
     }
 }
 

@@ -3,7 +3,7 @@
 //! chain id) is cached here, in the process and in the database.
 
 use super::summary::TickSummary;
-use super::{idle, Agency};
+use super::Agency;
 use crate::chain::epochs::{self, Clock, Reading, Start};
 use crate::error::Result;
 use crate::net::clock;
@@ -171,17 +171,17 @@ impl Agency {
             (Some(Start::Exact(start_ms)), Some(len_ms), Some(round_ms))
                 if current == observed && len_ms > 0 =>
             {
-                let t = idle::Timeline {
-                    gateway: idle::gateway_id(&self.cfg.epoch_api_url),
+                let t = epochs::Timeline {
+                    gateway: epochs::gateway_id(&self.cfg.epoch_api_url),
                     epoch: current,
                     start_ms,
                     len_ms,
                     round_ms,
                     observed_ms: at_ms,
                 };
-                self.store.meta_set(idle::TIMELINE_KEY, &t.encode())
+                self.store.meta_set(epochs::TIMELINE_KEY, &t.encode())
             }
-            _ => self.store.meta_delete(idle::TIMELINE_KEY),
+            _ => self.store.meta_delete(epochs::TIMELINE_KEY),
         }
     }
 

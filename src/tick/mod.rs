@@ -11,11 +11,10 @@
 
 mod backlog;
 mod epoch;
-pub mod idle;
+pub(crate) mod idle;
 mod renew;
 mod summary;
 
-pub use renew::{opened_at, verdict_of};
 pub use summary::TickSummary;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! answers, `client` asks them through the gateway (the only part that talks to the network).
 
 pub mod abi;
-pub mod client;
+pub(crate) mod client;
 
 pub use abi::{big_uint, decode_agent_info, decode_config, decode_epoch_state};
 
@@ -355,6 +355,17 @@ mod tests {
             kind(judge(5, 3, 6, &views(None, None), &cfg)),
             Some(Kind::Refused)
         );
+    }
+
+    #[test]
+    fn judge_follows_join_order_rounding_and_probation() {
+        let views = |state: Option<EpochState>, info: Option<AgentInfo>| Views { state, info };
+        let cfg = config(1_000, 1_000);
+        let ok = Some(info(100, u128::MAX, 500));
+        let kind = |d: Decision| match d {
+            Decision::Unbillable { kind, .. } => Some(kind),
+            _ => None,
+        };
         let mut joined = info(100, u128::MAX, 500);
         joined.joined_epoch = 6;
         assert_eq!(

@@ -2,7 +2,7 @@
 //! replace anything, bad input refused in one line, and the disaster-recovery drill of the
 //! README with billing on.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

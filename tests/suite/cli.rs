@@ -1,7 +1,7 @@
 //! Commands against good and bad input: bad input gets a one-line error naming the problem,
 //! a non-zero exit status, and leaves the database byte-for-byte unchanged.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,6 +1,6 @@
 //! Single ticks against planned answers: 403 handling, faults, unknown epoch, replays.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -322,7 +322,10 @@ fn unknown_epoch_renews_anyway_and_attributes_the_window_later() {
     );
     assert!(t.sb.usage().is_empty());
     // Epochs pass while the gateway is down; the window still belongs to its own epoch.
-    std::thread::sleep(Duration::from_millis(2_100));
+    let opened_in = t.fake.state().epoch_at(now_ms());
+    assert!(wait_for(Duration::from_secs(30), || {
+        t.fake.state().epoch_at(now_ms()) >= opened_in + 2
+    }));
     t.fake.state().gateway_down = false;
     let out = t.tick(&[]);
     assert!(out.contains("1 counted into epochs"), "{out}");

@@ -3,7 +3,7 @@
 //! `--enforce-after-grace`, refusals learned by simulation without gas, probation, each
 //! agent's lifecycle, and the migration of settlements recorded one index off.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

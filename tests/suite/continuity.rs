@@ -1,7 +1,7 @@
 //! `run` keeps every agent streaming under both renewal policies the spec leaves open, and
 //! counts exactly the windows the service granted, per epoch.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -34,8 +34,12 @@ fn run_until(policy: RenewalPolicy, windows: usize) -> (i64, usize, usize) {
         let s = fake.state();
         s.windows.len() == 3 && s.windows.values().all(|w| w.len() >= windows)
     });
-    // Let the last renewals' epochs be attributed (end of their tick).
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the last renewals' epochs are attributed (the end of their tick).
+    wait_for(Duration::from_secs(10), || {
+        let attributed =
+            sb.query_i64("SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL") == 0;
+        attributed && sb.usage() == fake.state().granted_per_epoch()
+    });
     let (code, _out, err) = terminate(child);
     assert!(
         enough,

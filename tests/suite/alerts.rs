@@ -2,7 +2,7 @@
 //! per resolution, the cooldown respected, a receiver down then up served later, every
 //! format's payload; pings at the start and end of a tick with its exit status.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Adopting a running installation of the Python MVP: recognition, `import-mvp`, billing
 //! what it left unbilled, `reconcile` of what it marked billed, and a first run that guides.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

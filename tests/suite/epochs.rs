@@ -2,7 +2,7 @@
 //! where the gateway omits them, a gateway that cannot poison counting, and windows whose
 //! end comes in seconds once and in milliseconds another time.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! `NO_PROXY` honoured; a TLS server with its own CA reached with `--ca-file`, refused
 //! without it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

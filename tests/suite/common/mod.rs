@@ -3,7 +3,6 @@
 //!
 //! The fake keeps its own record of every window it granted (with the epoch it granted it
 //! in), so tests compare the tool's database against the service's truth.
-#![allow(dead_code)]
 
 pub mod bill;
 pub mod chain;
@@ -512,7 +511,6 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
                     let body = json!({"data": null, "error": m, "code": "bad_request"}).to_string();
                     return answer((400, body));
                 }
-                Some(chain::SendFault::Delay(ms)) => std::thread::sleep(Duration::from_millis(ms)),
                 Some(chain::SendFault::SlowReply(ms)) => {
                     let reply = {
                         let mut s = state.lock().unwrap();

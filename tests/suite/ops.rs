@@ -1,7 +1,7 @@
 //! Running unattended: the lock, the tick deadline, every exit status, script-friendly
 //! output, dry runs, monitoring, bulk enrollment, pruning and secrets at rest.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! others, signed action messages and their replays, operator tokens, odd addresses, the
 //! Python intake's routes, billing's escrow checks, and socket activation.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

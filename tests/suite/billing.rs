@@ -1,7 +1,7 @@
 //! Exactly-once billing against the fake chain, which enforces the escrow contract's rules
 //! and the nonce rules and executes transactions a little after they are sent.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -74,7 +74,6 @@ impl Default for EscrowAgent {
 #[derive(Clone, Debug)]
 pub struct Bill {
     pub windows: u64,
-    pub charged: u128,
     /// What is still due.
     pub due: u128,
     pub deadline: u64,
@@ -88,8 +87,6 @@ pub enum SendFault {
     LostReply,
     /// Refuse with HTTP 400 and this error.
     Refuse(String),
-    /// Wait this long, then handle normally.
-    Delay(u64),
     /// Accept the transaction, then wait this long before answering.
     SlowReply(u64),
 }
@@ -109,7 +106,6 @@ pub enum SimulateRoute {
 pub struct Executed {
     pub agent: String,
     pub epoch: u64,
-    pub windows: u64,
     pub nonce: u64,
     pub error: Option<String>,
 }
@@ -300,7 +296,7 @@ impl Chain {
                 _ => self.enforce_call(&parts, current),
             }
         });
-        let (agent, epoch, windows) = (
+        let (agent, epoch) = (
             parts
                 .get(1)
                 .and_then(|a| arg_address(a).ok())
@@ -309,15 +305,10 @@ impl Chain {
                 .get(2)
                 .and_then(|e| arg_u64(e, "epoch").ok())
                 .unwrap_or(0),
-            parts
-                .get(3)
-                .and_then(|w| arg_u64(w, "windows").ok())
-                .unwrap_or(0),
         );
         let record = Executed {
             agent,
             epoch,
-            windows,
             nonce: tx.nonce,
             error: result.clone().err(),
         };
@@ -368,7 +359,6 @@ impl Chain {
         self.billed.insert((agent.to_string(), epoch), windows);
         let bill = Bill {
             windows,
-            charged: due,
             due,
             deadline: epoch + self.grace_epochs,
             state: BILLED,

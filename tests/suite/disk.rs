@@ -2,7 +2,7 @@
 //! (a 16 MiB tmpfs the test mounts; skipped, saying so, where mounting is not allowed),
 //! filled while `run` renews 100 agents, then freed; and remounted read-only and back.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

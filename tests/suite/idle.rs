@@ -2,7 +2,7 @@
 //! asks nobody and writes nothing; epoch boundaries are still observed, once each, and a
 //! closed epoch is billed as promptly as before.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

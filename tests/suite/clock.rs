@@ -2,14 +2,15 @@
 //! (its `Date` headers and every time it gives are shifted) keeps every stream alive, makes
 //! no 403 loop, and a large skew is named.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::*;
 
 const WINDOW_MS: i64 = 10_000;
-const RUN_MS: u64 = 24_000;
+/// The longest a run may take to renew every agent twice.
+const RUN_MS: u64 = 60_000;
 
 struct Outcome {
     gap_ms: i64,
@@ -41,8 +42,16 @@ fn run_with(offset_ms: i64, date: DateHeader) -> Outcome {
     let mut run = args.clone();
     run.extend(["--poll-seconds", "1"]);
     let child = sb.spawn(&run);
-    std::thread::sleep(Duration::from_millis(RUN_MS));
+    // Until every agent renewed twice (three windows each), not a fixed time.
+    let renewed = wait_for(Duration::from_millis(RUN_MS), || {
+        let s = fake.state();
+        s.windows.len() == 3 && s.windows.values().all(|w| w.len() >= 3)
+    });
     let (code, _, err) = terminate(child);
+    assert!(
+        renewed,
+        "three windows per agent not reached; stderr: {err}"
+    );
     assert_eq!(code, 0, "{err}");
     args[0] = "tick";
     let tick = sb.run(&args);

@@ -2,7 +2,7 @@
 //! contract saying so, the gas circuit breaker, history that outlives the agent, typed
 //! outcomes, and `reconcile`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -412,7 +412,7 @@ fn the_migration_gives_every_existing_outcome_its_kind() {
     let sb = Sandbox::new();
     {
         let conn = rusqlite::Connection::open(&sb.db).unwrap();
-        conn.execute_batch(include_str!("../sql/0001_initial.sql"))
+        conn.execute_batch(include_str!("../../sql/0001_initial.sql"))
             .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(

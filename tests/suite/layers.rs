@@ -1,0 +1,241 @@
+//! The house's rules, checked on the source: no import cycle between files, `store/` free of
+//! the network, no module importing a command, no function over 80 lines. Lists what
+//! breaks them: `cargo test --test suite layers -- --nocapture` prints the import graph's
+//! cycles (none) and the longest functions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `src/`, by its module path (`chain::escrow::abi`, `tick`, ...).
+fn modules() -> BTreeMap<String, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.insert(
+                    module_of(&src, &path),
+                    std::fs::read_to_string(&path).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn module_of(src: &Path, path: &Path) -> String {
+    let rel: PathBuf = path.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into()).collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The code of a file without its unit tests and comments (what the build imports).
+fn code(text: &str) -> String {
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every path `crate::...` or `super::...` names, use trees expanded (`a::{b, c::d}`).
+fn paths(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
+        if code[..i].ends_with('$') || code[..i].ends_with(|c: char| c.is_alphanumeric()) {
+            continue;
+        }
+        expand(&code[i..], String::new(), &mut out);
+    }
+    out
+}
+
+/// Expands the use tree at the start of `rest` after `prefix`.
+fn expand(rest: &str, prefix: String, out: &mut Vec<String>) {
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(rest.len());
+    let head = format!("{prefix}{}", &rest[..end]);
+    if rest[end..].starts_with('{') && head.ends_with("::") {
+        let body = &rest[end + 1..];
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in body.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    expand(body[start..i].trim(), head.clone(), out);
+                    return;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand(body[start..i].trim(), head.clone(), out);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    } else {
+        out.push(head.trim_end_matches("::").to_string());
+    }
+}
+
+/// The file a path lands in: its longest prefix that is a module.
+fn target(from: &str, path: &str, known: &BTreeMap<String, String>) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut here: Vec<&str> = from.split("::").filter(|p| !p.is_empty()).collect();
+    for (i, p) in path.split("::").enumerate() {
+        match p {
+            "crate" if i == 0 => here.clear(),
+            "super" => {
+                here.pop();
+            }
+            "self" => {}
+            _ => parts.push(p),
+        }
+    }
+    let full: Vec<&str> = here.iter().copied().chain(parts).collect();
+    (0..=full.len())
+        .rev()
+        .map(|n| full[..n].join("::"))
+        .find(|m| known.contains_key(m))
+        .filter(|m| m != from && !m.is_empty())
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let known = modules();
+    known
+        .iter()
+        .map(|(m, text)| {
+            let to = paths(&code(text))
+                .iter()
+                .filter_map(|p| target(m, p, &known))
+                .collect();
+            (m.clone(), to)
+        })
+        .collect()
+}
+
+/// The cycles of the graph (each once, as the files on it).
+fn cycles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    let mut found = BTreeSet::new();
+    for start in g.keys() {
+        let mut stack = vec![(start.clone(), vec![start.clone()])];
+        while let Some((at, path)) = stack.pop() {
+            for next in g.get(&at).into_iter().flatten() {
+                if next == start {
+                    let mut c = path.clone();
+                    let min = c.iter().enumerate().min_by_key(|(_, m)| *m).unwrap().0;
+                    c.rotate_left(min);
+                    found.insert(c);
+                } else if !path.contains(next) && next > start {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[test]
+fn no_import_cycle_between_files() {
+    let g = graph();
+    assert!(g.len() > 50, "the source was not found: {} files", g.len());
+    assert!(
+        g["tick"].contains("store"),
+        "the graph misses imports: {:?}",
+        g["tick"]
+    );
+    let cycles = cycles(&g);
+    println!("{} files, {} import cycles", g.len(), cycles.len());
+    assert!(cycles.is_empty(), "import cycles: {cycles:#?}");
+}
+
+#[test]
+fn the_sql_layer_knows_no_network_and_nobody_imports_a_command() {
+    let g = graph();
+    let network = [
+        "net",
+        "chain::gateway",
+        "chain::escrow::client",
+        "renewal",
+        "billing",
+        "tick",
+        "ops",
+        "serve",
+        "cmd",
+        "config",
+        "cli",
+    ];
+    let mut wrong = Vec::new();
+    for (from, to) in &g {
+        for t in to {
+            let under = |m: &str| t == m || t.starts_with(&format!("{m}::"));
+            if from.starts_with("store") && network.iter().any(|m| under(m)) {
+                wrong.push(format!("{from} -> {t}"));
+            }
+            let commands = from == "cli" || from == "cmd" || from.starts_with("cmd::");
+            if !commands && under("cmd") {
+                wrong.push(format!("{from} -> {t} (a command)"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layers: {wrong:#?}");
+}
+
+/// Function lengths: from the `fn` line to the closing brace at its indentation.
+fn functions(text: &str) -> Vec<(usize, usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let t = t
+            .strip_prefix("pub(crate) ")
+            .or(t.strip_prefix("pub "))
+            .unwrap_or(t);
+        let Some(name) = t.strip_prefix("fn ") else {
+            continue;
+        };
+        let name = name.split(['(', '<']).next().unwrap_or("").to_string();
+        if line.ends_with('}') || line.ends_with(';') {
+            out.push((1, i + 1, name));
+            continue;
+        }
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let close = format!("{indent}}}");
+        let Some(end) = (i + 1..lines.len()).find(|&j| lines[j] == close) else {
+            continue;
+        };
+        out.push((end - i + 1, i + 1, name));
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_a_screen() {
+    let mut all: Vec<(usize, String)> = Vec::new();
+    for (module, text) in modules() {
+        for (len, line, name) in functions(&text) {
+            all.push((len, format!("{module}:{line} {name}")));
+        }
+    }
+    all.sort_by(|a, b| b.cmp(a));
+    assert!(all.len() > 300, "functions not found: {}", all.len());
+    println!("longest functions: {:#?}", &all[..5]);
+    let long: Vec<_> = all.iter().filter(|(len, _)| *len > 80).collect();
+    assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
+}
