@@ -202,7 +202,7 @@ impl Keeper {
 
     /// The samples to keep in the database, when they tell something new (a host in sync
     /// writes nothing, tick after tick).
-    pub fn to_keep(&mut self) -> Option<String> {
+    pub fn take_news(&mut self) -> Option<String> {
         if !std::mem::take(&mut self.news) {
             return None;
         }

@@ -188,7 +188,7 @@ impl Agency {
     /// Keeps the clock samples that tell something new, and names a skew a human should fix.
     pub(super) fn keep_clock(&mut self, summary: &mut TickSummary) -> Result<()> {
         let offset = self.network_clock.update();
-        if let Some(text) = self.network_clock.to_keep() {
+        if let Some(text) = self.network_clock.take_news() {
             self.store.meta_set(clock::STORE_KEY, &text)?;
         }
         if let Some(skew) = health::clock_skew(offset, self.cfg.max_clock_skew_ms) {
