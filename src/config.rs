@@ -117,7 +117,7 @@ macro_rules! runtime_command {
     };
 }
 
-/// The second half of [`runtime_command!`]: the struct, and its [`RuntimeArgs`].
+/// The second half of [`runtime_command!`]: the struct, and its `RuntimeArgs`.
 #[macro_export]
 macro_rules! runtime_command_fields {
     ($(#[$meta:meta])* $name:ident { $($extra:tt)* } ;

@@ -1,18 +1,27 @@
 //! stream-agency: keeps Claws Network agents' funding streams alive, counts the windows
 //! per chain epoch and bills them on the StreamAgencyEscrow contract.
 //!
-//! The house, top to bottom (a module only uses those below it):
-//! - `cli` (global options, the command list) and `cmd/` (one file per command);
-//! - `tick` (one cycle: epoch, renewals, windows, billing) and `billing/` (the billing
-//!   pass in named steps), `idle` (a tick with nothing to do asks nobody), `health`
-//!   (what needs a human), `notify` (alerts and pings);
-//! - `schedule` (renewal policy, pure), `escrow` (the contract's views and rules, pure
-//!   where it can be), `tx` (transactions), `keys` (addresses, PEM, signing),
-//!   `secrets` (signatures at rest);
-//! - clients: `http`, `stream` (the stream service), `gateway` (the chain gateway);
-//! - `store/` (every SQL query), `disk` (records waiting for a full or read-only disk),
-//!   `lock` (one tick or run per database), `config`
-//!   (runtime options), `output` (tables, JSON, TSV, times), `error` (exit statuses).
+//! The house, by stage, top to bottom: a module only uses those below it (the suite's
+//! `layers` test checks it: no import cycle, `store/` free of the network, no command
+//! imported, no function over 80 lines).
+//!
+//! | layer | what it is |
+//! | --- | --- |
+//! | `cli`, [`cmd`] | the global options, the command list; one file per command |
+//! | `serve` | the HTTP intake: agents enroll, pause, resume, remove themselves |
+//! | `tick` | the cycle: outline, epoch observation, renewals, backlog, idle tick, summary |
+//! | [`ops`] | what the operator sees and keeps: output, health, notify, backup, report rows, lock, disk, signals |
+//! | `billing` | the billing pass: preflight, settle, send, enforce, receivables, lifecycle |
+//! | `config` | every runtime option declared once, every environment variable read |
+//! | [`renewal`] | the stream service's client and its answers; the renewal schedule (pure) |
+//! | [`chain`] | the gateway's client; epochs, ledger vocabulary, transactions, the escrow's rules and ABI (pure) and its views' client |
+//! | `store` | SQL only: every query, the schema's migrations (`sql/`) |
+//! | [`crypto`] | addresses, PEM wallets, signing; signatures at rest; private files |
+//! | [`net`] | the one HTTP agent (timeouts, bounded reads, proxies, extra roots), URL helpers, the network's clock |
+//! | [`error`] | errors and exit statuses |
+//!
+//! `backup` reads the database file itself (`VACUUM INTO`, `integrity_check`) besides
+//! `store`. Modules are `pub` only where the integration tests or the binary need them.
 
 pub(crate) mod billing;
 pub mod chain;

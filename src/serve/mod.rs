@@ -6,7 +6,8 @@
 //! - [`conn`]: one connection: framing, size and time limits, the answer's bytes;
 //! - [`limits`]: the token bucket per client address, `X-Forwarded-For`;
 //! - [`auth`]: operator tokens, the agents' signed action messages;
-//! - [`routes`]: what each route does.
+//! - [`routes`]: what each route does;
+//! - [`reply`]: the reply and refusal types `auth` and `routes` share.
 
 pub(crate) mod auth;
 pub(crate) mod conn;

@@ -1,8 +1,18 @@
 //! The SQLite database: opening, schema migrations and small key/value facts.
 //!
-//! Queries live next to their concern: `agents` (enrollment and renewal outcomes),
-//! `usage` (windows and their epochs), `billing` (billEpoch bookkeeping), `views`
-//! (read-only queries of the reports and checks). No other module touches `conn`.
+//! SQL only: this layer knows no network, no chain client and no billing pass. Queries
+//! live next to their concern:
+//! - `agents`: enrollment, the due list, renewal outcomes;
+//! - `usage`: windows, their epochs and the epoch timeline;
+//! - `billing`: billEpoch bookkeeping (write-ahead transactions, attempts, holds);
+//! - `escrow`: the escrow's statuses, settlements, enforcements;
+//! - `views`: read-only queries of the reports and checks;
+//! - `intake`: the HTTP intake's tokens and used action messages;
+//! - `alerts`: problems told, the notification outbox;
+//! - `mvp`: the Python MVP's database brought over (`import-mvp`);
+//! - `recognize`: what a file is (ours, the MVP's, another application's) before opening.
+//!
+//! No other module touches `conn`, but `ops::backup`, which copies the file.
 
 pub(crate) mod agents;
 pub(crate) mod alerts;
