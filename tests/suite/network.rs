@@ -256,3 +256,31 @@ fn a_server_with_its_own_ca_is_reached_with_ca_file_and_refused_without() {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("--ca-file not.pem"), "{}", r.stderr);
 }
+
+#[test]
+fn an_empty_variable_is_unset_for_every_variable_read() {
+    let sb = Sandbox::new();
+    enroll_alice(&sb);
+    // Env-file templates leave variables set but empty: none of them may break a command.
+    let mut cmd = sb.command(&["report", "--format", "tsv"]);
+    for name in [
+        "SSL_CERT_FILE",
+        "STREAM_AGENCY_CA_FILE",
+        "STREAM_AGENCY_DB",
+        "STREAM_AGENCY_SECRET_KEY_FILE",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "CREDENTIALS_DIRECTORY",
+    ] {
+        cmd.env(name, "");
+    }
+    let r = Ran::of(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("claw1"), "{}", r.stdout);
+    // Set, it is read: a missing file is named.
+    let mut cmd = sb.command(&["report"]);
+    cmd.env("SSL_CERT_FILE", "missing.pem");
+    let r = Ran::of(cmd);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing.pem"), "{}", r.stderr);
+}

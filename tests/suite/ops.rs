@@ -486,3 +486,51 @@ fn signatures_are_encrypted_at_rest_and_never_appear_in_any_output() {
         "the operator key leaked"
     );
 }
+
+/// The packaged units (`cargo deb` installs contrib/deb/units) are the units of
+/// contrib/systemd but for what a package does differently: the binary in /usr/bin, the
+/// static system user, the key beside the database instead of credentials.
+#[test]
+fn the_packaged_units_follow_the_units() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let lines = |path: &std::path::Path, drop: &[&str]| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .filter(|l| !l.starts_with('#') && !drop.iter().any(|d| l.starts_with(d)))
+            .map(|l| l.replace("/usr/local/bin/", "/usr/bin/"))
+            .collect()
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !(name.ends_with(".service") || name.ends_with(".timer") || name.ends_with(".socket")) {
+            continue;
+        }
+        let ours = lines(
+            &path,
+            &[
+                "DynamicUser=",
+                "LoadCredential=",
+                "Environment=STREAM_AGENCY_OPERATOR_PEM=%d",
+            ],
+        );
+        let packaged = lines(
+            &root.join("deb/units").join(&name),
+            &["Environment=STREAM_AGENCY_SECRET_KEY_FILE=/var/lib/stream-agency/"],
+        );
+        assert_eq!(
+            ours, packaged,
+            "contrib/deb/units/{name} drifted from contrib/systemd"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+    let cargo = std::fs::read_to_string(root.join("../Cargo.toml")).unwrap();
+    assert_eq!(
+        cargo.matches("\"contrib/deb/units/").count(),
+        checked,
+        "every unit packaged"
+    );
+}
