@@ -54,12 +54,19 @@ macro_rules! runtime_options {
         /// chain id the transactions are signed for (default: C)
         #[argh(option)]
         billing_chain: [Option<String>],
-        /// gas limit of a billEpoch transaction (default: 25000000)
+        /// gas limit of each billing transaction: auto (the gateway's estimate with a
+        /// margin, else the gas the last call of its function used) or a number (default:
+        /// auto)
         #[argh(option)]
-        billing_gas_limit: [Option<u64>],
-        /// gas price of a billEpoch transaction (default: 20000000000000)
+        billing_gas_limit: [Option<String>],
+        /// gas price of each billing transaction: auto (the network's minimum) or a number,
+        /// at least the minimum (default: auto)
         #[argh(option)]
-        billing_gas_price: [Option<u64>],
+        billing_gas_price: [Option<String>],
+        /// send bills and enforcements whose expected fee is more than they bring in
+        /// (otherwise held as unprofitable and weighed again each epoch)
+        #[argh(switch)]
+        bill_at_a_loss: [bool],
         /// collect bills still unpaid after their deadline (epoch + grace_epochs) from
         /// the agent's bond with enforceEpoch, once each
         #[argh(switch)]
@@ -158,8 +165,10 @@ pub struct BillingConfig {
     pub operator: Wallet,
     pub proxy: String,
     pub chain: String,
-    pub gas_limit: u64,
-    pub gas_price: u64,
+    pub gas_limit: Gas,
+    pub gas_price: Gas,
+    /// `--bill-at-a-loss`: send what costs more than it brings in.
+    pub bill_at_a_loss: bool,
     /// `--enforce-after-grace`: collect bills unpaid past their deadline from the bond.
     pub enforce_after_grace: bool,
 }
@@ -327,17 +336,8 @@ impl RuntimeArgs {
         check_private_file(&pem, "operator PEM")?;
         let operator = Wallet::from_pem_file(&pem)?;
         let chain = chain_id(self.billing_chain.clone())?;
-        let gas_limit = u64_opt(self.billing_gas_limit, "billing-gas-limit", 25_000_000)?;
-        let gas_price = u64_opt(
-            self.billing_gas_price,
-            "billing-gas-price",
-            20_000_000_000_000,
-        )?;
-        if gas_limit == 0 || gas_price == 0 {
-            return Err(Error::usage(
-                "--billing-gas-limit and --billing-gas-price must be positive",
-            ));
-        }
+        let gas_limit = gas(self.billing_gas_limit.clone(), "billing-gas-limit")?;
+        let gas_price = gas(self.billing_gas_price.clone(), "billing-gas-price")?;
         Ok(BillingConfig {
             escrow,
             operator,
@@ -350,8 +350,42 @@ impl RuntimeArgs {
             chain,
             gas_limit,
             gas_price,
+            bill_at_a_loss: switch(self.bill_at_a_loss, "bill-at-a-loss")?,
             enforce_after_grace: switch(self.enforce_after_grace, "enforce-after-grace")?,
         })
+    }
+}
+
+/// A gas limit or price: sized by the tool from what the chain says, or fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gas {
+    Auto,
+    Fixed(u64),
+}
+
+impl std::fmt::Display for Gas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gas::Auto => f.write_str("auto"),
+            Gas::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `--billing-gas-limit` / `--billing-gas-price` (or their variables): `auto` (the
+/// default) or a positive whole number.
+fn gas(flag: Option<String>, option: &str) -> Result<Gas> {
+    let Some(text) = string_opt(flag, option) else {
+        return Ok(Gas::Auto);
+    };
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Gas::Auto);
+    }
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Gas::Fixed(n)),
+        _ => Err(Error::usage(format!(
+            "--{option} must be auto or a positive whole number, not {text:?}"
+        ))),
     }
 }
 

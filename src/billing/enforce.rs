@@ -8,6 +8,7 @@
 use super::send::Nonces;
 use super::{breaker, Biller, BillingSummary};
 use crate::chain::escrow::EscrowConfig;
+use crate::chain::fees::claw;
 use crate::chain::gateway::Sent;
 use crate::chain::ledger::EpochState;
 use crate::chain::tx::enforce_epoch_data;
@@ -16,6 +17,14 @@ use crate::error::Result;
 use crate::now_ms;
 use crate::store::escrow::{BillRead, Outcome, Overdue, PendingEnforcement};
 use crate::store::Store;
+
+/// What an overdue bill's views said, in epoch `current`: still `due`, of which the bond
+/// can give `recoverable`.
+struct Due {
+    due: u128,
+    recoverable: u128,
+    current: i64,
+}
 
 impl Biller {
     /// Sends an `enforceEpoch` for each overdue bill, within the slow-start window.
@@ -45,7 +54,7 @@ impl Biller {
                 break;
             };
             room -= 1;
-            if !self.send_enforcement(store, &agent, &bill, due, nonces, summary)? {
+            if !self.send_enforcement(store, (&agent, &bill), due, nonces, summary)? {
                 break;
             }
         }
@@ -60,20 +69,27 @@ impl Biller {
         agent: &Address,
         bill: &Overdue,
         current: i64,
-    ) -> Result<Option<u128>> {
+    ) -> Result<Option<Due>> {
         let escrow = self.escrow();
         let read = escrow
             .epoch_state(agent, bill.epoch as u64)
             .and_then(|state| {
                 let due = escrow.epoch_debt(agent, bill.epoch as u64)?;
-                let (_, outstanding) = escrow.agent_financials(agent)?;
-                Ok((state, due, outstanding))
+                let (bond, outstanding) = escrow.agent_financials(agent)?;
+                Ok((state, due, (bond, outstanding)))
             });
         match read {
-            Ok((Some(EpochState::Billed), due, outstanding)) if due > 0 && outstanding > 0 => {
-                Ok(Some(due))
+            Ok((Some(EpochState::Billed), due, (bond, outstanding)))
+                if due > 0 && outstanding > 0 =>
+            {
+                let recoverable = due.min(bond);
+                Ok(Some(Due {
+                    due,
+                    recoverable,
+                    current,
+                }))
             }
-            Ok((Some(state), due, outstanding)) => {
+            Ok((Some(state), due, (_, outstanding))) => {
                 let read = BillRead::from_views(state, due, outstanding);
                 store.set_bill_read(bill.agent_id, bill.epoch, Some(read), current)?;
                 Ok(None)
@@ -86,18 +102,50 @@ impl Biller {
         }
     }
 
-    /// Signs, stores (write-ahead), sends. Returns false when sending should stop.
+    /// An enforcement that would cost more than it can recover (the remaining due, at most
+    /// the bond) is not sent (unless `--bill-at-a-loss`): said once, weighed next epoch.
+    fn unprofitable_enforcement(
+        &self,
+        store: &Store,
+        bill: &Overdue,
+        due: &Due,
+        fee: Option<u128>,
+    ) -> Result<bool> {
+        let Some(fee) = fee.filter(|&f| f > due.recoverable && !self.cfg.bill_at_a_loss) else {
+            return Ok(false);
+        };
+        let ids = (bill.agent_id, bill.epoch, "enforcement");
+        if store.hold_unprofitable(ids, due.recoverable, fee, due.current, now_ms())? {
+            log::warn!(
+                "{} epoch {}: enforceEpoch not sent: its expected fee {} CLAW is more than it can recover ({} CLAW); weighed again each epoch (--bill-at-a-loss sends it)",
+                bill.address,
+                bill.epoch,
+                claw(fee),
+                claw(due.recoverable)
+            );
+        }
+        Ok(true)
+    }
+
+    /// Sizes, weighs, signs, stores (write-ahead), sends. Returns false when sending
+    /// should stop.
     fn send_enforcement(
         &self,
         store: &mut Store,
-        agent: &Address,
-        bill: &Overdue,
-        due: u128,
+        (agent, bill): (&Address, &Overdue),
+        due: Due,
         nonces: &mut Nonces,
         summary: &mut BillingSummary,
     ) -> Result<bool> {
         let nonce = nonces.take();
-        let signed = self.signed_call(nonce, enforce_epoch_data(agent, bill.epoch as u64));
+        let data = enforce_epoch_data(agent, bill.epoch as u64);
+        let sizing = self.size(store, &data, nonce)?;
+        if self.unprofitable_enforcement(store, bill, &due, sizing.expected_fee)? {
+            nonces.release(nonce);
+            return Ok(true);
+        }
+        let due = due.due;
+        let signed = self.signed_call(nonce, data, sizing);
         if let Some(message) = self.simulate(&signed) {
             nonces.release(nonce);
             log::warn!(

@@ -21,6 +21,7 @@
 //! and an agent with a held epoch sends nothing until a human acts.
 
 pub(crate) mod breaker;
+mod cost;
 mod enforce;
 pub(crate) mod lifecycle;
 mod preflight;
@@ -32,6 +33,7 @@ mod settle;
 use std::cell::Cell;
 
 use crate::chain::escrow::client::Escrow;
+use crate::chain::fees::FeeRule;
 use crate::chain::gateway::Gateway;
 use crate::config::BillingConfig;
 use crate::error::Result;
@@ -50,6 +52,9 @@ pub const MAX_RETRIES: i64 = 8;
 /// How long a transaction that is done may show no state on the contract before it is
 /// treated as failed (the contract's shard may lag).
 pub const RESOLVE_WAIT_MS: i64 = 30_000;
+
+/// Receipts read per pass for the fees of settled transactions.
+pub const FEE_READS_PER_PASS: usize = 50;
 
 /// The wait before an epoch is sent again after its `n`-th "try later" failure:
 /// 1 s, 2 s, 4 s, ... up to 5 min.
@@ -73,7 +78,11 @@ pub fn candidates(store: &Store, current: i64, rounds_passed: i64) -> Result<Vec
     let mut out = Vec::new();
     for c in store.billing_candidates(newest_billable(current, rounds_passed))? {
         let (n, last) = store.retries(c.agent_id, c.epoch)?;
-        if last.is_none_or(|last| now >= last + retry_backoff_ms(n)) {
+        // Held as unprofitable: weighed again in the next epoch, not before.
+        let weighed = store.unprofitable_weighed(c.agent_id, c.epoch)?;
+        if last.is_none_or(|last| now >= last + retry_backoff_ms(n))
+            && weighed.is_none_or(|w| w < current)
+        {
             out.push(c);
         }
     }
@@ -104,6 +113,13 @@ pub struct Biller {
     network_checked: bool,
     /// The gateway answered 404 to `/transaction/simulate`: bills are sent untried.
     simulate_absent: Cell<bool>,
+    /// The gateway gave no usable `/transaction/cost`: gas is sized from the last calls.
+    cost_absent: Cell<bool>,
+    /// The chain's fee rule, from `/network/config` (`None`: it does not give all of it).
+    fee_rule: Cell<Option<FeeRule>>,
+    /// The gas price of this process's transactions (`--billing-gas-price`, else the
+    /// network's minimum).
+    gas_price: Cell<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +133,8 @@ pub struct BillingSummary {
     pub lost: usize,
     /// Epochs held for a human this pass.
     pub held: usize,
+    /// Bills not sent because their expected fee is more than their charge.
+    pub unprofitable: usize,
     /// Billing cannot go on until a human acts (wrong operator key, chain id, gas price).
     pub blocked: Option<String>,
     /// Milliseconds spent signing and sending new transactions, for the figures.
@@ -149,6 +167,9 @@ impl std::fmt::Display for BillingSummary {
                 self.simulated_refusals
             )?;
         }
+        if self.unprofitable > 0 {
+            write!(f, ", {} held as unprofitable", self.unprofitable)?;
+        }
         if self.enforcements_sent + self.enforced > 0 {
             write!(
                 f,
@@ -171,6 +192,9 @@ impl Biller {
             gateway,
             network_checked: false,
             simulate_absent: Cell::new(false),
+            cost_absent: Cell::new(false),
+            fee_rule: Cell::new(None),
+            gas_price: Cell::new(0),
         }
     }
 
@@ -218,7 +242,9 @@ impl Biller {
                 log::warn!("billing configuration changed: {released} held epochs re-opened");
             }
         }
-        let Some(in_flight) = self.settle_in_flight(store, &mut summary, halted)? else {
+        let settled = self.settle_in_flight(store, &mut summary, halted)?;
+        self.record_fees(store, FEE_READS_PER_PASS)?;
+        let Some(in_flight) = settled else {
             return Ok(summary);
         };
         if let Some(reason) = breaker::tripped(store)? {

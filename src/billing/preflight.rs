@@ -2,6 +2,7 @@
 
 use super::Biller;
 use crate::chain::escrow::EscrowConfig;
+use crate::config::Gas;
 
 /// Whether billing can go on this tick.
 pub enum Preflight {
@@ -28,12 +29,21 @@ impl Biller {
                     self.cfg.chain, net.chain_id
                 ));
             }
-            if self.cfg.gas_price < net.min_gas_price {
-                return Preflight::Blocked(format!(
-                    "--billing-gas-price {} is below the chain's minimum {}",
-                    self.cfg.gas_price, net.min_gas_price
-                ));
+            let price = match self.cfg.gas_price {
+                Gas::Auto => net.min_gas_price,
+                Gas::Fixed(price) if price < net.min_gas_price => {
+                    return Preflight::Blocked(format!(
+                        "--billing-gas-price {price} is below the chain's minimum {}",
+                        net.min_gas_price
+                    ));
+                }
+                Gas::Fixed(price) => price,
+            };
+            if net.fees.is_none() {
+                log::warn!("the gateway's /network/config lacks the fee rule (erd_min_gas_limit, erd_gas_per_data_byte, erd_gas_price_modifier): fees are not weighed");
             }
+            self.gas_price.set(price);
+            self.fee_rule.set(net.fees);
             self.network_checked = true;
         }
         let config = match self.escrow().config() {

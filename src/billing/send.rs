@@ -4,9 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use super::cost::Sizing;
 use super::refusal::Refusal;
 use super::{breaker, Biller, BillingSummary};
 use crate::chain::escrow::{self, Decision, EscrowConfig, Views};
+use crate::chain::fees::claw;
 use crate::chain::gateway::{Sent, Simulated};
 use crate::chain::ledger::Kind;
 use crate::chain::tx::{bill_epoch_data, Transaction};
@@ -92,7 +94,8 @@ impl Biller {
             let Some(nonces) = self.nonces(nonces, &in_flight) else {
                 break;
             };
-            match self.send_one(store, &c, windows, charged, nonces, summary)? {
+            let bill = (windows, charged);
+            match self.send_one(store, &c, bill, current, nonces, summary)? {
                 Outcome::Sent => room -= 1,
                 Outcome::NotSent => {}
                 Outcome::Stop => break,
@@ -176,6 +179,14 @@ impl Biller {
                 Ok(None)
             }
             Decision::Unbillable { kind, reason } => {
+                let (kind, reason) = match store.release_unprofitable(c.agent_id, c.epoch)? {
+                    Some(held) => (Kind::Lost, format!(
+                        "held as unprofitable (expected fee {} CLAW, charge {} CLAW) until the contract no longer took it: {reason}",
+                        claw(held.fee_atto),
+                        claw(held.charge_atto)
+                    )),
+                    None => (kind, reason),
+                };
                 store.record_decision(c.agent_id, c.epoch, c.windows, kind, &reason, now)?;
                 store.settle_epoch(c.agent_id, c.epoch, &Settled::new(kind, &reason), now)?;
                 summary.skipped += 1;
@@ -241,59 +252,111 @@ impl Biller {
         }
     }
 
-    /// A contract call of the operator's, signed: the body `/transaction/send` takes.
-    pub(super) fn signed_call(&self, nonce: u64, data: String) -> String {
+    /// A contract call of the operator's, signed with its sized gas: the body
+    /// `/transaction/send` takes.
+    pub(super) fn signed_call(&self, nonce: u64, data: String, sizing: Sizing) -> String {
         let tx = Transaction {
             nonce,
             receiver: self.cfg.escrow,
             sender: self.cfg.operator.address(),
-            gas_price: self.cfg.gas_price,
-            gas_limit: self.cfg.gas_limit,
+            gas_price: sizing.gas_price,
+            gas_limit: sizing.gas_limit,
             data,
             chain_id: self.cfg.chain.clone(),
         };
         tx.sign(&self.cfg.operator)
     }
 
-    /// Signs, simulates, stores (write-ahead), sends.
-    fn send_one(
+    /// A bill whose expected fee is more than its charge is held, not sent (unless
+    /// `--bill-at-a-loss`): said once, weighed again next epoch.
+    fn held_unprofitable(
+        &self,
+        store: &Store,
+        c: &Candidate,
+        charge: u128,
+        sizing: Sizing,
+        current: i64,
+    ) -> Result<bool> {
+        let Some(fee) = sizing.expected_fee else {
+            return Ok(false);
+        };
+        if fee <= charge || self.cfg.bill_at_a_loss {
+            return Ok(false);
+        }
+        let ids = (c.agent_id, c.epoch, "bill");
+        if store.hold_unprofitable(ids, charge, fee, current, now_ms())? {
+            log::warn!(
+                "{} epoch {}: not billed: its expected fee {} CLAW is more than its charge {} CLAW; held as unprofitable and weighed again each epoch (--bill-at-a-loss sends it)",
+                c.agent,
+                c.epoch,
+                claw(fee),
+                claw(charge)
+            );
+        }
+        Ok(true)
+    }
+
+    /// The simulation says the contract would refuse the bill: applied as the chain would,
+    /// nothing sent.
+    fn simulated_refusal(
         &self,
         store: &mut Store,
         c: &Candidate,
         windows: u64,
-        charged_atto: u128,
+        message: &str,
+        summary: &mut BillingSummary,
+    ) -> Result<()> {
+        summary.simulated_refusals += 1;
+        log::warn!(
+            "{} epoch {}: the simulation says the contract would refuse it: {message}; not sent",
+            c.agent,
+            c.epoch
+        );
+        let ids = (c.agent_id, c.epoch, windows as i64);
+        let record = move |store: &Store, kind: Kind, reason: &str| {
+            store.record_simulated(
+                ids,
+                kind,
+                &format!("simulated, not sent: {reason}"),
+                now_ms(),
+            )
+        };
+        let refusal = Refusal {
+            agent_id: c.agent_id,
+            epoch: c.epoch,
+            message: Some(message),
+        };
+        self.refused(store, &refusal, &record, summary)
+    }
+
+    /// Sizes, weighs, signs, simulates, stores (write-ahead), sends.
+    fn send_one(
+        &self,
+        store: &mut Store,
+        c: &Candidate,
+        (windows, charged_atto): (u64, u128),
+        current: i64,
         nonces: &mut Nonces,
         summary: &mut BillingSummary,
     ) -> Result<Outcome> {
         let started = Instant::now();
         let nonce = nonces.take();
-        let signed = self.signed_call(nonce, bill_epoch_data(&c.agent, c.epoch as u64, windows));
-        if let Some(message) = self.simulate(&signed) {
+        let data = bill_epoch_data(&c.agent, c.epoch as u64, windows);
+        let sizing = self.size(store, &data, nonce)?;
+        if self.held_unprofitable(store, c, charged_atto, sizing, current)? {
             nonces.release(nonce);
-            summary.simulated_refusals += 1;
-            log::warn!(
-                "{} epoch {}: the simulation says the contract would refuse it: {message}; not sent",
-                c.agent,
-                c.epoch
-            );
-            let ids = (c.agent_id, c.epoch, windows as i64);
-            let record = move |store: &Store, kind: Kind, reason: &str| {
-                store.record_simulated(
-                    ids,
-                    kind,
-                    &format!("simulated, not sent: {reason}"),
-                    now_ms(),
-                )
-            };
-            let refusal = Refusal {
-                agent_id: c.agent_id,
-                epoch: c.epoch,
-                message: Some(&message),
-            };
-            self.refused(store, &refusal, &record, summary)?;
+            summary.unprofitable += 1;
             return Ok(Outcome::NotSent);
         }
-        let id = store.record_signed(c, windows as i64, nonce, &signed, charged_atto, now_ms())?;
+        let signed = self.signed_call(nonce, data, sizing);
+        if let Some(message) = self.simulate(&signed) {
+            nonces.release(nonce);
+            self.simulated_refusal(store, c, windows, &message, summary)?;
+            return Ok(Outcome::NotSent);
+        }
+        store.release_unprofitable(c.agent_id, c.epoch)?;
+        let signed_row = (nonce, signed.as_str(), sizing.gas_limit);
+        let id = store.record_signed(c, windows as i64, signed_row, charged_atto, now_ms())?;
         let sent = self.gateway.send_transaction(&signed);
         summary.send_ms += started.elapsed().as_secs_f64() * 1000.0;
         match sent {

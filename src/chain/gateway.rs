@@ -63,6 +63,9 @@ pub struct NetworkStatus {
 pub struct NetworkConfig {
     pub chain_id: String,
     pub min_gas_price: u64,
+    /// The fee rule's numbers (`erd_min_gas_limit`, `erd_gas_per_data_byte`,
+    /// `erd_gas_price_modifier`); `None` when the gateway leaves one out.
+    pub fees: Option<crate::chain::fees::FeeRule>,
     pub round_duration_ms: i64,
     /// Genesis, Unix seconds (`erd_start_time`), when the gateway gives it.
     pub start_time_s: Option<i64>,
@@ -218,6 +221,21 @@ impl Gateway {
         Ok(parse_signal_error(&self.call("GET", &path, None)?))
     }
 
+    /// What the transaction cost once executed; `None` while its receipt has no fee.
+    pub fn receipt(&self, hash: &str) -> Result<Option<Receipt>, String> {
+        let path = format!("/transaction/{hash}?withResults=true");
+        Ok(parse_receipt(&self.call("GET", &path, None)?))
+    }
+
+    /// `POST /transaction/cost` of an unsigned body. `Err`: the gateway does not serve it
+    /// or gave no usable answer (the caller falls back to what it learned before).
+    pub fn cost(&self, body: &str) -> Result<Cost, String> {
+        let data = self
+            .call("POST", "/transaction/cost", Some(body))
+            .map_err(|e| e.to_string())?;
+        parse_cost(&data).ok_or_else(|| "a /transaction/cost answer of another shape".into())
+    }
+
     /// A contract view: the decoded `returnData` items.
     pub fn query(
         &self,
@@ -322,9 +340,67 @@ pub fn parse_config(data: &Value) -> Result<NetworkConfig, String> {
             .take(64)
             .collect(),
         min_gas_price: num("erd_min_gas_price")?,
+        fees: fee_rule(c),
         round_duration_ms: field_i64(c, "erd_round_duration")?,
         start_time_s: field_i64(c, "erd_start_time").ok(),
     })
+}
+
+/// The fee rule from `/network/config`'s `data.config`, when it gives all of it.
+fn fee_rule(c: &Value) -> Option<crate::chain::fees::FeeRule> {
+    let modifier = match c.get("erd_gas_price_modifier")? {
+        Value::String(s) => crate::chain::fees::Ratio::parse(s)?,
+        Value::Number(n) => crate::chain::fees::Ratio::parse(&n.to_string())?,
+        _ => return None,
+    };
+    Some(crate::chain::fees::FeeRule {
+        min_gas_price: json_u64(c.get("erd_min_gas_price"))?,
+        min_gas_limit: json_u64(c.get("erd_min_gas_limit"))?,
+        gas_per_data_byte: json_u64(c.get("erd_gas_per_data_byte"))?,
+        modifier,
+    })
+}
+
+/// What a transaction cost, from its receipt (`GET /transaction/<hash>?withResults=true`),
+/// once executed: `fee` (atto-CLAW, after any refund) and `gasUsed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub fee_atto: u128,
+    pub gas_used: u64,
+}
+
+/// The receipt's `fee` and `gasUsed`; `None` while it has none (not executed yet).
+pub fn parse_receipt(data: &Value) -> Option<Receipt> {
+    let tx = data.get("transaction")?;
+    let fee = match tx.get("fee")? {
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => u128::from(n.as_u64()?),
+        _ => return None,
+    };
+    Some(Receipt {
+        fee_atto: fee,
+        gas_used: json_u64(tx.get("gasUsed"))?,
+    })
+}
+
+/// What `/transaction/cost` said: the gas the transaction needs, or why it would fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cost {
+    Units(u64),
+    Fails(String),
+}
+
+/// `data.txGasUnits`, else `data.returnMessage`; `None` for an answer of another shape.
+pub fn parse_cost(data: &Value) -> Option<Cost> {
+    let message = data
+        .get("returnMessage")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty());
+    match (json_u64(data.get("txGasUnits")), message) {
+        (_, Some(m)) => Some(Cost::Fails(m.chars().take(300).collect())),
+        (Some(units), None) if units > 0 => Some(Cost::Units(units)),
+        _ => None,
+    }
 }
 
 /// The message of the `signalError` event (its second topic, base64), if any.

@@ -8,6 +8,7 @@
 
 pub(crate) mod epochs;
 pub mod escrow;
+pub(crate) mod fees;
 pub mod gateway;
 pub(crate) mod ledger;
 pub(crate) mod tx;

@@ -31,6 +31,16 @@ pub fn enforce_epoch_data(agent: &Address, epoch: u64) -> String {
     format!("enforceEpoch@{}@{}", agent.to_hex(), u64_arg(epoch))
 }
 
+/// The call data of a body sent to `/transaction/send` (`function@arg...`), decoded.
+pub fn data_of(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let encoded = value.get("data")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub nonce: u64,
@@ -114,6 +124,15 @@ impl Transaction {
     /// sending, so a re-send is the identical bytes).
     pub fn sign(&self, wallet: &Wallet) -> String {
         let signature = wallet.sign(&self.bytes_for_signing());
+        self.body(hex::encode(signature))
+    }
+
+    /// The body without a signature, for `/transaction/cost` (which needs none).
+    pub fn unsigned(&self) -> String {
+        self.body(String::new())
+    }
+
+    fn body(&self, signature: String) -> String {
         let body = SendBody {
             nonce: self.nonce,
             value: "0",
@@ -128,7 +147,7 @@ impl Transaction {
             version: VERSION,
             options: 0,
             guardian: "",
-            signature: hex::encode(signature),
+            signature,
             guardian_signature: "",
             relayer: "",
             relayer_signature: "",

@@ -76,11 +76,7 @@ pub fn short_address(address: &str) -> String {
     format!("{head}…{tail}")
 }
 
-/// Atto-CLAW (10^-18) as CLAW with four decimals.
-pub fn claw(atto: u128) -> String {
-    let unit = 1_000_000_000_000_000_000u128;
-    format!("{}.{:04}", atto / unit, (atto % unit) / 100_000_000_000_000)
-}
+pub use crate::chain::fees::claw;
 
 impl Cell {
     pub fn shown(&self) -> String {

@@ -148,20 +148,20 @@ impl Store {
 
     /// Write-ahead: the signed transaction, its nonce and expected charge, stored before it
     /// is sent.
+    /// Write-ahead of a `billEpoch`: `(nonce, signed body, gas limit)`.
     pub fn record_signed(
         &self,
         c: &Candidate,
         windows: i64,
-        nonce: u64,
-        signed: &str,
+        (nonce, signed, gas_limit): (u64, &str, u64),
         charged_atto: u128,
         now: i64,
     ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, nonce, signed_tx,
-                                           status, kind, charged_atto)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'pending', 'pending', ?7)",
-            params![c.agent_id, c.epoch, windows, now, nonce as i64, signed, charged_atto.to_string()],
+                                           status, kind, charged_atto, gas_limit)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'pending', 'pending', ?7, ?8)",
+            params![c.agent_id, c.epoch, windows, now, nonce as i64, signed, charged_atto.to_string(), gas_limit as i64],
         )?;
         Ok(self.conn.last_insert_rowid())
     }

@@ -242,6 +242,9 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.agent_id = u.agent_id
                                AND e.epoch = u.epoch
                                AND NOT (e.status = 'failed' AND e.retry = 1))
+               AND NOT EXISTS (SELECT 1 FROM unprofitable p WHERE p.agent_id = u.agent_id
+                               AND p.epoch = u.epoch AND p.kind = 'enforcement'
+                               AND p.weighed_epoch >= ?1)
              ORDER BY u.epoch, u.agent_id LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![current, grace, limit as i64], |r| {

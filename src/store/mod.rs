@@ -18,6 +18,7 @@ pub(crate) mod agents;
 pub(crate) mod alerts;
 pub(crate) mod billing;
 pub(crate) mod escrow;
+pub(crate) mod fees;
 pub(crate) mod intake;
 pub(crate) mod mvp;
 pub(crate) mod recognize;
@@ -53,11 +54,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0005_intake.sql")),
         M::up(include_str!("../../sql/0006_alerts.sql")),
         M::up(include_str!("../../sql/0007_typed_outcomes.sql")),
+        M::up(include_str!("../../sql/0008_fees.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 7;
+const SCHEMA_VERSION: usize = 8;
 
 pub struct Store {
     conn: Connection,

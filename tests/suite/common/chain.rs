@@ -117,9 +117,20 @@ struct TxRecord {
     value: String,
     sender: String,
     gas_limit: u64,
+    gas_price: u64,
     ready_at: i64,
     status: &'static str,
     error: Option<String>,
+    /// Once executed: (fee paid, gas used, fee at the whole limit).
+    paid: Option<(u128, u64, u128)>,
+}
+
+/// How the gateway answers `/transaction/cost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostRoute {
+    Absent,
+    Nonsense,
+    Served,
 }
 
 pub struct Chain {
@@ -159,6 +170,20 @@ pub struct Chain {
     pub cross_shard: bool,
     /// Gas a `billEpoch` needs: below it the call fails out of gas (the whole limit spent).
     pub bill_gas: u64,
+    /// Execution gas an `enforceEpoch` needs.
+    pub enforce_gas: u64,
+    /// The fee rule (spec, "Fees"): move gas at the full price, execution gas at the price
+    /// times `modifier_num / modifier_den`, a failure pays its whole limit, a success the
+    /// gas it used unless it was given more than twice that.
+    pub min_gas_limit: u64,
+    pub gas_per_data_byte: u64,
+    pub modifier_num: u128,
+    pub modifier_den: u128,
+    pub cost_route: CostRoute,
+    /// The operator's balance, debited by every fee paid.
+    pub operator_balance: u128,
+    /// Every fee the chain charged, in order.
+    pub fees_paid: Vec<u128>,
     /// Guards changed between the views and the transaction: the contract enforces this
     /// `max_windows_per_epoch` while `getAgentInfo` still shows the old one.
     pub enforced_max_windows: Option<u64>,
@@ -179,7 +204,9 @@ impl Default for Chain {
     fn default() -> Self {
         Chain {
             chain_id: "C".into(),
-            min_gas_price: 1_000_000_000,
+            // Low enough that the small test bills pay for themselves; fee tests set the
+            // spec's numbers.
+            min_gas_price: 1_000_000,
             owner: BOB.into(),
             operator: BOB.into(),
             window_reward: 1_000_000_000_000_000,
@@ -206,6 +233,14 @@ impl Default for Chain {
             refused: Vec::new(),
             cross_shard: false,
             bill_gas: 6_000_000,
+            enforce_gas: 6_000_000,
+            min_gas_limit: 50_000,
+            gas_per_data_byte: 1_500,
+            modifier_num: 1,
+            modifier_den: 100,
+            cost_route: CostRoute::Served,
+            operator_balance: 1_000_000_000_000_000_000_000,
+            fees_paid: Vec::new(),
             enforced_max_windows: None,
             enforced_guards: HashMap::new(),
             probation_fixed: false,
@@ -278,17 +313,22 @@ impl Chain {
             self.nonce += 1;
             let contract_epoch = epoch_at(now - self.shard_lag_ms) as u64;
             let outcome = self.execute(&tx, contract_epoch);
+            let paid = self.charge(&tx, outcome.is_ok());
+            self.operator_balance = self.operator_balance.saturating_sub(paid.0);
+            self.fees_paid.push(paid.0);
             let record = self.txs.get_mut(&hash).unwrap();
             record.status = if outcome.is_ok() { "success" } else { "fail" };
             record.error = outcome.err();
+            record.paid = Some(paid);
         }
     }
 
     /// Runs a contract call: the framework's checks, then the endpoint.
     fn execute(&mut self, tx: &TxRecord, current: u64) -> Result<(), String> {
         let parts: Vec<&str> = tx.data.split('@').collect();
+        let need = self.execution_gas(&tx.data);
         let result = self.framework(tx, &parts).and_then(|()| {
-            if tx.gas_limit < self.bill_gas {
+            if tx.gas_limit < self.move_gas(&tx.data) + need {
                 return Err("not enough gas".to_string());
             }
             match parts[0] {
@@ -623,9 +663,11 @@ impl Chain {
             value: s("value"),
             sender: s("sender"),
             gas_limit: tx["gasLimit"].as_u64().unwrap_or(0),
+            gas_price: tx["gasPrice"].as_u64().unwrap_or(0),
             ready_at,
             status: "pending",
             error: None,
+            paid: None,
         }
     }
 
@@ -705,6 +747,59 @@ impl Chain {
         ok(json!({ "result": result }))
     }
 
+    /// The move part of a transaction's gas.
+    pub fn move_gas(&self, data: &str) -> u64 {
+        self.min_gas_limit + self.gas_per_data_byte * data.len() as u64
+    }
+
+    /// The execution gas a call needs.
+    pub fn execution_gas(&self, data: &str) -> u64 {
+        if data.starts_with("enforceEpoch") {
+            self.enforce_gas
+        } else {
+            self.bill_gas
+        }
+    }
+
+    /// What the chain charges a transaction: (fee, gas used, fee at the whole limit).
+    fn charge(&self, tx: &TxRecord, succeeded: bool) -> (u128, u64, u128) {
+        let moved = self.move_gas(&tx.data).min(tx.gas_limit);
+        let given = tx.gas_limit - moved;
+        let used = self.execution_gas(&tx.data);
+        let charged = if succeeded && given <= 2 * used {
+            used.min(given)
+        } else {
+            given
+        };
+        let price = u128::from(tx.gas_price);
+        let fee_of = |exec: u64| {
+            u128::from(moved) * price
+                + u128::from(exec) * price * self.modifier_num / self.modifier_den
+        };
+        (fee_of(charged), moved + charged, fee_of(given))
+    }
+
+    /// `/transaction/cost`: the gas the transaction needs, or why it would fail.
+    pub fn cost(&mut self, body: &str, current: u64) -> (u16, String) {
+        match self.cost_route {
+            CostRoute::Absent => return err(404, "no route"),
+            CostRoute::Nonsense => return ok(json!({"txGasUnits": "lots"})),
+            CostRoute::Served => {}
+        }
+        let Ok(tx) = serde_json::from_str::<Value>(body) else {
+            return err(400, "invalid json");
+        };
+        let mut record = Chain::record_of(&tx, 0);
+        record.gas_limit = u64::MAX / 4;
+        let mut scratch = self.scratch();
+        match scratch.execute(&record, current) {
+            Ok(()) => ok(
+                json!({"txGasUnits": self.move_gas(&record.data) + self.execution_gas(&record.data), "returnMessage": ""}),
+            ),
+            Err(m) => ok(json!({"txGasUnits": 0, "returnMessage": m})),
+        }
+    }
+
     /// A copy of the contract's state for a simulation.
     fn scratch(&self) -> Chain {
         Chain {
@@ -717,6 +812,9 @@ impl Chain {
             agents: self.agents.clone(),
             bills: self.bills.clone(),
             bill_gas: self.bill_gas,
+            enforce_gas: self.enforce_gas,
+            min_gas_limit: self.min_gas_limit,
+            gas_per_data_byte: self.gas_per_data_byte,
             enforced_max_windows: self.enforced_max_windows,
             enforced_guards: self.enforced_guards.clone(),
             probation_fixed: self.probation_fixed,
@@ -757,13 +855,20 @@ impl Chain {
         } else {
             t.status
         };
-        ok(json!({"transaction": {"status": shallow, "logs": {"events": events}}}))
+        let mut transaction = json!({"status": shallow, "logs": {"events": events},
+                                     "gasLimit": t.gas_limit, "gasPrice": t.gas_price});
+        if let Some((fee, used, initially)) = t.paid {
+            transaction["fee"] = json!(fee.to_string());
+            transaction["gasUsed"] = json!(used);
+            transaction["initiallyPaidFee"] = json!(initially.to_string());
+        }
+        ok(json!({ "transaction": transaction }))
     }
 
     pub fn account(&self, address: &str) -> (u16, String) {
         let nonce = if address == BOB { self.nonce } else { 0 };
         ok(
-            json!({"account": {"address": address, "nonce": nonce, "balance": "1000000000000000000000"}}),
+            json!({"account": {"address": address, "nonce": nonce, "balance": self.operator_balance.to_string()}}),
         )
     }
 

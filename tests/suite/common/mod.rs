@@ -329,9 +329,10 @@ impl State {
     fn network_config(&self) -> (u16, String) {
         let data = json!({"config": {
             "erd_chain_id": self.chain.chain_id,
-            "erd_min_gas_price": 1_000_000_000u64,
-            "erd_min_gas_limit": 50_000,
-            "erd_gas_per_data_byte": 1_500,
+            "erd_min_gas_price": self.chain.min_gas_price,
+            "erd_min_gas_limit": self.chain.min_gas_limit,
+            "erd_gas_per_data_byte": self.chain.gas_per_data_byte,
+            "erd_gas_price_modifier": modifier(self.chain.modifier_num, self.chain.modifier_den),
             "erd_round_duration": self.round_ms,
             "erd_rounds_per_epoch": self.epoch_ms / self.round_ms,
         }});
@@ -531,6 +532,12 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: &str) -> Action 
             let mut s = state.lock().unwrap();
             s.advance();
             answer(s.chain.send(body, now_ms()))
+        }
+        ("POST", "/transaction/cost") => {
+            let mut s = state.lock().unwrap();
+            s.advance();
+            let current = s.contract_epoch();
+            answer(s.chain.cost(body, current))
         }
         ("POST", p) if p.starts_with("/transaction/simulate") => {
             let mut s = state.lock().unwrap();
@@ -810,4 +817,16 @@ pub fn terminate(child: Child) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A gas price modifier as the gateway writes it (`"0.01"`).
+fn modifier(num: u128, den: u128) -> String {
+    let decimals = den.to_string().len() - 1;
+    let int = num / den;
+    let frac = num % den;
+    if decimals == 0 {
+        int.to_string()
+    } else {
+        format!("{int}.{frac:0decimals$}")
+    }
 }

@@ -1,0 +1,114 @@
+//! What each transaction costs: its gas sized (the gateway's estimate with a margin, else
+//! what the last call of its function used), its fee expected before it is signed and
+//! weighed against what it brings in, and its real fee read from its receipt afterwards.
+
+use super::Biller;
+use crate::chain::fees::{FeeRule, SAFE_GAS_LIMIT};
+use crate::chain::gateway::Cost;
+use crate::chain::tx::{data_of, Transaction};
+use crate::config::Gas;
+use crate::error::Result;
+use crate::store::Store;
+
+/// A transaction's gas, sized before signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sizing {
+    pub gas_limit: u64,
+    pub gas_price: u64,
+    /// The fee it is expected to pay (`None`: the chain's fee rule is unknown).
+    pub expected_fee: Option<u128>,
+}
+
+/// `meta` key of the execution gas the last successful call of `function` used.
+fn learned_key(function: &str) -> String {
+    format!("execution_gas:{function}")
+}
+
+impl Biller {
+    /// The gas of a call with `data` (`function` is its first part) at this pass's price.
+    pub(super) fn size(&self, store: &Store, data: &str, nonce: u64) -> Result<Sizing> {
+        let function = data.split('@').next().unwrap_or("");
+        let rule = self.fee_rule.get();
+        let execution = match self.estimate(data, nonce, rule) {
+            Some(exec) => Some(exec),
+            None => store
+                .meta_get_i64(&learned_key(function))?
+                .and_then(|v| u64::try_from(v).ok()),
+        };
+        let gas_limit = match (self.cfg.gas_limit, rule, execution) {
+            (Gas::Fixed(limit), _, _) => limit,
+            (Gas::Auto, Some(rule), Some(exec)) => rule.limit_for(data.len(), exec),
+            (Gas::Auto, None, Some(exec)) => exec.saturating_mul(2),
+            (Gas::Auto, _, None) => SAFE_GAS_LIMIT,
+        };
+        let gas_price = self.gas_price.get();
+        let expected_fee = rule.map(|rule| {
+            // Unknown execution gas: the whole limit, as a failure would pay.
+            let exec = execution.unwrap_or(gas_limit);
+            rule.expected(data.len(), gas_limit, gas_price, exec)
+        });
+        Ok(Sizing {
+            gas_limit,
+            gas_price,
+            expected_fee,
+        })
+    }
+
+    /// The execution gas `/transaction/cost` says the call needs; `None` where the gateway
+    /// does not serve it (404, nonsense, time-out) or says the call would fail.
+    fn estimate(&self, data: &str, nonce: u64, rule: Option<FeeRule>) -> Option<u64> {
+        if self.cost_absent.get() {
+            return None;
+        }
+        let tx = Transaction {
+            nonce,
+            receiver: self.cfg.escrow,
+            sender: self.cfg.operator.address(),
+            gas_price: self.gas_price.get(),
+            gas_limit: SAFE_GAS_LIMIT,
+            data: data.to_string(),
+            chain_id: self.cfg.chain.clone(),
+        };
+        match self.gateway.cost(&tx.unsigned()) {
+            Ok(Cost::Units(units)) => {
+                let moved = rule.map_or(0, |r| r.move_gas(data.len()));
+                Some(units.saturating_sub(moved).max(1))
+            }
+            Ok(Cost::Fails(message)) => {
+                log::debug!("/transaction/cost says the call would fail: {message}");
+                None
+            }
+            Err(e) => {
+                log::info!("no gas estimate from the gateway ({e}): sized from the last call");
+                self.cost_absent.set(true);
+                None
+            }
+        }
+    }
+
+    /// Reads the fee and gas used of every transaction whose outcome is known and whose
+    /// cost is not recorded yet, a bounded number per pass; learns each function's
+    /// execution gas from the successful ones.
+    pub(super) fn record_fees(&self, store: &Store, limit: usize) -> Result<usize> {
+        let mut recorded = 0;
+        for tx in store.fees_unknown(limit)? {
+            let receipt = match self.gateway.receipt(&tx.hash) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::debug!("fee of tx {} unknown this pass: {e}", tx.hash);
+                    break;
+                }
+            };
+            store.record_fee(&tx, receipt.fee_atto, receipt.gas_used)?;
+            recorded += 1;
+            let data = data_of(&tx.signed_tx).unwrap_or_default();
+            if let (true, Some(rule)) = (tx.succeeded, self.fee_rule.get()) {
+                let function = data.split('@').next().unwrap_or("");
+                let exec = receipt.gas_used.saturating_sub(rule.move_gas(data.len()));
+                store.meta_set(&learned_key(function), &exec.to_string())?;
+            }
+        }
+        Ok(recorded)
+    }
+}
