@@ -74,6 +74,7 @@ commands! {
     Attempts(cmd::report::Attempts),
     BillingAttempts(cmd::report::BillingAttempts),
     Receivables(cmd::report::Receivables),
+    Earnings(cmd::earnings::Earnings),
     Billing(cmd::billing::Billing),
     Reconcile(cmd::reconcile::Reconcile),
     Check(cmd::check::Check),

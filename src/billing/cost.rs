@@ -24,6 +24,26 @@ fn learned_key(function: &str) -> String {
     format!("execution_gas:{function}")
 }
 
+/// Learns a function's execution gas from a successful call that used `gas_used`. A call
+/// charged its whole limit (no refund: it was given more than twice its use) says only
+/// that it used less than half of what it was given: the next limit gives it three
+/// quarters, never less than it needs, until a refund tells the real figure.
+fn learn(store: &Store, rule: FeeRule, signed_tx: &str, gas_used: u64) -> Result<()> {
+    let data = data_of(signed_tx).unwrap_or_default();
+    let limit = serde_json::from_str::<serde_json::Value>(signed_tx)
+        .ok()
+        .and_then(|v| v.get("gasLimit")?.as_u64())
+        .unwrap_or(u64::MAX);
+    let moved = rule.move_gas(data.len());
+    let execution = if gas_used >= limit {
+        limit.saturating_sub(moved) / 2
+    } else {
+        gas_used.saturating_sub(moved)
+    };
+    let function = data.split('@').next().unwrap_or("");
+    store.meta_set(&learned_key(function), &execution.max(1).to_string())
+}
+
 impl Biller {
     /// The gas of a call with `data` (`function` is its first part) at this pass's price.
     pub(super) fn size(&self, store: &Store, data: &str, nonce: u64) -> Result<Sizing> {
@@ -47,6 +67,9 @@ impl Biller {
             let exec = execution.unwrap_or(gas_limit);
             rule.expected(data.len(), gas_limit, gas_price, exec)
         });
+        if let (Some(fee), "billEpoch") = (expected_fee, function) {
+            store.set_expected_bill_fee(fee)?;
+        }
         Ok(Sizing {
             gas_limit,
             gas_price,
@@ -102,11 +125,8 @@ impl Biller {
             };
             store.record_fee(&tx, receipt.fee_atto, receipt.gas_used)?;
             recorded += 1;
-            let data = data_of(&tx.signed_tx).unwrap_or_default();
             if let (true, Some(rule)) = (tx.succeeded, self.fee_rule.get()) {
-                let function = data.split('@').next().unwrap_or("");
-                let exec = receipt.gas_used.saturating_sub(rule.move_gas(data.len()));
-                store.meta_set(&learned_key(function), &exec.to_string())?;
+                learn(store, rule, &tx.signed_tx, receipt.gas_used)?;
             }
         }
         Ok(recorded)

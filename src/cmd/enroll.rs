@@ -207,6 +207,11 @@ fn parse_enrollment_line(line: &str, default_fee: u32) -> Result<Checked> {
 
 fn save(store: &mut Store, agents: &[Checked]) -> Result<()> {
     let (new, updated) = store.enroll_many(agents, now_ms())?;
+    for (address, _, fee) in agents {
+        if let Some(note) = crate::ops::report::fee_never_pays(store, *fee)? {
+            eprintln!("warning: {address}: {note}");
+        }
+    }
     match agents {
         [(address, _, fee)] if new == 1 => println!("enrolled {address} (fee {fee} bps)"),
         [(address, _, fee)] => println!(

@@ -7,6 +7,7 @@
 pub(crate) mod backup;
 pub(crate) mod billing;
 pub(crate) mod check;
+pub(crate) mod earnings;
 pub mod enroll;
 pub(crate) mod import_mvp;
 pub(crate) mod init_db;

@@ -146,7 +146,18 @@ impl Run for BillingAttempts {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let store = ctx.open()?;
         let mut rows = Rows::new(vec![
-            "created", "agent", "epoch", "windows", "nonce", "tx_hash", "status", "reason", "kind",
+            "created",
+            "agent",
+            "epoch",
+            "windows",
+            "nonce",
+            "tx_hash",
+            "status",
+            "reason",
+            "kind",
+            "gas_limit",
+            "gas_used",
+            "fee_atto",
         ]);
         for b in store.billing_rows(self.limit)? {
             rows.rows.push(vec![
@@ -159,6 +170,9 @@ impl Run for BillingAttempts {
                 Cell::Text(b.status),
                 Cell::OptText(b.reason),
                 Cell::OptText(b.kind),
+                Cell::OptInt(b.gas_limit),
+                Cell::OptInt(b.gas_used),
+                Cell::OptText(b.fee_atto),
             ]);
         }
         rows.emit(self.format, &[]);
@@ -194,30 +208,36 @@ pub struct Receivables {
 impl Receivables {
     /// `--refresh`: every open bill read now, through the contract's views.
     fn refresh(&self, store: &crate::store::Store) -> Result<()> {
-        let cfg = crate::config::view_config(
-            self.escrow_contract.clone(),
-            self.billing_proxy.clone(),
-            self.timeout_seconds,
-            self.allow_insecure_http,
-        )?;
-        let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
-        let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
-        let current = store.max_epoch_seen()?.unwrap_or(0);
-        let done =
-            crate::billing::receivables::follow(&escrow, store, current, usize::MAX >> 1, true)?;
-        if let Some(e) = done.interrupted {
-            return Err(crate::error::Error::runtime(format!(
-                "receivables --refresh stopped after {} bills: {e}",
-                done.read
-            )));
-        }
-        log::info!(
-            "{} open bills re-read, {} answers unusable",
-            done.read,
-            done.rejected
-        );
-        Ok(())
+        let view = (self.escrow_contract.clone(), self.billing_proxy.clone());
+        refresh_open_bills(store, view, self.timeout_seconds, self.allow_insecure_http)
     }
+}
+
+/// Every open bill read now through the contract's views (`receivables --refresh`,
+/// `earnings` with the billing options): `(escrow contract, gateway)` as given.
+pub(super) fn refresh_open_bills(
+    store: &crate::store::Store,
+    (escrow, proxy): (Option<String>, Option<String>),
+    timeout_seconds: Option<u64>,
+    allow_insecure_http: bool,
+) -> Result<()> {
+    let cfg = crate::config::view_config(escrow, proxy, timeout_seconds, allow_insecure_http)?;
+    let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
+    let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
+    let current = store.max_epoch_seen()?.unwrap_or(0);
+    let done = crate::billing::receivables::follow(&escrow, store, current, usize::MAX >> 1, true)?;
+    if let Some(e) = done.interrupted {
+        return Err(crate::error::Error::runtime(format!(
+            "reading the open bills stopped after {} bills: {e}",
+            done.read
+        )));
+    }
+    log::info!(
+        "{} open bills re-read, {} answers unusable",
+        done.read,
+        done.rejected
+    );
+    Ok(())
 }
 
 impl Run for Receivables {

@@ -50,6 +50,28 @@ pub fn held(store: &Store) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Agents whose bills are held because they would cost more than they bring in.
+pub fn unprofitable(store: &Store) -> Result<Vec<String>> {
+    let mut by_agent: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for u in store.unprofitable(None)? {
+        by_agent.entry(u.address).or_default().push(format!(
+            "epoch {} (fee {} CLAW > charge {} CLAW)",
+            u.epoch,
+            crate::chain::fees::claw(u.fee_atto),
+            crate::chain::fees::claw(u.charge_atto)
+        ));
+    }
+    Ok(by_agent
+        .into_iter()
+        .map(|(address, bills)| {
+            format!(
+                "{address}: bills held as unprofitable, {}: raise its fee on the escrow, or bill at a loss with --bill-at-a-loss",
+                bills.join(", ")
+            )
+        })
+        .collect())
+}
+
 /// `check`: everything a monitor should page about.
 pub fn check(
     store: &Store,
@@ -63,6 +85,7 @@ pub fn check(
     out.extend(store.failing(now, FAILING_FOR_MS)?);
     out.extend(store.stale_billing(now, pending_limit_ms)?);
     out.extend(held(store)?);
+    out.extend(unprofitable(store)?);
     if let Some(reason) = crate::billing::breaker::tripped(store)? {
         out.push(format!("billing stopped: {reason}"));
     }

@@ -108,7 +108,7 @@ impl Rows {
     }
 
     /// (field name, JSON value) pairs of a row; a time gives two fields.
-    fn fields(&self, row: &[Cell]) -> Vec<(String, Value)> {
+    pub(crate) fn fields(&self, row: &[Cell]) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         for (name, cell) in self.columns.iter().zip(row) {
             match cell {

@@ -101,8 +101,11 @@ impl Intake {
             "intake: {address} enrolled ({})",
             if new { "new" } else { "updated" }
         );
-        let view = self.store.public_view(&address)?;
-        Ok(Ok(Reply::json(if new { 201 } else { 200 }, json!(view))))
+        let mut view = json!(self.store.public_view(&address)?);
+        if let Some(note) = crate::ops::report::fee_never_pays(&self.store, fee)? {
+            view["warning"] = Value::from(note);
+        }
+        Ok(Ok(Reply::json(if new { 201 } else { 200 }, view)))
     }
 
     /// The fee of an intake enrollment: the escrow's (the agent must be registered there

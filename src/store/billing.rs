@@ -343,6 +343,10 @@ impl Store {
         self.meta_set("escrow_window_reward", &config.window_reward.to_string())?;
         self.meta_set("escrow_grace_epochs", &config.grace_epochs.to_string())?;
         self.meta_set(
+            "escrow_hard_max_windows",
+            &config.hard_max_windows_per_epoch.to_string(),
+        )?;
+        self.meta_set(
             "escrow_max_backbill_epochs",
             &config.max_backbill_epochs.to_string(),
         )

@@ -149,3 +149,67 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+impl Store {
+    /// The fees paid per agent (bills, enforcements, failed transactions alike), for the
+    /// epochs from `since_epoch` on; summed exactly (the column is a decimal string).
+    pub fn fees_by_agent(&self, since_epoch: i64) -> Result<Vec<(i64, String, u128)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.agent_id, a.address, f.fee_atto FROM (
+                 SELECT agent_id, fee_atto FROM billing_attempts
+                  WHERE fee_atto IS NOT NULL AND epoch >= ?1
+                 UNION ALL
+                 SELECT agent_id, fee_atto FROM enforcements
+                  WHERE fee_atto IS NOT NULL AND epoch >= ?1) f
+             JOIN agents a ON a.id = f.agent_id",
+        )?;
+        let rows = stmt.query_map([since_epoch], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut sums: std::collections::BTreeMap<(i64, String), u128> = Default::default();
+        for row in rows {
+            let (agent, address, fee) = row?;
+            *sums.entry((agent, address)).or_default() += fee.parse::<u128>().unwrap_or(0);
+        }
+        Ok(sums.into_iter().map(|((id, a), f)| (id, a, f)).collect())
+    }
+}
+
+/// `meta` key of the fee a `billEpoch` was last expected to pay.
+const EXPECTED_BILL_FEE: &str = "expected_bill_fee_atto";
+
+impl Store {
+    /// Keeps the fee a bill is expected to pay at today's price, for `report` and `enroll`.
+    pub fn set_expected_bill_fee(&self, fee_atto: u128) -> Result<()> {
+        if self.meta_get(EXPECTED_BILL_FEE)?.as_deref() != Some(fee_atto.to_string().as_str()) {
+            self.meta_set(EXPECTED_BILL_FEE, &fee_atto.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn expected_bill_fee(&self) -> Result<Option<u128>> {
+        Ok(self
+            .meta_get(EXPECTED_BILL_FEE)?
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// The escrow's cap on windows per epoch, as last seen.
+    pub fn meta_hard_max_windows(&self) -> Result<Option<i64>> {
+        self.meta_get_i64("escrow_hard_max_windows")
+    }
+
+    /// The windows of the agent's latest counted epoch.
+    pub fn latest_windows(&self, agent_id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT windows FROM usage_windows WHERE agent_id = ?1 ORDER BY epoch DESC LIMIT 1",
+            )?
+            .query_row([agent_id], |r| r.get(0))
+            .optional()?)
+    }
+}

@@ -56,6 +56,10 @@ pub struct BillingRow {
     pub status: String,
     pub reason: Option<String>,
     pub kind: Option<String>,
+    pub gas_limit: Option<i64>,
+    /// From the receipt, once the outcome is known.
+    pub gas_used: Option<i64>,
+    pub fee_atto: Option<String>,
 }
 
 impl Store {
@@ -147,7 +151,8 @@ impl Store {
 
     pub fn billing_rows(&self, limit: u32) -> Result<Vec<BillingRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason, b.kind
+            "SELECT b.created_ms, a.address, b.epoch, b.windows, b.nonce, b.tx_hash, b.status, b.reason, b.kind,
+                    b.gas_limit, b.gas_used, b.fee_atto
              FROM billing_attempts b JOIN agents a ON a.id = b.agent_id
              ORDER BY b.created_ms DESC, b.id DESC LIMIT ?1",
         )?;
@@ -162,6 +167,9 @@ impl Store {
                 status: r.get(6)?,
                 reason: r.get(7)?,
                 kind: r.get(8)?,
+                gas_limit: r.get(9)?,
+                gas_used: r.get(10)?,
+                fee_atto: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -14,6 +14,7 @@ mod continuity;
 mod disk;
 mod epochs;
 mod escrow;
+mod fees;
 mod idle;
 mod layers;
 mod ledger;
