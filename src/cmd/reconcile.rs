@@ -196,6 +196,17 @@ impl Walk<'_> {
         state: Option<EpochState>,
         info: &Option<AgentInfo>,
     ) -> Option<(Difference, Correction)> {
+        if row.in_flight {
+            // Not a difference: the tick that sent it confirms it (and --apply must not
+            // race that tick).
+            eprintln!(
+                "reconcile: {} epoch {}: a bill in flight (chain: {}), confirmed by the next tick; not a difference",
+                row.address,
+                row.epoch,
+                state.map_or("not billed yet".to_string(), |s| s.to_string())
+            );
+            return None;
+        }
         let local_billed = row.kind.is_some_and(|k| k.is_billed());
         let local = row.kind.map_or("open".to_string(), |k| k.to_string());
         let (chain, correction) = match (state, local_billed) {

@@ -239,6 +239,16 @@ fn money(m: &mut Metrics, store: &Store) -> Result<()> {
             ("{state=\"slashed\"}", as_claw(money.slashed)),
         ],
     );
+    let fees: u128 = store.fees_by_agent(0)?.iter().map(|(_, _, f)| f).sum();
+    m.add(
+        "earnings_milliclaw",
+        "What billing earned, in thousandths of a CLAW: charged, collected (settled or taken from the bond) and the fees paid for it.",
+        &[
+            ("{kind=\"charged\"}", as_claw(money.billed)),
+            ("{kind=\"collected\"}", as_claw(money.settled + money.slashed)),
+            ("{kind=\"fees\"}", as_claw(fees)),
+        ],
+    );
     Ok(())
 }
 

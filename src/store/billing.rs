@@ -375,6 +375,8 @@ pub struct LedgerRow {
     pub windows: i64,
     /// None: open.
     pub kind: Option<Kind>,
+    /// A bill of it is in flight (sent, not confirmed yet): the tick confirms it.
+    pub in_flight: bool,
 }
 
 /// What `reconcile --apply` does to one (agent, epoch).
@@ -398,7 +400,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<LedgerRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT u.agent_id, a.address, a.fee_bps, u.epoch, u.windows, u.kind
+            "SELECT u.agent_id, a.address, a.fee_bps, u.epoch, u.windows, u.kind,
+                    EXISTS (SELECT 1 FROM billing_attempts b WHERE b.agent_id = u.agent_id
+                            AND b.epoch = u.epoch AND b.status = 'pending')
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.windows > 0 AND u.epoch >= ?1 AND (u.agent_id, u.epoch) > (?2, ?3)
              ORDER BY u.agent_id, u.epoch LIMIT ?4",
@@ -412,6 +416,7 @@ impl Store {
                 epoch: r.get(3)?,
                 windows: r.get(4)?,
                 kind: kind.as_deref().and_then(Kind::parse),
+                in_flight: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -445,7 +450,10 @@ impl Store {
             tx.execute(
                 "UPDATE usage_windows SET kind = ?3, billed = ?4, outcome = ?5, settlement = ?6,
                         billed_ms = CASE WHEN ?4 THEN COALESCE(billed_ms, ?7) ELSE NULL END
-                 WHERE agent_id = ?1 AND epoch = ?2",
+                 WHERE agent_id = ?1 AND epoch = ?2
+                   -- A bill sent since the walk read the row is the tick's to confirm.
+                   AND NOT EXISTS (SELECT 1 FROM billing_attempts b WHERE b.agent_id = ?1
+                                   AND b.epoch = ?2 AND b.status = 'pending')",
                 params![agent_id, epoch, kind, billed, outcome, settlement, now],
             )?;
         }

@@ -424,15 +424,32 @@ fn a_cancelled_agent_is_not_renewed_and_one_that_registers_again_is() {
         check.stdout
     );
     // Carol registers again: served again from her new join epoch.
-    {
+    let joined = {
         let mut s = b.fake.state();
         let current = s.contract_epoch();
         let bond = s.chain.min_bond;
         s.chain
             .register(CAROL, (500, 500, u128::MAX / 4), bond, current)
             .unwrap();
-    }
+        current
+    };
     assert!(wait_for(Duration::from_secs(20), || renewals(&b) > at_read));
+    // ... and billed again: her windows from the new join epoch, once it has closed.
+    let billed_again = wait_for(
+        Duration::from_secs(25 + 2 * fake_epoch_ms as u64 / 1000),
+        || {
+            let s = b.fake.state();
+            s.chain
+                .bills
+                .keys()
+                .any(|(a, e)| a == CAROL && *e >= joined)
+        },
+    );
+    assert!(
+        billed_again,
+        "no bill of carol's from epoch {joined} on: {}",
+        b.sb.ok(&["billing-attempts", "--limit", "30"])
+    );
     let (code, _, stderr) = terminate(child);
     assert_eq!(code, 0, "{stderr}");
     assert!(

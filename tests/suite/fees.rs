@@ -117,6 +117,21 @@ fn a_bill_pays_the_least_fee_and_its_cost_is_recorded_to_the_atto() {
         "nothing paid yet"
     );
     assert_eq!(earned["agents"].as_array().unwrap().len(), 2);
+    // The Prometheus textfile has the totals too (milli-CLAW).
+    let prom = b.sb.dir.path().join("agency.prom");
+    b.sb.run(&["check", "--prometheus", prom.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let milli = charged / 1_000_000_000_000_000;
+    assert!(
+        text.contains(&format!(
+            "stream_agency_earnings_milliclaw{{kind=\"charged\"}} {milli}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("stream_agency_earnings_milliclaw{kind=\"fees\"}"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -295,4 +310,41 @@ fn the_price_is_the_network_minimum_unless_fixed() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn reconcile_leaves_a_bill_in_flight_to_the_tick() {
+    let b = setup(3_600_000, 3_000);
+    b.pause_all();
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 1, 4);
+    // Sent by one tick and executed on chain, not yet confirmed locally.
+    let sent = wait_for(Duration::from_secs(20), || {
+        b.tick();
+        b.sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending'") == 1
+    });
+    assert!(sent);
+    assert!(wait_for(Duration::from_secs(10), || {
+        let mut s = b.fake.state();
+        s.advance();
+        !s.chain.bills.is_empty()
+    }));
+    for apply in [false, true] {
+        let mut args = vec![];
+        if apply {
+            args.push("--apply");
+        }
+        let r = b.reconcile(&args);
+        assert_eq!(r.code, 0, "not a difference: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("in flight"), "{}", r.stderr);
+    }
+    assert_eq!(
+        b.sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending'"),
+        1,
+        "--apply left it to the tick"
+    );
+    b.tick_until_settled();
+    let r = b.reconcile(&[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(b.fake.state().chain.executed.len(), 1, "billed once");
 }
