@@ -17,6 +17,8 @@ pub(super) struct Refusal<'a> {
     pub agent_id: i64,
     pub epoch: i64,
     pub message: Option<&'a str>,
+    /// Learned from a simulation: no gas was spent, so the breaker does not count it.
+    pub simulated: bool,
 }
 
 /// Writes the billing attempt row of a refusal: the transaction's own row on chain, a new
@@ -81,6 +83,14 @@ impl Biller {
                 summary.blocked = Some(reason.into());
             }
             Failure::Systemic(m) => self.hold(store, &settle, &m, true, summary)?,
+            Failure::Unexplained(m) if r.simulated => {
+                settle(
+                    store,
+                    Kind::Held,
+                    &format!("held: the simulation refused it: {m}"),
+                )?;
+                summary.held += 1;
+            }
             Failure::Unexplained(m) => self.hold(store, &settle, &m, false, summary)?,
         }
         Ok(())

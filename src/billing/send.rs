@@ -232,9 +232,12 @@ impl Biller {
         match self.gateway.simulate(signed) {
             Simulated::Success => None,
             Simulated::Fail(reason) if escrow::is_contract_message(&reason) => Some(reason),
+            // Any other message that is not the transaction's own (gas, funds, nonce,
+            // signature, price) is the contract's refusal too, known or not: not sent.
+            Simulated::Fail(reason) if !escrow::is_chain_level(&reason) => Some(reason),
             Simulated::Fail(reason) => {
                 log::debug!(
-                    "simulation failed for a reason that is not the contract's, sending: {reason}"
+                    "simulation failed for a reason of the transaction's, not the contract's, sending: {reason}"
                 );
                 None
             }
@@ -325,6 +328,7 @@ impl Biller {
             agent_id: c.agent_id,
             epoch: c.epoch,
             message: Some(message),
+            simulated: true,
         };
         self.refused(store, &refusal, &record, summary)
     }

@@ -246,6 +246,7 @@ impl Biller {
             agent_id: p.agent_id,
             epoch: p.epoch,
             message,
+            simulated: false,
         };
         self.refused(store, &refusal, &record, summary)
     }

@@ -348,3 +348,48 @@ fn reconcile_leaves_a_bill_in_flight_to_the_tick() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(b.fake.state().chain.executed.len(), 1, "billed once");
 }
+
+#[test]
+fn a_simulated_refusal_the_spec_does_not_know_costs_no_transaction() {
+    let b = setup(3_600_000, 3_000);
+    b.pause_all();
+    {
+        let mut s = b.fake.state();
+        s.chain.simulate = common::chain::SimulateRoute::Served;
+        s.chain
+            .new_refusals
+            .insert(CAROL.to_string(), "Agent under review".to_string());
+    }
+    let e = b.current_epoch();
+    b.usage(ALICE, e - 1, 4);
+    b.usage(CAROL, e - 1, 4);
+    b.tick_until_settled();
+    let s = b.fake.state();
+    assert_eq!(
+        s.chain.executed.len(),
+        1,
+        "only alice's bill sent: {:?}",
+        s.chain.executed
+    );
+    assert!(s
+        .chain
+        .simulated_failures
+        .iter()
+        .any(|m| m == "Agent under review"));
+    drop(s);
+    let held = b.sb.query_i64(&format!(
+        "SELECT COUNT(*) FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+         WHERE a.address = '{CAROL}' AND u.kind = 'held' AND u.outcome LIKE '%Agent under review%'"
+    ));
+    assert_eq!(held, 1, "{}", b.sb.ok(&["billing-attempts"]));
+    assert_eq!(
+        b.sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE status = 'failed'"),
+        0,
+        "no failed transaction"
+    );
+    assert_eq!(
+        b.sb.run(&["billing", "retry"]).code,
+        0,
+        "billing was not stopped"
+    );
+}

@@ -217,6 +217,15 @@ pub const CONTRACT_MESSAGES: [&str; 20] = [
     "not enough gas",
 ];
 
+/// A failure of the transaction itself, not of the contract's call: gas, funds, nonce,
+/// signature, price. A simulation failing with one of these says nothing of the contract.
+pub fn is_chain_level(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["gas", "funds", "balance", "nonce", "signature", "price"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
 pub fn is_contract_message(message: &str) -> bool {
     CONTRACT_MESSAGES.iter().any(|m| message.contains(m))
 }

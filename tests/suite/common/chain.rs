@@ -184,6 +184,9 @@ pub struct Chain {
     pub operator_balance: u128,
     /// Every fee the chain charged, in order.
     pub fees_paid: Vec<u128>,
+    /// A contract that refuses an agent's bills with a message the spec does not know
+    /// (an upgraded contract's new guard).
+    pub new_refusals: HashMap<String, String>,
     /// Guards changed between the views and the transaction: the contract enforces this
     /// `max_windows_per_epoch` while `getAgentInfo` still shows the old one.
     pub enforced_max_windows: Option<u64>,
@@ -241,6 +244,7 @@ impl Default for Chain {
             cost_route: CostRoute::Served,
             operator_balance: 1_000_000_000_000_000_000_000,
             fees_paid: Vec::new(),
+            new_refusals: HashMap::new(),
             enforced_max_windows: None,
             enforced_guards: HashMap::new(),
             probation_fixed: false,
@@ -381,6 +385,13 @@ impl Chain {
     }
 
     fn bill_call(&mut self, sender: &str, parts: &[&str], current: u64) -> Result<(), String> {
+        if let Some(m) = parts
+            .get(1)
+            .and_then(|a| arg_address(a).ok())
+            .and_then(|a| self.new_refusals.get(&a))
+        {
+            return Err(m.clone());
+        }
         let agent = arg_address(parts[1])?;
         let epoch = arg_u64(parts[2], "epoch")?;
         let windows = arg_u64(parts[3], "windows")?;
@@ -813,6 +824,7 @@ impl Chain {
             bills: self.bills.clone(),
             bill_gas: self.bill_gas,
             enforce_gas: self.enforce_gas,
+            new_refusals: self.new_refusals.clone(),
             min_gas_limit: self.min_gas_limit,
             gas_per_data_byte: self.gas_per_data_byte,
             enforced_max_windows: self.enforced_max_windows,
