@@ -13,7 +13,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::chain::{EscrowAgent, SimulateRoute, CONTRACT};
+use common::chain::{CostRoute, EscrowAgent, SimulateRoute, CONTRACT};
 use common::*;
 use stream_agency::crypto::keys::Wallet;
 
@@ -295,7 +295,7 @@ fn disk(n: usize) {
     );
 }
 
-fn billing(n: usize, simulate: SimulateRoute) {
+fn billing(n: usize, simulate: SimulateRoute, cost: CostRoute) {
     let fake = FakeClaws::start(
         3_600_000,
         RenewalPolicy::Early {
@@ -305,6 +305,7 @@ fn billing(n: usize, simulate: SimulateRoute) {
     );
     fake.state().chain.exec_delay_ms = 0;
     fake.state().chain.simulate = simulate;
+    fake.state().chain.cost_route = cost;
     let sb = Sandbox::new();
     enroll(&sb, n);
     let epoch = fake.state().epoch_at(now_ms());
@@ -324,9 +325,7 @@ fn billing(n: usize, simulate: SimulateRoute) {
                 .insert(wallet(i).address().to_bech32(), EscrowAgent::default());
         }
     }
-    let pem = sb.dir.path().join("operator.pem");
-    std::fs::copy(data_dir().join("bob.pem"), &pem).unwrap();
-    std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pem = operator_pem(&sb);
     let billing_args = [
         "--billing-enabled",
         "--escrow-contract",
@@ -363,7 +362,7 @@ fn billing(n: usize, simulate: SimulateRoute) {
     }
     assert_eq!(fake.state().chain.billed.len(), n);
     row(
-        &format!("billing {n} agents for one epoch from a fresh start (slow start; views + sign + write-ahead + send + confirm by getEpochState), simulate route {simulate:?}"),
+        &format!("billing {n} agents for one epoch from a fresh start (slow start; views + sign + write-ahead + send + confirm by getEpochState), simulate route {simulate:?}, /transaction/cost {cost:?}"),
         format!(
             "{ticks} ticks, {:.2} s wall in all; {:.0} µs CPU per transaction",
             wall.as_secs_f64(),
@@ -386,6 +385,168 @@ fn billing(n: usize, simulate: SimulateRoute) {
             m.wall.as_secs_f64() * 1e3 / sent.max(1) as f64,
         ),
     );
+}
+
+/// The operator's wallet (bob), 0600, in the sandbox.
+fn operator_pem(sb: &Sandbox) -> std::path::PathBuf {
+    let pem = sb.dir.path().join("operator.pem");
+    std::fs::copy(data_dir().join("bob.pem"), &pem).unwrap();
+    std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pem
+}
+
+/// The spec's fee rule on the fake (MultiversX mainnet's numbers, the deployed escrow's
+/// 1 CLAW window reward, `execution` gas per call); one epoch's bill per agent, for agents
+/// at each fee and windows count; billed with `extra` options. Returns what the chain
+/// charged per bill, which bills it executed and the tool's earnings JSON.
+fn fee_run(
+    agents: &[(u64, i64)],
+    execution: u64,
+    extra: &[&str],
+) -> (Vec<u128>, Vec<usize>, String) {
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 0,
+        },
+        4_000,
+    );
+    let sb = Sandbox::new();
+    enroll(&sb, agents.len());
+    let epoch = fake.state().epoch_at(now_ms());
+    {
+        let mut s = fake.state();
+        s.chain.min_gas_price = 1_000_000_000;
+        s.chain.window_reward = 1_000_000_000_000_000_000;
+        s.chain.bill_gas = execution;
+        let c = sb.conn();
+        c.execute("UPDATE agents SET status = 'paused'", [])
+            .unwrap();
+        for (i, &(bps, windows)) in agents.iter().enumerate() {
+            let address = wallet(i).address().to_bech32();
+            let agent = EscrowAgent {
+                fee_bps: bps,
+                ..EscrowAgent::default()
+            };
+            s.chain.agents.insert(address.clone(), agent);
+            c.execute(
+                "INSERT INTO usage_windows (agent_id, epoch, windows)
+                 SELECT id, ?1, ?2 FROM agents WHERE address = ?3",
+                rusqlite::params![epoch - 1, windows, address],
+            )
+            .unwrap();
+        }
+    }
+    let pem = operator_pem(&sb);
+    let mut args = vec![
+        "--billing-enabled",
+        "--escrow-contract",
+        CONTRACT,
+        "--operator-pem",
+        pem.to_str().unwrap(),
+        "--billing-proxy",
+        &fake.url,
+    ];
+    args.extend_from_slice(extra);
+    for _ in 0..6 {
+        let m = tick(&sb, &fake, &args);
+        if std::env::var_os("STREAM_AGENCY_BENCH_DEBUG").is_some() {
+            eprintln!("{}", m.stdout);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let earnings = sb.ok(&["earnings", "--format", "json"]);
+    let s = fake.state();
+    let billed: Vec<usize> = (0..agents.len())
+        .filter(|&i| {
+            s.chain
+                .billed
+                .contains_key(&(wallet(i).address().to_bech32(), (epoch - 1) as u64))
+        })
+        .collect();
+    (s.chain.fees_paid.clone(), billed, earnings)
+}
+
+/// What a bill costs before and after fees were sized, which bills pay for themselves, and
+/// `earnings` against the chain's own sums.
+fn fees() {
+    let exec = 3_000_000;
+    let one = [(500, 48)];
+    let least = {
+        let (paid, _, _) = fee_run(&one, exec, &[]);
+        paid[0]
+    };
+    let claw = |atto: u128| atto as f64 / 1e18;
+    for (name, extra) in [
+        (
+            "before: --billing-gas-limit 25000000 --billing-gas-price 2*10^13 (the old defaults, sent unweighed: --bill-at-a-loss)",
+            vec![
+                "--billing-gas-limit",
+                "25000000",
+                "--billing-gas-price",
+                "20000000000000",
+                "--bill-at-a-loss",
+            ],
+        ),
+        (
+            "auto limit at the examples' price 2*10^13 (--bill-at-a-loss)",
+            vec!["--billing-gas-price", "20000000000000", "--bill-at-a-loss"],
+        ),
+        (
+            "after: the defaults (auto limit, auto price = the minimum 10^9)",
+            vec![],
+        ),
+    ] {
+        let (paid, _, _) = fee_run(&one, exec, &extra);
+        row(
+            &format!("fee of one billEpoch (3,000,000 execution gas), {name}"),
+            format!(
+                "{:.6} CLAW, {:.0} x the least possible ({:.6} CLAW)",
+                claw(paid[0]),
+                paid[0] as f64 / least as f64,
+                claw(least)
+            ),
+        );
+    }
+    let mut agents = Vec::new();
+    for bps in [100, 500, 1_000, 5_000] {
+        for windows in [2, 24, 48] {
+            agents.push((bps, windows));
+        }
+    }
+    for (name, extra) in [
+        ("at 2*10^13", vec!["--billing-gas-price", "20000000000000"]),
+        ("at the minimum 10^9", vec![]),
+    ] {
+        let (paid, billed, earnings) = fee_run(&agents, exec, &extra);
+        let shown: Vec<String> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, (bps, w))| {
+                format!(
+                    "{bps}/{w}: {}",
+                    if billed.contains(&i) { "sent" } else { "held" }
+                )
+            })
+            .collect();
+        let total: serde_json::Value = serde_json::from_str(&earnings).unwrap();
+        let chain_fees: u128 = paid.iter().sum();
+        row(
+            &format!("bills sent or held, bps/windows, {name}"),
+            format!(
+                "{}; earnings: charged {} CLAW, fees {} atto against the chain's {chain_fees} atto",
+                shown.join(", "),
+                claw(
+                    total["total"]["charged_atto"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                ),
+                total["total"]["fees_atto"].as_str().unwrap(),
+            ),
+        );
+    }
 }
 
 /// One request on a keep-alive connection; its status and latency.
@@ -768,8 +929,12 @@ fn main() {
         disk(10_000);
     }
     if wants("billing") {
-        billing(1_000, SimulateRoute::Absent);
-        billing(1_000, SimulateRoute::Served);
+        billing(1_000, SimulateRoute::Absent, CostRoute::Absent);
+        billing(1_000, SimulateRoute::Absent, CostRoute::Served);
+        billing(1_000, SimulateRoute::Served, CostRoute::Served);
+    }
+    if wants("fees") {
+        fees();
     }
     if wants("serve") {
         serve_intake(2_000);
