@@ -68,6 +68,8 @@ commands! {
     Remove(cmd::remove::Remove),
     Tick(cmd::tick::Tick),
     Run(cmd::run::RunCmd),
+    Standby(cmd::standby::StandbyCmd),
+    Absorb(cmd::absorb::Absorb),
     Serve(cmd::serve::Serve),
     Token(cmd::token::Token),
     Report(cmd::report::Report),

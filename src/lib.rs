@@ -34,6 +34,7 @@ pub mod net;
 pub mod ops;
 pub mod renewal;
 pub(crate) mod serve;
+pub(crate) mod standby;
 pub(crate) mod store;
 pub(crate) mod tick;
 

@@ -40,6 +40,14 @@ pub struct Check {
     /// allow http:// --notify URLs to hosts other than loopback
     #[argh(switch)]
     pub allow_insecure_http: bool,
+    /// on a standby host: the primary's copy (Litestream's follower); checks that it is
+    /// readable and fresh instead of the primary's duties
+    #[argh(option)]
+    pub standby_copy: Option<PathBuf>,
+    /// with --standby-copy: the copy's newest write older than this needs a human
+    /// (default: 900; the primary writes at each epoch boundary and renewal)
+    #[argh(option, default = "900")]
+    pub max_copy_age_seconds: u32,
 }
 
 impl Run for Check {
@@ -60,14 +68,22 @@ impl Run for Check {
         if let Some(path) = &self.prometheus {
             health::write_prometheus(&store, &ctx.db, path, now)?;
         }
-        let problems = health::check(
-            &store,
-            now,
-            i64::from(self.warn_seconds) * 1000,
-            i64::from(self.pending_limit_seconds) * 1000,
-            i64::from(self.max_clock_skew_seconds) * 1000,
-        )?;
-        let mut problems = problems;
+        let mut problems = match &self.standby_copy {
+            Some(copy) => health::standby(
+                &store,
+                copy,
+                now,
+                i64::from(self.max_copy_age_seconds) * 1000,
+                i64::from(self.max_clock_skew_seconds) * 1000,
+            )?,
+            None => health::check(
+                &store,
+                now,
+                i64::from(self.warn_seconds) * 1000,
+                i64::from(self.pending_limit_seconds) * 1000,
+                i64::from(self.max_clock_skew_seconds) * 1000,
+            )?,
+        };
         problems.extend(health::disk(&store, &ctx.db, now)?);
         for p in &problems {
             println!("{p}");
@@ -88,6 +104,10 @@ impl Run for Check {
         }
         notify::after(&mut store, &alerts, &problems, now);
         needs_human(&problems)?;
+        if self.standby_copy.is_some() {
+            println!("ok: the primary's copy is fresh");
+            return Ok(());
+        }
         let (active, streaming) = store.streaming(now)?;
         if active == 0 {
             println!("ok: no active agent (enroll one: see README, Getting started)");

@@ -4,6 +4,7 @@
 //! one line to the `commands!` list in `cli.rs`. Argument checks live with the command;
 //! what commands share (opening the database, "needs a human") lives here.
 
+pub(crate) mod absorb;
 pub(crate) mod backup;
 pub(crate) mod billing;
 pub(crate) mod check;
@@ -18,6 +19,7 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod serve;
+pub(crate) mod standby;
 pub(crate) mod status;
 pub(crate) mod tick;
 pub(crate) mod token;

@@ -92,10 +92,15 @@ impl Run for Reconcile {
             apply: self.apply,
         };
         let Walked {
-            found,
-            corrections,
+            mut found,
+            mut corrections,
             done,
         } = walk.run(&store, since, self.max_pairs)?;
+        if done {
+            let (more, fixes) = walk.missing(&store, since, self.max_pairs)?;
+            found.extend(more);
+            corrections.extend(fixes);
+        }
         if self.apply && !corrections.is_empty() {
             store.apply_corrections(&corrections, now_ms())?;
         }
@@ -190,6 +195,54 @@ impl Walk<'_> {
         })
     }
 
+    /// Bills the chain has beyond the local ledger: each agent's `last_billed_epoch`
+    /// (`getAgentInfo`) past its latest local epoch marks epochs to ask `getEpochState`
+    /// and `getEpochDebt` about (a restored backup, a copy behind its primary). At most
+    /// `budget` epochs asked.
+    fn missing(
+        &self,
+        store: &Store,
+        since: i64,
+        budget: usize,
+    ) -> Result<(Vec<Difference>, Vec<(i64, i64, Correction)>)> {
+        let (mut found, mut fixes, mut asked) = (Vec::new(), Vec::new(), 0);
+        for (agent_id, address) in store.agent_list()? {
+            let agent = Address::parse(&address)
+                .map_err(|e| Error::runtime(format!("agent {address} in the database: {e}")))?;
+            let Some(info) = self.escrow.agent_info(&agent).map_err(gateway_error)? else {
+                continue;
+            };
+            let from = match store.latest_local_epoch(agent_id)? {
+                Some(latest) => latest + 1,
+                None => info.joined_epoch as i64,
+            };
+            for epoch in from.max(since)..=info.last_billed_epoch as i64 {
+                if asked >= budget {
+                    return Ok((found, fixes));
+                }
+                asked += 1;
+                let state = self
+                    .escrow
+                    .epoch_state(&agent, epoch as u64)
+                    .map_err(gateway_error)?;
+                let Some(state) = state else { continue };
+                let due = self
+                    .escrow
+                    .epoch_debt(&agent, epoch as u64)
+                    .map_err(gateway_error)?;
+                found.push(Difference {
+                    address: address.clone(),
+                    epoch: Some(epoch),
+                    local: "no record".into(),
+                    chain: state.to_string(),
+                    action: action_of(&Correction::Missing(state, due), self.apply),
+                });
+                fixes.push((agent_id, epoch, Correction::Missing(state, due)));
+            }
+        }
+        Ok((found, fixes))
+    }
+
     fn compare(
         &self,
         row: &LedgerRow,
@@ -233,40 +286,53 @@ impl Walk<'_> {
             }
             _ => return None,
         };
-        let action = match (&correction, self.apply) {
-            (Correction::FoundOnChain(_), applied) => {
-                if applied {
-                    "marked billed"
-                } else {
-                    "--apply marks it billed"
-                }
-            }
-            (Correction::Reopen, applied) => {
-                if applied {
-                    "re-opened for billing"
-                } else {
-                    "--apply re-opens it for billing"
-                }
-            }
-            (Correction::Lost(_), applied) => {
-                if applied {
-                    "recorded as lost"
-                } else {
-                    "--apply records it as lost (the contract can no longer take it)"
-                }
-            }
-        };
+        let action = action_of(&correction, self.apply);
         Some((
             Difference {
                 address: row.address.clone(),
                 epoch: Some(row.epoch),
                 local,
                 chain,
-                action: action.into(),
+                action,
             },
             correction,
         ))
     }
+}
+
+/// What `--apply` does (or did) about a difference.
+fn action_of(correction: &Correction, apply: bool) -> String {
+    let said = match (correction, apply) {
+        (Correction::FoundOnChain(_), applied) => {
+            if applied {
+                "marked billed"
+            } else {
+                "--apply marks it billed"
+            }
+        }
+        (Correction::Reopen, applied) => {
+            if applied {
+                "re-opened for billing"
+            } else {
+                "--apply re-opens it for billing"
+            }
+        }
+        (Correction::Lost(_), applied) => {
+            if applied {
+                "recorded as lost"
+            } else {
+                "--apply records it as lost (the contract can no longer take it)"
+            }
+        }
+        (Correction::Missing(..), applied) => {
+            if applied {
+                "recorded as billed"
+            } else {
+                "--apply records it as billed"
+            }
+        }
+    };
+    said.into()
 }
 
 /// The escrow charges its own fee for the agent: a different local fee misleads reports.

@@ -72,6 +72,33 @@ pub fn unprofitable(store: &Store) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `check --standby-copy` on a standby host: the primary's copy readable and fresh (a
+/// standby behind a dead replication protects nobody enrolled since), and the clock.
+pub fn standby(
+    store: &Store,
+    copy: &Path,
+    now: i64,
+    max_age_ms: i64,
+    max_skew_ms: i64,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    match crate::store::standby::read_copy(copy) {
+        Err(e) => out.push(format!("the primary's copy cannot be read: {e}")),
+        Ok(view) => match view.written_ms {
+            Some(at) if now - at <= max_age_ms => {}
+            written => out.push(format!(
+                "the primary's copy {} was last written {}: is the Litestream follower (and the primary's replication) running? A standby behind a dead replication protects nobody enrolled since",
+                copy.display(),
+                written.map_or("never".to_string(), |at| format!("{} s ago", (now - at) / 1000))
+            )),
+        },
+    }
+    if let Some(skew) = kept_offset(store)?.and_then(|o| clock_skew(o, max_skew_ms)) {
+        out.push(skew);
+    }
+    Ok(out)
+}
+
 /// `check`: everything a monitor should page about.
 pub fn check(
     store: &Store,

@@ -388,6 +388,9 @@ pub enum Correction {
     Reopen,
     /// The chain lacks it and can no longer take it.
     Lost(String),
+    /// The chain billed an epoch the local ledger has no row of (a restored backup, a copy
+    /// behind its primary): recorded as billed, with what is still due.
+    Missing(EpochState, u128),
 }
 
 impl Store {
@@ -430,6 +433,10 @@ impl Store {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         for (agent_id, epoch, c) in corrections {
+            if let Correction::Missing(state, due) = c {
+                insert_found(&tx, (*agent_id, *epoch), *state, *due, now)?;
+                continue;
+            }
             let (kind, billed, outcome, settlement): (
                 Option<&str>,
                 bool,
@@ -446,6 +453,7 @@ impl Store {
                 Correction::Lost(reason) => {
                     (Some(Kind::Lost.as_str()), false, Some(reason.clone()), None)
                 }
+                Correction::Missing(..) => unreachable!("handled above"),
             };
             tx.execute(
                 "UPDATE usage_windows SET kind = ?3, billed = ?4, outcome = ?5, settlement = ?6,
@@ -459,6 +467,52 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// A bill the chain has and the local ledger had no row of: billed, its windows unknown
+/// (0), its charge at least what is still due (exact while nothing was paid).
+fn insert_found(
+    conn: &rusqlite::Connection,
+    (agent_id, epoch): (i64, i64),
+    state: EpochState,
+    due: u128,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO usage_windows (agent_id, epoch, windows, billed, billed_ms, kind, outcome,
+                                    settlement, due_atto, charged_atto)
+         VALUES (?1, ?2, 0, 1, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (agent_id, epoch) DO NOTHING",
+        params![
+            agent_id,
+            epoch,
+            now,
+            Kind::BilledFoundOnChain.as_str(),
+            "billed on chain with no local record (found by reconcile from the escrow's last billed epoch)",
+            state.as_str(),
+            due.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// The latest epoch of an agent's local ledger (any row).
+    pub fn latest_local_epoch(&self, agent_id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT MAX(epoch) FROM usage_windows WHERE agent_id = ?1")?
+            .query_row([agent_id], |r| r.get(0))?)
+    }
+
+    /// Every agent ever enrolled (removed ones too: their bills stay theirs).
+    pub fn agent_list(&self) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, address FROM agents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

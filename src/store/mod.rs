@@ -22,6 +22,7 @@ pub(crate) mod fees;
 pub(crate) mod intake;
 pub(crate) mod mvp;
 pub(crate) mod recognize;
+pub(crate) mod standby;
 pub(crate) mod usage;
 pub(crate) mod views;
 

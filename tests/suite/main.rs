@@ -22,4 +22,5 @@ mod network;
 mod ops;
 mod parsers;
 mod serve;
+mod standby;
 mod tick;

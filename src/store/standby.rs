@@ -1,0 +1,183 @@
+//! The standby's two databases: the primary's copy (Litestream's, read-only, replaced or
+//! rewritten underneath: read whole, never written, never locked) and its own, which
+//! mirrors the copy's agents with a plan that renews one only when no window of it (in
+//! the copy or its own) reaches past `now + lead`; and `absorb`, which brings the windows
+//! the standby opened into the primary's ledger, each once.
+
+use std::path::Path;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{recognize, Store, SCHEMA_VERSION};
+use crate::chain::epochs::{Timeline, TIMELINE_KEY};
+use crate::error::{Error, Result};
+
+/// An agent as the primary's copy has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyAgent {
+    pub address: String,
+    /// As stored (encrypted with the key file both hosts share, or plain).
+    pub stored_signature: String,
+    pub fee_bps: i64,
+    /// The primary renews it (active, not removed, not cancelled on the escrow).
+    pub served: bool,
+    /// The end of its window as the primary knows it.
+    pub end_ms: Option<i64>,
+    /// The primary's next attempt.
+    pub next_ms: i64,
+}
+
+/// What the copy said at one pass.
+#[derive(Debug, Clone, Default)]
+pub struct CopyView {
+    pub agents: Vec<CopyAgent>,
+    /// The newest time the primary wrote (an epoch observation, a renewal attempt): how
+    /// fresh the copy is.
+    pub written_ms: Option<i64>,
+}
+
+/// Reads the copy whole. An error (missing, torn, another schema) leaves the caller's last
+/// good view in place.
+pub fn read_copy(path: &Path) -> Result<CopyView> {
+    if !path.is_file() {
+        return Err(Error::runtime(format!(
+            "no copy at {} yet (is the Litestream follower running?)",
+            path.display()
+        )));
+    }
+    let conn = recognize::open_read_only(path)?;
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::runtime(format!(
+            "the copy {} has schema {version}, this binary {SCHEMA_VERSION}: run the same version on both hosts",
+            path.display()
+        )));
+    }
+    let mut stmt = conn.prepare(concat!(
+        "SELECT address, stream_signature, fee_bps, removed_ms IS NULL AND ",
+        super::served!(),
+        ", expected_end_ms, next_attempt_ms FROM agents"
+    ))?;
+    let agents = stmt
+        .query_map([], |r| {
+            Ok(CopyAgent {
+                address: r.get(0)?,
+                stored_signature: r.get(1)?,
+                fee_bps: r.get(2)?,
+                served: r.get(3)?,
+                end_ms: r.get(4)?,
+                next_ms: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let attempted: Option<i64> =
+        conn.query_row("SELECT MAX(attempted_ms) FROM attempts", [], |r| r.get(0))?;
+    let observed = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [TIMELINE_KEY],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .as_deref()
+        .and_then(Timeline::decode)
+        .map(|t| t.observed_ms);
+    Ok(CopyView {
+        agents,
+        written_ms: attempted.max(observed),
+    })
+}
+
+impl Store {
+    /// Mirrors the copy's agents into the standby's own database, in one transaction, and
+    /// plans each one's attempt at `max(the copy's window end, its own) - lead` (an agent
+    /// without a window: the primary's attempt + `lead`, its grace). Writes nothing for an
+    /// agent whose row already says so. Returns the agents served.
+    pub fn mirror(&mut self, view: &CopyView, lead_ms: i64, now: i64) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut served = 0;
+        for a in &view.agents {
+            let status = if a.served { "active" } else { "paused" };
+            served += usize::from(a.served);
+            let floor = match a.end_ms {
+                Some(end) => end - lead_ms,
+                None => a.next_ms + lead_ms,
+            };
+            tx.prepare_cached(
+                "INSERT INTO agents (address, stream_signature, fee_bps, status, expected_end_ms,
+                                     next_attempt_ms, enrolled_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (address) DO UPDATE SET
+                    stream_signature = excluded.stream_signature, fee_bps = excluded.fee_bps,
+                    status = excluded.status,
+                    expected_end_ms = MAX(COALESCE(expected_end_ms, excluded.expected_end_ms),
+                                          COALESCE(excluded.expected_end_ms, expected_end_ms)),
+                    next_attempt_ms = MAX(next_attempt_ms, excluded.next_attempt_ms)
+                 WHERE stream_signature IS NOT excluded.stream_signature
+                    OR fee_bps IS NOT excluded.fee_bps OR status IS NOT excluded.status
+                    OR next_attempt_ms < excluded.next_attempt_ms
+                    OR COALESCE(expected_end_ms, 0) < COALESCE(excluded.expected_end_ms, 0)",
+            )?
+            .execute(params![
+                a.address,
+                a.stored_signature,
+                a.fee_bps,
+                status,
+                a.end_ms,
+                floor,
+                now
+            ])?;
+        }
+        tx.commit()?;
+        Ok(served)
+    }
+
+    /// The windows this (standby) database opened, for `absorb`: (address, end, opened,
+    /// observed, highest epoch seen before it).
+    pub fn opened_windows(&self) -> Result<Vec<(String, i64, i64, bool, Option<i64>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.address, w.end_stream_ms, w.opened_ms, w.observed, w.min_epoch
+             FROM stream_windows w JOIN agents a ON a.id = w.agent_id ORDER BY w.opened_ms",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Brings windows another database opened into this one's ledger, each once: a window
+    /// already known by its end (counted here, e.g. observed as "already streaming" with
+    /// `--count-observed-windows`) is skipped. They wait for their epoch like any window
+    /// recorded while the gateway was down, so the next tick attributes and bills them.
+    /// Returns (windows added, windows already known, windows of agents unknown here).
+    pub fn absorb(
+        &mut self,
+        windows: &[(String, i64, i64, bool, Option<i64>)],
+    ) -> Result<(usize, usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let (mut added, mut known, mut strangers) = (0, 0, 0);
+        for (address, end, opened, observed, min_epoch) in windows {
+            let id: Option<i64> = tx
+                .prepare_cached("SELECT id FROM agents WHERE address = ?1")?
+                .query_row([address], |r| r.get(0))
+                .optional()?;
+            let Some(id) = id else {
+                strangers += 1;
+                continue;
+            };
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO stream_windows (agent_id, end_stream_ms, opened_ms, observed, min_epoch)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, end, opened, observed, min_epoch])?;
+            if n == 1 {
+                added += 1;
+            } else {
+                known += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((added, known, strangers))
+    }
+}
