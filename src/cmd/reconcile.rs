@@ -131,6 +131,9 @@ impl Run for Reconcile {
     }
 }
 
+/// Differences and the corrections (agent id, epoch, what) that `--apply` makes.
+type Found = (Vec<Difference>, Vec<(i64, i64, Correction)>);
+
 /// What one walk found, and whether it reached the end of the ledger.
 struct Walked {
     found: Vec<Difference>,
@@ -199,12 +202,7 @@ impl Walk<'_> {
     /// (`getAgentInfo`) past its latest local epoch marks epochs to ask `getEpochState`
     /// and `getEpochDebt` about (a restored backup, a copy behind its primary). At most
     /// `budget` epochs asked.
-    fn missing(
-        &self,
-        store: &Store,
-        since: i64,
-        budget: usize,
-    ) -> Result<(Vec<Difference>, Vec<(i64, i64, Correction)>)> {
+    fn missing(&self, store: &Store, since: i64, budget: usize) -> Result<Found> {
         let (mut found, mut fixes, mut asked) = (Vec::new(), Vec::new(), 0);
         for (agent_id, address) in store.agent_list()? {
             let agent = Address::parse(&address)

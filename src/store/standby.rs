@@ -27,6 +27,17 @@ pub struct CopyAgent {
     pub next_ms: i64,
 }
 
+/// A window a (standby) database opened, for `absorb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedWindow {
+    pub address: String,
+    pub end_ms: i64,
+    pub opened_ms: i64,
+    pub observed: bool,
+    /// The highest epoch seen before it opened.
+    pub min_epoch: Option<i64>,
+}
+
 /// What the copy said at one pass.
 #[derive(Debug, Clone, Default)]
 pub struct CopyView {
@@ -132,15 +143,20 @@ impl Store {
         Ok(served)
     }
 
-    /// The windows this (standby) database opened, for `absorb`: (address, end, opened,
-    /// observed, highest epoch seen before it).
-    pub fn opened_windows(&self) -> Result<Vec<(String, i64, i64, bool, Option<i64>)>> {
+    /// The windows this (standby) database opened, for `absorb`.
+    pub fn opened_windows(&self) -> Result<Vec<OpenedWindow>> {
         let mut stmt = self.conn.prepare(
             "SELECT a.address, w.end_stream_ms, w.opened_ms, w.observed, w.min_epoch
              FROM stream_windows w JOIN agents a ON a.id = w.agent_id ORDER BY w.opened_ms",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(OpenedWindow {
+                address: r.get(0)?,
+                end_ms: r.get(1)?,
+                opened_ms: r.get(2)?,
+                observed: r.get(3)?,
+                min_epoch: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -150,16 +166,13 @@ impl Store {
     /// `--count-observed-windows`) is skipped. They wait for their epoch like any window
     /// recorded while the gateway was down, so the next tick attributes and bills them.
     /// Returns (windows added, windows already known, windows of agents unknown here).
-    pub fn absorb(
-        &mut self,
-        windows: &[(String, i64, i64, bool, Option<i64>)],
-    ) -> Result<(usize, usize, usize)> {
+    pub fn absorb(&mut self, windows: &[OpenedWindow]) -> Result<(usize, usize, usize)> {
         let tx = self.conn.transaction()?;
         let (mut added, mut known, mut strangers) = (0, 0, 0);
-        for (address, end, opened, observed, min_epoch) in windows {
+        for w in windows {
             let id: Option<i64> = tx
                 .prepare_cached("SELECT id FROM agents WHERE address = ?1")?
-                .query_row([address], |r| r.get(0))
+                .query_row([&w.address], |r| r.get(0))
                 .optional()?;
             let Some(id) = id else {
                 strangers += 1;
@@ -170,7 +183,7 @@ impl Store {
                     "INSERT OR IGNORE INTO stream_windows (agent_id, end_stream_ms, opened_ms, observed, min_epoch)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![id, end, opened, observed, min_epoch])?;
+                .execute(params![id, w.end_ms, w.opened_ms, w.observed, w.min_epoch])?;
             if n == 1 {
                 added += 1;
             } else {
