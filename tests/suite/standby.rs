@@ -238,3 +238,119 @@ fn a_standby_keeps_every_stream_alive_while_the_primary_is_dead_and_never_bills(
         "billed once"
     );
 }
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid, with a plain signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn a_standby_survives_a_missing_or_torn_copy_and_a_frozen_primary() {
+    let (b, standby_sb) = two_hosts(10_000, 9_000, 6_000);
+    let copy = standby_sb.dir.path().join("copy.db");
+    let copy_s = copy.to_str().unwrap().to_string();
+    let mut run = b.args("run");
+    let at = run.iter().position(|x| x == "--lead-seconds").unwrap();
+    run[at + 1] = "8".into();
+    run.extend(["--poll-seconds", "1"].map(String::from));
+    let primary =
+        b.sb.spawn(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(wait_for(Duration::from_secs(20), || b
+        .fake
+        .state()
+        .windows
+        .len()
+        == 3));
+    // Started before any copy exists: it waits, renews nothing.
+    let mut args = vec![
+        "standby",
+        "--copy",
+        &copy_s,
+        "--standby-lead-seconds",
+        "2",
+        "--lead-seconds",
+        "8",
+        "--jitter-seconds",
+        "0",
+        "--poll-seconds",
+        "1",
+    ];
+    let net = net_args(&b.fake);
+    args.extend(net.iter().map(String::as_str));
+    let standby = standby_sb.spawn(&args);
+    std::thread::sleep(Duration::from_millis(300));
+    let check = standby_sb.run(&["check", "--standby-copy", &copy_s]);
+    assert_eq!(check.code, 4, "no copy: {}", check.stdout);
+    // A copy appears (a consistent one, as Litestream's follower keeps it).
+    b.sb.ok(&["backup", "--to", &copy_s]);
+    let check = standby_sb.run(&["check", "--standby-copy", &copy_s]);
+    assert_eq!(
+        check.code, 0,
+        "a fresh copy: {}{}",
+        check.stdout, check.stderr
+    );
+    let mirrored = wait_for(Duration::from_secs(10), || {
+        standby_sb.db.exists()
+            && standby_sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'active'") == 3
+    });
+    if !mirrored {
+        let (_, out, err) = terminate(standby);
+        panic!("the standby did not mirror the copy: {out}{err}");
+    }
+    // The primary freezes; the copy is torn, then gone: the last good view is enough.
+    signal(&primary, libc::SIGSTOP);
+    let frozen = b.fake.state().windows.values().map(Vec::len).sum::<usize>();
+    std::fs::write(&copy, b"SQLite format 3\0torn").unwrap();
+    assert!(wait_for(Duration::from_secs(30), || {
+        b.fake.state().windows.values().map(Vec::len).sum::<usize>() >= frozen + 3
+    }));
+    std::fs::remove_file(&copy).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || {
+        b.fake.state().windows.values().map(Vec::len).sum::<usize>() >= frozen + 6
+    }));
+    // Resumed: it meets the standby's windows ("already streaming") and goes on.
+    signal(&primary, libc::SIGCONT);
+    let resumed = b.fake.state().windows.values().map(Vec::len).sum::<usize>();
+    assert!(wait_for(Duration::from_secs(30), || {
+        b.fake.state().windows.values().map(Vec::len).sum::<usize>() >= resumed + 3
+    }));
+    let (code, _, standby_log) = terminate(standby);
+    assert_eq!(code, 0, "{standby_log}");
+    b.sb.ok(&["absorb", standby_sb.db.to_str().unwrap()]);
+    let closed = b.current_epoch();
+    let settled = wait_for(Duration::from_secs(40), || {
+        b.sb.query_i64(&format!(
+            "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
+                  + (SELECT COUNT(*) FROM usage_windows WHERE kind IS NULL AND epoch < {closed})
+                  + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)"
+        )) == 0
+    });
+    let (code, _, err) = terminate(primary);
+    assert!(settled, "{err}");
+    assert_eq!(code, 0, "{err}");
+    let gap = b.fake.state().max_gap_ms();
+    println!("frozen primary, torn and missing copy: worst gap {gap} ms");
+    assert!(gap <= 0, "a window lapsed for {gap} ms: {standby_log}");
+    assert!(
+        standby_log.contains("last good view is kept"),
+        "{standby_log}"
+    );
+    let granted = b.fake.state().granted_per_epoch();
+    let counted = b.sb.usage();
+    for ((agent, epoch), n) in &granted {
+        if *epoch < closed {
+            assert_eq!(
+                counted.get(&(agent.clone(), *epoch)),
+                Some(n),
+                "{agent} epoch {epoch}"
+            );
+        }
+    }
+    assert!(b
+        .fake
+        .state()
+        .chain
+        .executed
+        .iter()
+        .all(|x| x.error.is_none()));
+}
