@@ -186,6 +186,17 @@ pub fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// For tests only: `STREAM_AGENCY_TEST_WALL_SHIFT_MS` shifts this process's wall clock
+/// (not its boot clock), as on a host whose clock stepped. Read once.
+pub fn test_wall_shift_ms() -> i64 {
+    static SHIFT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SHIFT.get_or_init(|| {
+        env("STREAM_AGENCY_TEST_WALL_SHIFT_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 /// `--ca-file`, else `STREAM_AGENCY_CA_FILE`, else `SSL_CERT_FILE`.
 pub fn ca_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| env_path("STREAM_AGENCY_CA_FILE"))

@@ -43,8 +43,9 @@ mod testdata;
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    wall + config::test_wall_shift_ms()
 }

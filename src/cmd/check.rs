@@ -93,6 +93,9 @@ impl Run for Check {
         for note in store.escrow_notices()? {
             println!("note: {note}");
         }
+        if crate::tick::idle::host_clock_moved(&store)? {
+            println!("note: the host clock stepped (or the host rebooted) since the last observation; the next tick moves the plan with it and observes the network's time");
+        }
         // Idle ticks compute the epoch without asking: say when it was last asked.
         if let Some(t) = store.timeline()? {
             println!(

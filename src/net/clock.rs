@@ -165,6 +165,18 @@ pub struct Keeper {
 }
 
 impl Keeper {
+    /// The host clock stepped by `delta_ms`: every sample's offset moves the other way
+    /// (the network did not move), and the estimate is kept anew.
+    pub fn shift(&mut self, delta_ms: i64) {
+        for s in &mut self.kept {
+            s.offset_ms -= delta_ms;
+        }
+        if let Some(o) = estimate(&self.kept) {
+            self.offset = o;
+        }
+        self.news = true;
+    }
+
     /// The sink its HTTP agent samples into.
     pub fn sink(&self) -> Sink {
         self.sink.clone()

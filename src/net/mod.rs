@@ -2,5 +2,6 @@
 //! roots), URL helpers, and the network's clock sampled from every answer's `Date`.
 
 pub(crate) mod clock;
+pub(crate) mod host_clock;
 pub mod http;
 pub(crate) mod url;

@@ -30,11 +30,26 @@ pub fn clock_skew(offset: crate::net::clock::Offset, max_ms: i64) -> Option<Stri
     })
 }
 
-/// The network clock's offset as the last run kept it.
+/// The network clock's offset as the last run kept it, moved by any step of the host's
+/// clock since (a host clock that stepped back 10 minutes is 10 minutes behind now, even
+/// before the next tick asks anybody).
 pub fn kept_offset(store: &Store) -> Result<Option<crate::net::clock::Offset>> {
-    Ok(store
+    use crate::net::host_clock::{Anchor, Step, ANCHOR_KEY};
+    let kept = store
         .meta_get(crate::net::clock::STORE_KEY)?
-        .and_then(|t| crate::net::clock::estimate(&crate::net::clock::decode(&t))))
+        .and_then(|t| crate::net::clock::estimate(&crate::net::clock::decode(&t)));
+    let stepped = store
+        .meta_get(ANCHOR_KEY)?
+        .as_deref()
+        .and_then(Anchor::decode)
+        .map(|k| k.step_to(&Anchor::now()));
+    Ok(match (kept, stepped) {
+        (Some(mut o), Some(Step::By(delta))) => {
+            o.ms -= delta;
+            Some(o)
+        }
+        (kept, _) => kept,
+    })
 }
 
 /// Held epochs, each with what to do about it.

@@ -390,6 +390,18 @@ impl Store {
 /// asked to be removed) is served again. A known agent's status becomes active, or with
 /// `keep_status` stays as it is (the intake: a paused agent stays paused). A re-enrolled
 /// agent is tried at once: its new signature may fix an old error. Returns true when new.
+impl Store {
+    /// The host clock stepped by `delta_ms`: every planned attempt and known window end
+    /// moves with it, so each stays at the same real instant.
+    pub fn shift_plan(&self, delta_ms: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE agents SET next_attempt_ms = next_attempt_ms + ?1,
+                               expected_end_ms = expected_end_ms + ?1",
+            [delta_ms],
+        )?)
+    }
+}
+
 pub(super) fn upsert_agent(
     conn: &rusqlite::Connection,
     (address, stored, fee_bps): (&Address, &str, u32),

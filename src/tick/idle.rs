@@ -66,9 +66,23 @@ pub fn check(store: &Store, gateway: &str, billing: Billing, now: i64) -> Result
     Ok((!busy).then_some(Idle { epoch, next_due_ms }))
 }
 
+/// Whether the host clock stepped (or the host rebooted) since the last observation: the
+/// plan was made on another clock, so the tick must observe (nothing is asked otherwise).
+pub fn host_clock_moved(store: &Store) -> Result<bool> {
+    use crate::net::host_clock::{Anchor, Step, ANCHOR_KEY};
+    let kept = store.meta_get(ANCHOR_KEY)?;
+    Ok(kept
+        .as_deref()
+        .and_then(Anchor::decode)
+        .is_some_and(|k| k.step_to(&Anchor::now()) != Step::Steady))
+}
+
 /// The whole idle tick, for `tick` (on a read-only store) and `run`: `Some(summary)` when
 /// nothing is to be done at `now`, without asking anybody.
 pub fn idle_tick(store: &Store, cfg: &RuntimeConfig, now: i64) -> Result<Option<TickSummary>> {
+    if host_clock_moved(store)? {
+        return Ok(None);
+    }
     let billing = Billing::of(cfg.billing.as_ref());
     match check(store, &cfg.epoch_api_url, billing, now)? {
         Some(idle) => idle_summary(store, idle, cfg.max_clock_skew_ms).map(Some),

@@ -166,7 +166,10 @@ impl Agency {
     pub fn tick(&mut self) -> Result<TickSummary> {
         self.deadline = Some(Instant::now() + self.cfg.max_tick);
         let mut summary = TickSummary::default();
-        // 0. Records that waited for the disk first (their windows are placed in step 1).
+        // 0. A host clock that stepped since the last observation moves the plan with it;
+        //    records that waited for the disk go first (their windows are placed in 1).
+        let followed = self.follow_host_clock();
+        tolerate(followed, &mut summary)?;
         self.reopen_if_writable();
         if !self.backlog.is_empty() {
             summary.windows_recorded += self.backlog.flush(&mut self.store, &self.db)?;
@@ -193,6 +196,37 @@ impl Agency {
         self.bill_closed_epochs(&mut summary, next_due)?;
         // 6. Removals asked for, what needs a human, the clock, the disk.
         self.finish(summary, next_due)
+    }
+
+    /// Step 0: the host's clock against the boot clock since the last full tick. A step
+    /// moves the plan and the network clock's samples with it and drops the timeline, so
+    /// this tick observes the network's time before trusting the plan; a reboot drops the
+    /// timeline too.
+    fn follow_host_clock(&mut self) -> Result<()> {
+        use crate::net::host_clock::{Anchor, Step, ANCHOR_KEY};
+        let now = Anchor::now();
+        let kept = self.store.meta_get(ANCHOR_KEY)?;
+        match kept
+            .as_deref()
+            .and_then(Anchor::decode)
+            .map(|k| k.step_to(&now))
+        {
+            Some(Step::By(delta)) => {
+                log::warn!(
+                    "the host clock stepped by {} s since the last observation: the plan moves with it and the network's time is observed again",
+                    delta as f64 / 1000.0
+                );
+                self.store.shift_plan(delta)?;
+                self.network_clock.shift(delta);
+                self.store.meta_delete(crate::chain::epochs::TIMELINE_KEY)?;
+            }
+            Some(Step::Reboot) => {
+                log::info!("the host rebooted since the last observation: the network's time is observed again");
+                self.store.meta_delete(crate::chain::epochs::TIMELINE_KEY)?;
+            }
+            Some(Step::Steady) | None => {}
+        }
+        self.store.meta_set(ANCHOR_KEY, &now.encode())
     }
 
     /// Step 2: an agent that cancelled on the escrow is not renewed (nobody would pay).

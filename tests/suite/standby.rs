@@ -354,3 +354,59 @@ fn a_standby_survives_a_missing_or_torn_copy_and_a_frozen_primary() {
         .iter()
         .all(|x| x.error.is_none()));
 }
+
+/// Ticks once a second for `secs` seconds on a host clock shifted by `shift_ms`.
+fn tick_for(sb: &Sandbox, args: &[&str], shift_ms: i64, secs: u64) {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        let mut cmd = sb.command(args);
+        cmd.env("STREAM_AGENCY_TEST_WALL_SHIFT_MS", shift_ms.to_string());
+        let r = Ran::of(cmd);
+        assert!(r.code == 0 || r.code == 4, "{}{}", r.stdout, r.stderr);
+        std::thread::sleep(Duration::from_millis(1_000));
+    }
+}
+
+fn check_at(sb: &Sandbox, shift_ms: i64) -> Ran {
+    let mut cmd = sb.command(&["check", "--warn-seconds", "0"]);
+    cmd.env("STREAM_AGENCY_TEST_WALL_SHIFT_MS", shift_ms.to_string());
+    Ran::of(cmd)
+}
+
+#[test]
+fn a_host_clock_step_between_renewals_is_noticed_in_time() {
+    let fake = FakeClaws::start(
+        12_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 8_000,
+        },
+        60_000,
+    );
+    let sb = Sandbox::new();
+    sb.enroll_all();
+    let net = net_args(&fake);
+    let mut args = vec!["tick", "--lead-seconds", "4", "--jitter-seconds", "0"];
+    args.extend(net.iter().map(String::as_str));
+    tick_for(&sb, &args, 0, 4);
+    assert_eq!(fake.state().windows.len(), 3);
+    // Back 40 s, forward again, back 10 minutes, forward again: each between renewals.
+    let mut said = Vec::new();
+    for shift in [-40_000, 0, -600_000, 0] {
+        let check = check_at(&sb, shift);
+        said.push((shift, check.code, check.stdout.clone()));
+        tick_for(&sb, &args, shift, 14);
+    }
+    let gap = fake.state().max_gap_ms();
+    println!(
+        "host clock stepped by -40 s, +40 s, -10 min, +10 min between renewals: worst gap {gap} ms"
+    );
+    for (shift, code, out) in &said {
+        println!("check right after the step to {shift} ms: exit {code}");
+        assert!(out.contains("the host clock stepped"), "{shift}: {out}");
+    }
+    assert!(gap <= 0, "a window lapsed for {gap} ms");
+    // 40 s is within --max-clock-skew-seconds (60): said, not a problem; 10 minutes is.
+    assert_eq!(said[0].1, 0, "{}", said[0].2);
+    assert_eq!(said[2].1, 4, "{}", said[2].2);
+    assert!(said[2].2.contains("behind"), "{}", said[2].2);
+}
