@@ -6,8 +6,12 @@ bin=$(realpath "$1")
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Litestream's units name its binary where the README installs it; any executable stands
+# in where it is not installed.
+litestream=$(command -v litestream || command -v true)
 for unit in "$here"/*.service "$here"/*.timer "$here"/*.socket; do
-  sed "s#/usr/local/bin/stream-agency#$bin#" "$unit" >"$tmp/$(basename "$unit")"
+  sed -e "s#/usr/local/bin/stream-agency#$bin#" -e "s#/usr/local/bin/litestream#$litestream#" \
+    "$unit" >"$tmp/$(basename "$unit")"
 done
 cd "$tmp"
 # Credentials' sources need not exist at verify time; everything else must be clean.
