@@ -461,12 +461,16 @@ fn connections_and_rate_are_bounded() {
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
     let srv = start(&sb, &["--max-connections", "4"]);
-    std::thread::sleep(Duration::from_millis(300)); // start's probe connection is gone
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(srv.addr).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
-    let (status, body) = request(srv.addr, "GET", "/v1/agents/x", &[], "");
+    // Until the server has taken the four in (and let go of start's probe connection).
+    let mut last = (0, serde_json::Value::Null);
+    wait_for(Duration::from_secs(10), || {
+        last = request(srv.addr, "GET", "/v1/agents/x", &[], "");
+        last.0 == 503
+    });
+    let (status, body) = last;
     assert_eq!(status, 503, "over --max-connections: {body}");
     assert!(
         body["error"].as_str().unwrap().contains("connections open"),

@@ -278,7 +278,7 @@ fn a_standby_survives_a_missing_or_torn_copy_and_a_frozen_primary() {
     let net = net_args(&b.fake);
     args.extend(net.iter().map(String::as_str));
     let standby = standby_sb.spawn(&args);
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_for(Duration::from_secs(10), || standby_sb.db.exists()));
     let check = standby_sb.run(&["check", "--standby-copy", &copy_s]);
     assert_eq!(check.code, 4, "no copy: {}", check.stdout);
     // A copy appears (a consistent one, as Litestream's follower keeps it).
