@@ -4,6 +4,7 @@
 //! - `ledger`: the vocabulary of bills and settlements, as the contract numbers them (pure);
 //! - `tx`: transactions, their signing bytes and call data (pure);
 //! - `escrow`: the StreamAgencyEscrow contract: its ABI, its rules and its views;
+//! - `fees`: what a transaction costs by the chain's fee rule (pure);
 //! - `gateway`: the chain gateway's HTTP API (network config, accounts, transactions, views).
 
 pub(crate) mod epochs;

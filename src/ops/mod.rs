@@ -1,6 +1,7 @@
-//! What the operator sees and keeps: rows for people and scripts (`output`), what needs a
-//! human (`health`), alerts and pings (`notify`), backups (`backup`), the database's lock
-//! (`lock`) and its disk (`disk`: free space and the reserve).
+//! What the operator sees and keeps: rows for people and scripts (`output`), the report's
+//! rows (`report`), what needs a human (`health`), alerts and pings (`notify`), backups
+//! (`backup`), the database's lock (`lock`), its disk (`disk`: free space and the
+//! reserve), and SIGTERM/SIGINT for the loops (`signals`).
 
 pub(crate) mod backup;
 pub mod disk;

@@ -6,6 +6,8 @@
 //! - `usage`: windows, their epochs and the epoch timeline;
 //! - `billing`: billEpoch bookkeeping (write-ahead transactions, attempts, holds);
 //! - `escrow`: the escrow's statuses, settlements, enforcements;
+//! - `fees`: what transactions cost, bills held as unprofitable;
+//! - `standby`: the primary's copy read, mirrored into a standby's database, absorbed;
 //! - `views`: read-only queries of the reports and checks;
 //! - `intake`: the HTTP intake's tokens and used action messages;
 //! - `alerts`: problems told, the notification outbox;
