@@ -144,6 +144,51 @@ macro_rules! runtime_command_fields {
     };
 }
 
+/// Declares a command that reads the escrow's views without a key (`reconcile`,
+/// `receivables`, `earnings`): the view options, declared once, and the command's own
+/// fields; `view_config()` resolves them like `tick`'s (flag, variable, default).
+#[macro_export]
+macro_rules! view_command {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        #[derive(argh::FromArgs, Debug)]
+        $(#[$meta])*
+        pub struct $name {
+            /// address of the StreamAgencyEscrow contract (claw1...; env
+            /// STREAM_AGENCY_ESCROW_CONTRACT)
+            #[argh(option)]
+            pub escrow_contract: Option<String>,
+            /// gateway to read the contract's views from (default: https://api.claws.network;
+            /// env STREAM_AGENCY_BILLING_PROXY)
+            #[argh(option)]
+            pub billing_proxy: Option<String>,
+            /// HTTP timeout per request in seconds (default: 10)
+            #[argh(option)]
+            pub timeout_seconds: Option<u64>,
+            /// allow an http:// gateway other than loopback
+            #[argh(switch)]
+            pub allow_insecure_http: bool,
+            $($extra)*
+        }
+
+        impl $name {
+            /// The view options resolved (the contract is required).
+            pub fn view_config(&self) -> $crate::error::Result<$crate::config::ViewConfig> {
+                $crate::config::view_config(
+                    self.escrow_contract.clone(),
+                    self.billing_proxy.clone(),
+                    self.timeout_seconds,
+                    self.allow_insecure_http,
+                )
+            }
+
+            /// Whether the contract is given (flag or variable).
+            pub fn has_contract(&self) -> bool {
+                $crate::config::string_opt(self.escrow_contract.clone(), "escrow-contract").is_some()
+            }
+        }
+    };
+}
+
 #[derive(Debug)]
 pub struct RuntimeConfig {
     pub policy: Policy,
@@ -448,7 +493,7 @@ pub fn view_config(
     let allow_http = switch(allow_insecure_http, "allow-insecure-http")?;
     let timeout = self::timeout_seconds(timeout_seconds)?;
     Ok(ViewConfig {
-        escrow: escrow_contract(escrow, "reconcile")?,
+        escrow: escrow_contract(escrow, "reading the escrow's views")?,
         proxy: url(proxy, "billing-proxy", DEFAULT_API_URL, allow_http)?,
         timeout: Duration::from_secs(timeout),
     })

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use argh::FromArgs;
 use serde_json::{json, Map, Value};
 
 use super::{Ctx, Run};
@@ -10,32 +9,22 @@ use crate::error::{Error, Result};
 use crate::ops::output::{Cell, Format, Rows};
 use crate::store::views::{Charge, Money};
 
-/// What billing earns: per agent and in total, bills, windows billed, charged, collected
-/// (settled on time or late, slashed from the bond, paid from the bond at cancellation),
-/// still owed, fees paid (bills, enforcements and failed transactions alike) and net
-/// (charged - fees). With --escrow-contract (or STREAM_AGENCY_ESCROW_CONTRACT) the open
-/// bills are read from the chain first; without it, the ledger as kept.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "earnings")]
-pub struct Earnings {
-    /// only the epochs from this one on (default: all)
-    #[argh(option, default = "0")]
-    pub since_epoch: u64,
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
-    /// address of the StreamAgencyEscrow contract (claw1...), for fresh settlement reads
-    #[argh(option)]
-    pub escrow_contract: Option<String>,
-    /// gateway to read the contract's views from (default: https://api.claws.network)
-    #[argh(option)]
-    pub billing_proxy: Option<String>,
-    /// HTTP timeout per request in seconds (default: 10)
-    #[argh(option)]
-    pub timeout_seconds: Option<u64>,
-    /// allow an http:// gateway other than loopback
-    #[argh(switch)]
-    pub allow_insecure_http: bool,
+crate::view_command! {
+    /// What billing earns: per agent and in total, bills, windows billed, charged,
+    /// collected (settled on time or late, slashed from the bond, paid from the bond at
+    /// cancellation), still owed, fees paid (bills, enforcements and failed transactions
+    /// alike) and net (charged - fees). With --escrow-contract (or
+    /// STREAM_AGENCY_ESCROW_CONTRACT) the open bills are read from the chain first; without
+    /// it, the ledger as kept.
+    #[argh(subcommand, name = "earnings")]
+    Earnings {
+        /// only the epochs from this one on (default: all)
+        #[argh(option, default = "0")]
+        pub since_epoch: u64,
+        /// table, json or tsv (default: table)
+        #[argh(option, default = "Format::Table")]
+        pub format: Format,
+    }
 }
 
 /// One agent's (or the total's) figures, in atto-CLAW.

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use argh::FromArgs;
 
 use super::{Ctx, Run};
 use crate::chain::escrow::client::Escrow;
@@ -16,41 +15,30 @@ use crate::error::{Error, Result};
 use crate::ops::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;
-use crate::{config, now_ms};
+use crate::now_ms;
 
 const CURSOR: &str = "reconcile_cursor";
 
-/// Compare the local billing ledger with the escrow contract's getEpochState (and the
-/// escrow's fee with ours); exit 4 on any difference. --apply makes the local ledger follow
-/// the chain in one transaction. Resumes where a bounded run stopped.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "reconcile")]
-pub struct Reconcile {
-    /// address of the StreamAgencyEscrow contract (env STREAM_AGENCY_ESCROW_CONTRACT)
-    #[argh(option)]
-    pub escrow_contract: Option<String>,
-    /// gateway to ask (default: https://api.claws.network; env STREAM_AGENCY_BILLING_PROXY)
-    #[argh(option)]
-    pub billing_proxy: Option<String>,
-    /// only epochs from this one on
-    #[argh(option, default = "0")]
-    pub since_epoch: u64,
-    /// make the local ledger follow the chain (mark billed what the chain has, re-open
-    /// what it lacks and can still take, record the rest as lost)
-    #[argh(switch)]
-    pub apply: bool,
-    /// at most this many (agent, epoch) pairs per run; the next run continues (default: 100000)
-    #[argh(option, default = "100_000")]
-    pub max_pairs: usize,
-    /// HTTP timeout per request in seconds (default: 10)
-    #[argh(option)]
-    pub timeout_seconds: Option<u64>,
-    /// allow http:// URLs to hosts other than loopback
-    #[argh(switch)]
-    pub allow_insecure_http: bool,
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
+crate::view_command! {
+    /// Compare the local billing ledger with the escrow contract's getEpochState (and the
+    /// escrow's fee with ours); exit 4 on any difference. --apply makes the local ledger
+    /// follow the chain in one transaction. Resumes where a bounded run stopped.
+    #[argh(subcommand, name = "reconcile")]
+    Reconcile {
+        /// only epochs from this one on
+        #[argh(option, default = "0")]
+        pub since_epoch: u64,
+        /// make the local ledger follow the chain (mark billed what the chain has, re-open
+        /// what it lacks and can still take, record the rest as lost)
+        #[argh(switch)]
+        pub apply: bool,
+        /// at most this many (agent, epoch) pairs per run; the next run continues (default: 100000)
+        #[argh(option, default = "100_000")]
+        pub max_pairs: usize,
+        /// table, json or tsv (default: table)
+        #[argh(option, default = "Format::Table")]
+        pub format: Format,
+    }
 }
 
 /// One difference between the local ledger and the chain.
@@ -64,12 +52,7 @@ struct Difference {
 
 impl Run for Reconcile {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let cfg = config::view_config(
-            self.escrow_contract.clone(),
-            self.billing_proxy.clone(),
-            self.timeout_seconds,
-            self.allow_insecure_http,
-        )?;
+        let cfg = self.view_config()?;
         if self.max_pairs == 0 {
             return Err(Error::usage("--max-pairs must be at least 1"));
         }

@@ -180,29 +180,18 @@ impl Run for BillingAttempts {
     }
 }
 
-/// Open bills (Billed, Delinquent, not yet read), oldest first: what is still due, what was
-/// paid in part, the deadline and whether it can be enforced.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "receivables")]
-pub struct Receivables {
-    /// table, json or tsv (default: table)
-    #[argh(option, default = "Format::Table")]
-    pub format: Format,
-    /// re-read every open bill from the chain now (needs --escrow-contract)
-    #[argh(switch)]
-    pub refresh: bool,
-    /// address of the StreamAgencyEscrow contract (claw1...), for --refresh
-    #[argh(option)]
-    pub escrow_contract: Option<String>,
-    /// gateway to read the contract's views from (default: https://api.claws.network)
-    #[argh(option)]
-    pub billing_proxy: Option<String>,
-    /// HTTP timeout per request in seconds (default: 10)
-    #[argh(option)]
-    pub timeout_seconds: Option<u64>,
-    /// allow an http:// gateway other than loopback
-    #[argh(switch)]
-    pub allow_insecure_http: bool,
+crate::view_command! {
+    /// Open bills (Billed, Delinquent, not yet read), oldest first: what is still due, what
+    /// was paid in part, the deadline and whether it can be enforced.
+    #[argh(subcommand, name = "receivables")]
+    Receivables {
+        /// table, json or tsv (default: table)
+        #[argh(option, default = "Format::Table")]
+        pub format: Format,
+        /// re-read every open bill from the chain now (needs --escrow-contract)
+        #[argh(switch)]
+        pub refresh: bool,
+    }
 }
 
 impl Receivables {
