@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-
 use super::{Ctx, Run};
 use crate::chain::escrow::client::Escrow;
 use crate::chain::escrow::{self, AgentInfo, Decision, EscrowConfig, Views};
@@ -12,10 +11,10 @@ use crate::chain::gateway::Gateway;
 use crate::chain::ledger::EpochState;
 use crate::crypto::keys::Address;
 use crate::error::{Error, Result};
+use crate::now_ms;
 use crate::ops::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;
-use crate::now_ms;
 
 const CURSOR: &str = "reconcile_cursor";
 
