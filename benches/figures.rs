@@ -325,18 +325,9 @@ fn billing(n: usize, simulate: SimulateRoute, cost: CostRoute) {
                 .insert(wallet(i).address().to_bech32(), EscrowAgent::default());
         }
     }
-    let pem = operator_pem(&sb);
-    let billing_args = [
-        "--billing-enabled",
-        "--escrow-contract",
-        CONTRACT,
-        "--operator-pem",
-        pem.to_str().unwrap(),
-        "--billing-proxy",
-        &fake.url,
-        "--max-tick-seconds",
-        "3600",
-    ];
+    let mut billing_args = billing_options(&sb, &fake);
+    billing_args.extend(["--max-tick-seconds".into(), "3600".into()]);
+    let billing_args: Vec<&str> = billing_args.iter().map(String::as_str).collect();
     // From a fresh start the breaker's slow start sends 1, 2, 4, ... transactions as bills
     // are confirmed; the fake executes at once, so each tick confirms the last one's.
     let (mut ticks, mut wall, mut cpu) = (0, Duration::ZERO, Duration::ZERO);
@@ -385,6 +376,22 @@ fn billing(n: usize, simulate: SimulateRoute, cost: CostRoute) {
             m.wall.as_secs_f64() * 1e3 / sent.max(1) as f64,
         ),
     );
+}
+
+/// Billing on, bob the operator, the fake as the billing gateway.
+fn billing_options(sb: &Sandbox, fake: &FakeClaws) -> Vec<String> {
+    let pem = operator_pem(sb);
+    [
+        "--billing-enabled",
+        "--escrow-contract",
+        CONTRACT,
+        "--operator-pem",
+        pem.to_str().unwrap(),
+        "--billing-proxy",
+        &fake.url,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The operator's wallet (bob), 0600, in the sandbox.
@@ -437,16 +444,8 @@ fn fee_run(
             .unwrap();
         }
     }
-    let pem = operator_pem(&sb);
-    let mut args = vec![
-        "--billing-enabled",
-        "--escrow-contract",
-        CONTRACT,
-        "--operator-pem",
-        pem.to_str().unwrap(),
-        "--billing-proxy",
-        &fake.url,
-    ];
+    let options = billing_options(&sb, &fake);
+    let mut args: Vec<&str> = options.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     for _ in 0..6 {
         let m = tick(&sb, &fake, &args);
