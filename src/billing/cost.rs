@@ -5,7 +5,7 @@
 use super::Biller;
 use crate::chain::fees::{FeeRule, SAFE_GAS_LIMIT};
 use crate::chain::gateway::Cost;
-use crate::chain::tx::{data_of, Transaction};
+use crate::chain::tx::{call_of, Transaction};
 use crate::config::Gas;
 use crate::error::Result;
 use crate::store::Store;
@@ -29,11 +29,9 @@ fn learned_key(function: &str) -> String {
 /// that it used less than half of what it was given: the next limit gives it three
 /// quarters, never less than it needs, until a refund tells the real figure.
 fn learn(store: &Store, rule: FeeRule, signed_tx: &str, gas_used: u64) -> Result<()> {
-    let data = data_of(signed_tx).unwrap_or_default();
-    let limit = serde_json::from_str::<serde_json::Value>(signed_tx)
-        .ok()
-        .and_then(|v| v.get("gasLimit")?.as_u64())
-        .unwrap_or(u64::MAX);
+    let Some((data, limit)) = call_of(signed_tx) else {
+        return Ok(());
+    };
     let moved = rule.move_gas(data.len());
     let execution = if gas_used >= limit {
         limit.saturating_sub(moved) / 2
@@ -45,6 +43,19 @@ fn learn(store: &Store, rule: FeeRule, signed_tx: &str, gas_used: u64) -> Result
 }
 
 impl Biller {
+    /// A contract call of the operator's to the escrow, with its gas.
+    pub(super) fn call(&self, nonce: u64, data: String, sizing: Sizing) -> Transaction {
+        Transaction {
+            nonce,
+            receiver: self.cfg.escrow,
+            sender: self.cfg.operator.address(),
+            gas_price: sizing.gas_price,
+            gas_limit: sizing.gas_limit,
+            data,
+            chain_id: self.cfg.chain.clone(),
+        }
+    }
+
     /// The gas of a call with `data` (`function` is its first part) at this pass's price.
     pub(super) fn size(&self, store: &Store, data: &str, nonce: u64) -> Result<Sizing> {
         let function = data.split('@').next().unwrap_or("");
@@ -83,15 +94,12 @@ impl Biller {
         if self.cost_absent.get() {
             return None;
         }
-        let tx = Transaction {
-            nonce,
-            receiver: self.cfg.escrow,
-            sender: self.cfg.operator.address(),
-            gas_price: self.gas_price.get(),
+        let sizing = Sizing {
             gas_limit: SAFE_GAS_LIMIT,
-            data: data.to_string(),
-            chain_id: self.cfg.chain.clone(),
+            gas_price: self.gas_price.get(),
+            expected_fee: None,
         };
+        let tx = self.call(nonce, data.to_string(), sizing);
         match self.gateway.cost(&tx.unsigned()) {
             Ok(Cost::Units(units)) => {
                 let moved = rule.map_or(0, |r| r.move_gas(data.len()));
@@ -114,7 +122,7 @@ impl Biller {
     /// execution gas from the successful ones.
     pub(super) fn record_fees(&self, store: &Store, limit: usize) -> Result<usize> {
         let mut recorded = 0;
-        for tx in store.fees_unknown(limit)? {
+        for tx in store.fees_unknown(limit, crate::now_ms())? {
             let receipt = match self.gateway.receipt(&tx.hash) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,

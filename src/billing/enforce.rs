@@ -154,7 +154,8 @@ impl Biller {
             );
             return Ok(true);
         }
-        let id = store.record_enforcement(bill, nonce, &signed, due, now_ms())?;
+        let signed_row = (nonce, signed.as_str(), sizing.gas_limit);
+        let id = store.record_enforcement(bill, signed_row, due, now_ms())?;
         let written = PendingEnforcement {
             id,
             agent_id: bill.agent_id,

@@ -11,7 +11,7 @@ use crate::chain::escrow::{self, Decision, EscrowConfig, Views};
 use crate::chain::fees::claw;
 use crate::chain::gateway::{Sent, Simulated};
 use crate::chain::ledger::Kind;
-use crate::chain::tx::{bill_epoch_data, Transaction};
+use crate::chain::tx::bill_epoch_data;
 use crate::error::Result;
 use crate::now_ms;
 use crate::store::billing::{Candidate, Settled};
@@ -180,10 +180,10 @@ impl Biller {
             }
             Decision::Unbillable { kind, reason } => {
                 let (kind, reason) = match store.release_unprofitable(c.agent_id, c.epoch)? {
-                    Some(held) => (Kind::Lost, format!(
+                    Some((charge, fee)) => (Kind::Lost, format!(
                         "held as unprofitable (expected fee {} CLAW, charge {} CLAW) until the contract no longer took it: {reason}",
-                        claw(held.fee_atto),
-                        claw(held.charge_atto)
+                        claw(fee),
+                        claw(charge)
                     )),
                     None => (kind, reason),
                 };
@@ -258,16 +258,7 @@ impl Biller {
     /// A contract call of the operator's, signed with its sized gas: the body
     /// `/transaction/send` takes.
     pub(super) fn signed_call(&self, nonce: u64, data: String, sizing: Sizing) -> String {
-        let tx = Transaction {
-            nonce,
-            receiver: self.cfg.escrow,
-            sender: self.cfg.operator.address(),
-            gas_price: sizing.gas_price,
-            gas_limit: sizing.gas_limit,
-            data,
-            chain_id: self.cfg.chain.clone(),
-        };
-        tx.sign(&self.cfg.operator)
+        self.call(nonce, data, sizing).sign(&self.cfg.operator)
     }
 
     /// A bill whose expected fee is more than its charge is held, not sent (unless

@@ -222,9 +222,14 @@ impl Gateway {
     }
 
     /// What the transaction cost once executed; `None` while its receipt has no fee.
+    /// A transaction the gateway does not know (pruned) has no receipt either.
     pub fn receipt(&self, hash: &str) -> Result<Option<Receipt>, String> {
         let path = format!("/transaction/{hash}?withResults=true");
-        Ok(parse_receipt(&self.call("GET", &path, None)?))
+        match self.call("GET", &path, None) {
+            Ok(data) => Ok(parse_receipt(&data)),
+            Err(GatewayError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// `POST /transaction/cost` of an unsigned body. `Err`: the gateway does not serve it

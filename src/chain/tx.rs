@@ -31,14 +31,18 @@ pub fn enforce_epoch_data(agent: &Address, epoch: u64) -> String {
     format!("enforceEpoch@{}@{}", agent.to_hex(), u64_arg(epoch))
 }
 
-/// The call data of a body sent to `/transaction/send` (`function@arg...`), decoded.
-pub fn data_of(body: &str) -> Option<String> {
+/// The call data (`function@arg...`, decoded) and gas limit of a body sent to
+/// `/transaction/send`.
+pub fn call_of(body: &str) -> Option<(String, u64)> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let encoded = value.get("data")?.as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
-    String::from_utf8(bytes).ok()
+    Some((
+        String::from_utf8(bytes).ok()?,
+        value.get("gasLimit")?.as_u64()?,
+    ))
 }
 
 #[derive(Debug, Clone)]

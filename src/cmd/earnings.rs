@@ -37,24 +37,14 @@ struct Line {
 }
 
 impl Line {
-    fn add_charge(&mut self, c: &Charge) {
-        self.bills += 1;
-        self.windows += c.windows;
-        let m = Money::of(std::iter::once(c));
-        self.money.billed += m.billed;
-        self.money.settled += m.settled;
-        self.money.slashed += m.slashed;
-        self.money.outstanding += m.outstanding;
-    }
-
-    fn add(&mut self, other: &Line) {
-        self.bills += other.bills;
-        self.windows += other.windows;
-        self.money.billed += other.money.billed;
-        self.money.settled += other.money.settled;
-        self.money.slashed += other.money.slashed;
-        self.money.outstanding += other.money.outstanding;
-        self.fees += other.fees;
+    /// The figures of `charges` (one agent's, or all) and the fees paid for them.
+    fn of(charges: &[&Charge], fees: u128) -> Line {
+        Line {
+            bills: charges.len() as i64,
+            windows: charges.iter().map(|c| c.windows).sum(),
+            money: Money::of(charges.iter().copied()),
+            fees,
+        }
     }
 
     /// Charged minus fees: negative when billing burned money.
@@ -98,28 +88,24 @@ impl Run for Earnings {
         let store = ctx.open()?;
         let since = i64::try_from(self.since_epoch)
             .map_err(|_| Error::usage("--since-epoch is out of range"))?;
-        if crate::config::string_opt(self.escrow_contract.clone(), "escrow-contract").is_some() {
-            let view = (self.escrow_contract.clone(), self.billing_proxy.clone());
-            super::report::refresh_open_bills(
-                &store,
-                view,
-                self.timeout_seconds,
-                self.allow_insecure_http,
-            )?;
+        if self.has_contract() {
+            super::report::refresh_open_bills(&store, &self.view_config()?)?;
         }
-        let mut lines: BTreeMap<String, Line> = BTreeMap::new();
-        for c in store
-            .charges(false, None)?
-            .iter()
-            .filter(|c| c.epoch >= since)
-        {
-            lines.entry(c.address.clone()).or_default().add_charge(c);
+        let charges = store.charges(false, None)?;
+        let charges: Vec<&Charge> = charges.iter().filter(|c| c.epoch >= since).collect();
+        let mut by_agent: BTreeMap<String, (Vec<&Charge>, u128)> = BTreeMap::new();
+        for c in &charges {
+            by_agent.entry(c.address.clone()).or_default().0.push(c);
         }
         for (_, address, fee) in store.fees_by_agent(since)? {
-            lines.entry(address).or_default().fees += fee;
+            by_agent.entry(address).or_default().1 += fee;
         }
-        let mut total = Line::default();
-        lines.values().for_each(|l| total.add(l));
+        let total_fees = by_agent.values().map(|(_, fee)| fee).sum();
+        let total = Line::of(&charges, total_fees);
+        let lines: BTreeMap<String, Line> = by_agent
+            .into_iter()
+            .map(|(address, (charges, fee))| (address, Line::of(&charges, fee)))
+            .collect();
         print!("{}", render(&lines, &total, self.format));
         Ok(())
     }

@@ -77,9 +77,10 @@ impl Run for Reconcile {
             mut found,
             mut corrections,
             done,
+            infos,
         } = walk.run(&store, since, self.max_pairs)?;
         if done {
-            let (more, fixes) = walk.missing(&store, since, self.max_pairs)?;
+            let (more, fixes) = walk.missing(&store, infos, (since, self.max_pairs))?;
             found.extend(more);
             corrections.extend(fixes);
         }
@@ -121,6 +122,8 @@ struct Walked {
     found: Vec<Difference>,
     corrections: Vec<(i64, i64, Correction)>,
     done: bool,
+    /// `getAgentInfo` of the agents the walk met, by agent id (asked once per run).
+    infos: HashMap<i64, Option<AgentInfo>>,
 }
 
 /// One bounded walk over the ledger.
@@ -177,6 +180,7 @@ impl Walk<'_> {
             found,
             corrections,
             done,
+            infos,
         })
     }
 
@@ -184,12 +188,21 @@ impl Walk<'_> {
     /// (`getAgentInfo`) past its latest local epoch marks epochs to ask `getEpochState`
     /// and `getEpochDebt` about (a restored backup, a copy behind its primary). At most
     /// `budget` epochs asked.
-    fn missing(&self, store: &Store, since: i64, budget: usize) -> Result<Found> {
+    fn missing(
+        &self,
+        store: &Store,
+        mut infos: HashMap<i64, Option<AgentInfo>>,
+        (since, budget): (i64, usize),
+    ) -> Result<Found> {
         let (mut found, mut fixes, mut asked) = (Vec::new(), Vec::new(), 0);
         for (agent_id, address) in store.agent_list()? {
             let agent = Address::parse(&address)
                 .map_err(|e| Error::runtime(format!("agent {address} in the database: {e}")))?;
-            let Some(info) = self.escrow.agent_info(&agent).map_err(gateway_error)? else {
+            let info = match infos.remove(&agent_id) {
+                Some(known) => known,
+                None => self.escrow.agent_info(&agent).map_err(gateway_error)?,
+            };
+            let Some(info) = info else {
                 continue;
             };
             let from = match store.latest_local_epoch(agent_id)? {

@@ -197,8 +197,7 @@ crate::view_command! {
 impl Receivables {
     /// `--refresh`: every open bill read now, through the contract's views.
     fn refresh(&self, store: &crate::store::Store) -> Result<()> {
-        let view = (self.escrow_contract.clone(), self.billing_proxy.clone());
-        refresh_open_bills(store, view, self.timeout_seconds, self.allow_insecure_http)
+        refresh_open_bills(store, &self.view_config()?)
     }
 }
 
@@ -206,11 +205,8 @@ impl Receivables {
 /// `earnings` with the billing options): `(escrow contract, gateway)` as given.
 pub(super) fn refresh_open_bills(
     store: &crate::store::Store,
-    (escrow, proxy): (Option<String>, Option<String>),
-    timeout_seconds: Option<u64>,
-    allow_insecure_http: bool,
+    cfg: &crate::config::ViewConfig,
 ) -> Result<()> {
-    let cfg = crate::config::view_config(escrow, proxy, timeout_seconds, allow_insecure_http)?;
     let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
     let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
     let current = store.max_epoch_seen()?.unwrap_or(0);

@@ -2,7 +2,6 @@
 //! interval), until SIGTERM or SIGINT, which let the agent in hand finish.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::{Ctx, Run};
 use crate::error::Result;
@@ -11,8 +10,6 @@ use crate::ops::notify;
 use crate::tick::Agency;
 use crate::{config, now_ms};
 
-/// Sleep granularity while waiting: how fast a signal is noticed.
-const SLICE_MS: i64 = 50;
 /// How often records that wait for a full or read-only disk are tried again.
 const BACKLOG_RETRY_MS: i64 = 1_000;
 
@@ -79,19 +76,8 @@ fn run(
             Some(next) => next.min(now_ms() + poll_ms),
             None => now_ms() + poll_ms,
         };
-        sleep_until(agency, wake);
+        crate::ops::signals::sleep_until(&agency.stop, wake);
     }
     log::info!("run: stopped by signal");
     Ok(())
-}
-
-/// Sleeps in short slices so that a signal is noticed quickly.
-fn sleep_until(agency: &Agency, wake: i64) {
-    while !agency.stop.load(Ordering::SeqCst) {
-        let left = wake - now_ms();
-        if left <= 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(left.min(SLICE_MS) as u64));
-    }
 }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
@@ -70,9 +69,7 @@ impl Run for StandbyCmd {
                 .tick
                 .next_due_ms
                 .map_or(now_ms() + poll_ms, |n| n.min(now_ms() + poll_ms));
-            while !agency.stop.load(Ordering::SeqCst) && now_ms() < wake {
-                std::thread::sleep(Duration::from_millis((wake - now_ms()).clamp(1, 50) as u64));
-            }
+            crate::ops::signals::sleep_until(&agency.stop, wake);
         }
         log::info!("standby: stopped by signal");
         Ok(())

@@ -16,6 +16,16 @@ pub struct Anchor {
     pub boot_id: String,
 }
 
+/// This boot's id: it cannot change within a process, so it is read once.
+fn boot_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
 /// What the wall clock did since an anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -33,10 +43,14 @@ impl Anchor {
         Anchor {
             wall_ms: crate::now_ms(),
             boot_ms: boot.tv_sec * 1000 + boot.tv_nsec / 1_000_000,
-            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
+            boot_id: boot_id().to_string(),
         }
+    }
+
+    /// How the wall clock moved since the anchor kept as `kept` (`None`: none kept yet).
+    pub fn step_since(kept: Option<&str>) -> Option<Step> {
+        kept.and_then(Anchor::decode)
+            .map(|k| k.step_to(&Anchor::now()))
     }
 
     pub fn encode(&self) -> String {

@@ -38,11 +38,7 @@ pub fn kept_offset(store: &Store) -> Result<Option<crate::net::clock::Offset>> {
     let kept = store
         .meta_get(crate::net::clock::STORE_KEY)?
         .and_then(|t| crate::net::clock::estimate(&crate::net::clock::decode(&t)));
-    let stepped = store
-        .meta_get(ANCHOR_KEY)?
-        .as_deref()
-        .and_then(Anchor::decode)
-        .map(|k| k.step_to(&Anchor::now()));
+    let stepped = Anchor::step_since(store.meta_get(ANCHOR_KEY)?.as_deref());
     Ok(match (kept, stepped) {
         (Some(mut o), Some(Step::By(delta))) => {
             o.ms -= delta;
@@ -68,7 +64,7 @@ pub fn held(store: &Store) -> Result<Vec<String>> {
 /// Agents whose bills are held because they would cost more than they bring in.
 pub fn unprofitable(store: &Store) -> Result<Vec<String>> {
     let mut by_agent: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for u in store.unprofitable(None)? {
+    for u in store.unprofitable()? {
         by_agent.entry(u.address).or_default().push(format!(
             "epoch {} (fee {} CLAW > charge {} CLAW)",
             u.epoch,

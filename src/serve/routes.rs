@@ -169,32 +169,28 @@ impl Intake {
         }
         // A live operator token needs no signed message, whatever the body (`{}` included).
         let operator = auth::operator(req, &self.store)?;
-        let signed =
-            !req.body.is_empty() && object(&req.body).is_ok_and(|b| text(&b, "message").is_some());
-        let allowed =
-            if operator.is_ok() || req.body.is_empty() || (auth::presents_token(req) && !signed) {
-                operator
-            } else {
-                match object(&req.body) {
-                    Err(r) => Err(r),
-                    Ok(body) => match (text(&body, "message"), text(&body, "signature")) {
-                        (Some(msg), Some(sig)) => {
-                            let now_s = now_ms() / 1000;
-                            auth::action_message(
-                                &self.store,
-                                (&self.name, action, &agent),
-                                msg,
-                                sig,
-                                now_s,
-                            )?
-                        }
-                        _ => Err(Refusal(
-                            400,
-                            "the body needs \"message\" and \"signature\"".into(),
-                        )),
-                    },
-                }
-            };
+        let body = (!req.body.is_empty()).then(|| object(&req.body));
+        let signed = match &body {
+            Some(Ok(b)) => text(b, "message").map(|m| (m, text(b, "signature"))),
+            _ => None,
+        };
+        let allowed = match (operator, &body, signed) {
+            (Ok(()), _, _) => Ok(()),
+            (Err(r), None, _) => Err(r),
+            (Err(r), Some(_), None) if auth::presents_token(req) => Err(r),
+            (_, Some(Err(r)), _) => Err(r.clone()),
+            (_, _, Some((msg, Some(sig)))) => auth::action_message(
+                &self.store,
+                (&self.name, action, &agent),
+                msg,
+                sig,
+                now_ms() / 1000,
+            )?,
+            _ => Err(Refusal(
+                400,
+                "the body needs \"message\" and \"signature\"".into(),
+            )),
+        };
         if let Err(r) = allowed {
             return Ok(Err(r));
         }

@@ -26,6 +26,9 @@ pub struct Standby {
     ends: HashMap<String, i64>,
     /// The copy could be read at the last pass (its failures are said when they change).
     copy_ok: Option<bool>,
+    /// The copy's file (modified, length) at the last good read: unchanged, it is not
+    /// read and mirrored again (the mirror of the same view changes nothing).
+    read_as: Option<(std::time::SystemTime, u64)>,
     /// While the primary is late: what was told ("the primary is late: N agents ...").
     late: Option<String>,
 }
@@ -44,6 +47,7 @@ impl Standby {
             lead_ms,
             ends: HashMap::new(),
             copy_ok: None,
+            read_as: None,
             late: None,
         }
     }
@@ -63,9 +67,17 @@ impl Standby {
         })
     }
 
-    /// The copy, or `None` (said once when it stops or starts being readable).
+    /// The copy when it changed since the last good read, or `None` (unchanged, or
+    /// unreadable: said once when it stops or starts being readable).
     fn read(&mut self) -> Option<CopyView> {
+        let stamp = std::fs::metadata(&self.copy)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_some() && stamp == self.read_as {
+            return None;
+        }
         let read = read_copy(&self.copy);
+        self.read_as = stamp.filter(|_| read.is_ok());
         let ok = read.is_ok();
         if self.copy_ok != Some(ok) {
             match &read {

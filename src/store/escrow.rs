@@ -262,18 +262,17 @@ impl Store {
     pub fn record_enforcement(
         &self,
         bill: &Overdue,
-        nonce: u64,
-        signed: &str,
+        (nonce, signed, gas_limit): (u64, &str, u64),
         due_before: u128,
         now: i64,
     ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO enforcements (agent_id, epoch, created_ms, updated_ms, nonce, signed_tx,
-                                       status, due_before_atto)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5, 'pending', ?6)
+                                       status, due_before_atto, gas_limit)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, 'pending', ?6, ?7)
              ON CONFLICT (agent_id, epoch) DO UPDATE SET created_ms = ?3, updated_ms = ?3,
                  nonce = ?4, signed_tx = ?5, status = 'pending', due_before_atto = ?6,
-                 tx_hash = NULL, outcome = NULL, retry = 0
+                 gas_limit = ?7, tx_hash = NULL, outcome = NULL, retry = 0
              WHERE status = 'failed' AND retry = 1",
             params![
                 bill.agent_id,
@@ -281,7 +280,8 @@ impl Store {
                 now,
                 nonce as i64,
                 signed,
-                due_before.to_string()
+                due_before.to_string(),
+                gas_limit as i64
             ],
         )?;
         Ok(self.conn.query_row(

@@ -6,6 +6,9 @@ use rusqlite::{params, OptionalExtension};
 use super::Store;
 use crate::error::Result;
 
+/// How long after its outcome a transaction's receipt is asked for its fee.
+pub const RECEIPT_WAIT_MS: i64 = 86_400_000;
+
 /// A transaction whose outcome is known and whose fee is not recorded yet.
 #[derive(Debug, Clone)]
 pub struct FeeUnknown {
@@ -22,7 +25,6 @@ pub struct FeeUnknown {
 /// A bill held as unprofitable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unprofitable {
-    pub agent_id: i64,
     pub address: String,
     pub epoch: i64,
     pub charge_atto: u128,
@@ -30,19 +32,21 @@ pub struct Unprofitable {
 }
 
 impl Store {
-    /// Transactions settled (either way) without a recorded fee, oldest first.
-    pub fn fees_unknown(&self, limit: usize) -> Result<Vec<FeeUnknown>> {
+    /// Transactions settled (either way) within the last [`RECEIPT_WAIT_MS`] without a
+    /// recorded fee, oldest first: a receipt that never gives one is not asked for forever.
+    pub fn fees_unknown(&self, limit: usize, now: i64) -> Result<Vec<FeeUnknown>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 0, id, tx_hash, kind IN ('billed', 'billed-found-on-chain'), signed_tx, updated_ms
                FROM billing_attempts
               WHERE tx_hash IS NOT NULL AND fee_atto IS NULL AND status != 'pending'
-                AND signed_tx IS NOT NULL AND kind IS NOT 'mvp'
+                AND signed_tx IS NOT NULL AND kind IS NOT 'mvp' AND updated_ms >= ?2
              UNION ALL
              SELECT 1, id, tx_hash, status = 'done', signed_tx, updated_ms FROM enforcements
               WHERE tx_hash IS NOT NULL AND fee_atto IS NULL AND status != 'pending'
+                AND updated_ms >= ?2
              ORDER BY 6 LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map(params![limit as i64, now - RECEIPT_WAIT_MS], |r| {
             Ok(FeeUnknown {
                 enforcement: r.get(0)?,
                 id: r.get(1)?,
@@ -75,18 +79,14 @@ impl Store {
         current: i64,
         now: i64,
     ) -> Result<bool> {
-        let before: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM unprofitable WHERE agent_id = ?1 AND epoch = ?2
-                                                           AND kind = ?3)",
-            params![agent_id, epoch, kind],
-            |r| r.get(0),
-        )?;
-        self.conn.execute(
+        // created_ms stays as first written: the row is new when it equals `now`.
+        let new: bool = self.conn.query_row(
             "INSERT INTO unprofitable (agent_id, epoch, kind, charge_atto, fee_atto, weighed_epoch,
                                        created_ms)
              VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6)
              ON CONFLICT (agent_id, epoch, kind) DO UPDATE SET charge_atto = ?3, fee_atto = ?4,
-                                                               weighed_epoch = ?5",
+                                                               weighed_epoch = ?5
+             RETURNING created_ms = ?6",
             params![
                 agent_id,
                 epoch,
@@ -96,8 +96,9 @@ impl Store {
                 now,
                 kind
             ],
+            |r| r.get(0),
         )?;
-        Ok(!before)
+        Ok(new)
     }
 
     /// The epoch a held bill was last weighed in (`None`: not held).
@@ -112,38 +113,38 @@ impl Store {
             .optional()?)
     }
 
-    /// The hold of a bill, when it is sent or settled: it is no longer held.
-    pub fn release_unprofitable(&self, agent_id: i64, epoch: i64) -> Result<Option<Unprofitable>> {
-        let held = self
-            .unprofitable(Some((agent_id, epoch)))?
-            .into_iter()
-            .next();
-        self.conn.execute(
-            "DELETE FROM unprofitable WHERE agent_id = ?1 AND epoch = ?2 AND kind = 'bill'",
-            params![agent_id, epoch],
-        )?;
-        Ok(held)
+    /// The hold of a bill, when it is sent or settled: it is no longer held. Returns
+    /// (charge, fee) as last weighed, when it was held.
+    pub fn release_unprofitable(&self, agent_id: i64, epoch: i64) -> Result<Option<(u128, u128)>> {
+        let held: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "DELETE FROM unprofitable WHERE agent_id = ?1 AND epoch = ?2 AND kind = 'bill'
+                 RETURNING charge_atto, fee_atto",
+                params![agent_id, epoch],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(held.map(|(c, f)| (c.parse().unwrap_or(0), f.parse().unwrap_or(0))))
     }
 
-    /// Every bill held as unprofitable (or the one of `only`), by agent and epoch.
-    pub fn unprofitable(&self, only: Option<(i64, i64)>) -> Result<Vec<Unprofitable>> {
-        let (agent, epoch) = only.unwrap_or((-1, -1));
+    /// Every bill held as unprofitable, by agent and epoch.
+    pub fn unprofitable(&self) -> Result<Vec<Unprofitable>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.agent_id, a.address, u.epoch, u.charge_atto, u.fee_atto
+            "SELECT a.address, u.epoch, u.charge_atto, u.fee_atto
                FROM unprofitable u JOIN agents a ON a.id = u.agent_id
-              WHERE u.kind = 'bill' AND (?1 = -1 OR (u.agent_id = ?1 AND u.epoch = ?2))
+              WHERE u.kind = 'bill'
               ORDER BY a.address, u.epoch",
         )?;
-        let rows = stmt.query_map(params![agent, epoch], |r| {
+        let rows = stmt.query_map([], |r| {
             let amount = |i: usize| -> rusqlite::Result<u128> {
                 Ok(r.get::<_, String>(i)?.parse().unwrap_or(0))
             };
             Ok(Unprofitable {
-                agent_id: r.get(0)?,
-                address: r.get(1)?,
-                epoch: r.get(2)?,
-                charge_atto: amount(3)?,
-                fee_atto: amount(4)?,
+                address: r.get(0)?,
+                epoch: r.get(1)?,
+                charge_atto: amount(2)?,
+                fee_atto: amount(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -70,11 +70,8 @@ pub fn check(store: &Store, gateway: &str, billing: Billing, now: i64) -> Result
 /// plan was made on another clock, so the tick must observe (nothing is asked otherwise).
 pub fn host_clock_moved(store: &Store) -> Result<bool> {
     use crate::net::host_clock::{Anchor, Step, ANCHOR_KEY};
-    let kept = store.meta_get(ANCHOR_KEY)?;
-    Ok(kept
-        .as_deref()
-        .and_then(Anchor::decode)
-        .is_some_and(|k| k.step_to(&Anchor::now()) != Step::Steady))
+    let stepped = Anchor::step_since(store.meta_get(ANCHOR_KEY)?.as_deref());
+    Ok(stepped.is_some_and(|s| s != Step::Steady))
 }
 
 /// The whole idle tick, for `tick` (on a read-only store) and `run`: `Some(summary)` when

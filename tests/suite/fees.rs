@@ -45,6 +45,14 @@ fn attempts(b: &Bill) -> Vec<Value> {
     json(&out).as_array().unwrap().clone()
 }
 
+/// Ticks until every settled transaction's fee is read from its receipt.
+fn fees_recorded(b: &Bill) -> bool {
+    wait_for(Duration::from_secs(30), || {
+        b.tick();
+        attempts(b).iter().all(|a| !a["fee_atto"].is_null())
+    })
+}
+
 /// The least fee a call with `data_len` bytes of data and `execution` gas can pay.
 fn least_fee(b: &Bill, data_len: usize, execution: u64, price: u128) -> u128 {
     let s = b.fake.state();
@@ -73,12 +81,7 @@ fn a_bill_pays_the_least_fee_and_its_cost_is_recorded_to_the_atto() {
     b.usage(ALICE, e - 1, 48);
     b.usage(BOB, e - 1, 24);
     b.tick_until_settled();
-    // The fees are read from the receipts in the pass after the bills settle.
-    let recorded = wait_for(Duration::from_secs(30), || {
-        b.tick();
-        attempts(&b).iter().all(|a| !a["fee_atto"].is_null())
-    });
-    assert!(recorded, "{:?}", attempts(&b));
+    assert!(fees_recorded(&b), "{:?}", attempts(&b));
     let rows = attempts(&b);
     assert_eq!(rows.len(), 2, "{rows:?}");
     let chain_fees: Vec<u128> = b.fake.state().chain.fees_paid.clone();
@@ -263,11 +266,7 @@ fn gas_follows_the_contract_with_or_without_an_estimate() {
         let e = b.current_epoch();
         b.usage(ALICE, e - 2, 48);
         b.tick_until_settled();
-        let first = wait_for(Duration::from_secs(20), || {
-            b.tick();
-            attempts(&b).iter().all(|a| !a["fee_atto"].is_null())
-        });
-        assert!(first);
+        assert!(fees_recorded(&b), "{:?}", attempts(&b));
         b.usage(ALICE, b.current_epoch() - 1, 48);
         b.tick_until_settled();
         let rows = attempts(&b);
