@@ -71,6 +71,20 @@ macro_rules! runtime_options {
         /// the agent's bond with enforceEpoch, once each
         #[argh(switch)]
         enforce_after_grace: [bool],
+        /// the standby's database as replicated back to this host: its windows are
+        /// absorbed at every tick, and an epoch this host did not renew in time is billed
+        /// only once the copy is fresh past its end
+        #[argh(option)]
+        standby_copy: [Option<std::path::PathBuf>],
+        /// with --standby-copy: epochs an epoch waits after its end for a stale copy
+        /// before it is billed with what this host has (default: 1, at most the escrow's
+        /// max_backbill_epochs - 1)
+        #[argh(option)]
+        standby_wait_epochs: [Option<u64>],
+        /// stop renewing an agent with this many enforced, unpaid epochs until the escrow
+        /// shows it healthy again; 0 never stops (default: 2)
+        #[argh(option)]
+        max_delinquent_epochs: [Option<u64>],
         /// stop starting renewals and billing after this many seconds; the rest goes
         /// first next time (default: 50, so a one-minute timer never overlaps)
         #[argh(option)]
@@ -201,6 +215,8 @@ pub struct RuntimeConfig {
     pub chain: String,
     /// A host clock off the network's by more than this needs a human.
     pub max_clock_skew_ms: i64,
+    /// `--standby-copy`: the standby's database, replicated back here.
+    pub standby_copy: Option<PathBuf>,
     pub billing: Option<BillingConfig>,
 }
 
@@ -216,6 +232,12 @@ pub struct BillingConfig {
     pub bill_at_a_loss: bool,
     /// `--enforce-after-grace`: collect bills unpaid past their deadline from the bond.
     pub enforce_after_grace: bool,
+    /// With `--standby-copy`: how many epochs an epoch this host did not renew in time
+    /// waits for the standby's copy (`--standby-wait-epochs`); `None` without a standby.
+    pub standby_wait_epochs: Option<i64>,
+    /// `--max-delinquent-epochs`: enforced, unpaid epochs after which an agent is not
+    /// renewed (0: never).
+    pub max_delinquent_epochs: i64,
 }
 
 /// The one reader of the environment: a variable set but empty (as env-file templates
@@ -356,6 +378,7 @@ impl RuntimeArgs {
         }
         Ok(RuntimeConfig {
             max_clock_skew_ms: skew as i64 * 1000,
+            standby_copy: self.standby_copy_path(),
             chain: chain_id(self.billing_chain.clone())?,
             policy: Policy {
                 lead_ms: lead as i64 * 1000,
@@ -378,6 +401,12 @@ impl RuntimeArgs {
             max_tick: Duration::from_secs(max_tick),
             billing,
         })
+    }
+
+    fn standby_copy_path(&self) -> Option<PathBuf> {
+        self.standby_copy
+            .clone()
+            .or_else(|| string_opt(None, "standby-copy").map(PathBuf::from))
     }
 
     fn billing(&self, allow_http: bool) -> Result<BillingConfig> {
@@ -408,6 +437,14 @@ impl RuntimeArgs {
             gas_price,
             bill_at_a_loss: switch(self.bill_at_a_loss, "bill-at-a-loss")?,
             enforce_after_grace: switch(self.enforce_after_grace, "enforce-after-grace")?,
+            standby_wait_epochs: match self.standby_copy_path() {
+                Some(_) => Some(
+                    u64_opt(self.standby_wait_epochs, "standby-wait-epochs", 1)?.min(1_000) as i64,
+                ),
+                None => None,
+            },
+            max_delinquent_epochs: u64_opt(self.max_delinquent_epochs, "max-delinquent-epochs", 2)?
+                .min(1_000_000) as i64,
         })
     }
 }

@@ -102,8 +102,10 @@ impl Biller {
         }
     }
 
-    /// An enforcement that would cost more than it can recover (the remaining due, at most
-    /// the bond) is not sent (unless `--bill-at-a-loss`): said once, weighed next epoch.
+    /// An enforcement is weighed by what it does, not only by what it takes: besides what
+    /// the bond can give, its first run marks the debt on chain (Delinquent, -90 credit,
+    /// Suspended), which is worth the bill's due. One whose fee is more than the due is not
+    /// sent (unless `--bill-at-a-loss`): said once, weighed next epoch.
     fn unprofitable_enforcement(
         &self,
         store: &Store,
@@ -111,16 +113,18 @@ impl Biller {
         due: &Due,
         fee: Option<u128>,
     ) -> Result<bool> {
-        let Some(fee) = fee.filter(|&f| f > due.recoverable && !self.cfg.bill_at_a_loss) else {
+        let worth = due.due.max(due.recoverable);
+        let Some(fee) = fee.filter(|&f| f > worth && !self.cfg.bill_at_a_loss) else {
             return Ok(false);
         };
         let ids = (bill.agent_id, bill.epoch, "enforcement");
-        if store.hold_unprofitable(ids, due.recoverable, fee, due.current, now_ms())? {
+        if store.hold_unprofitable(ids, worth, fee, due.current, now_ms())? {
             log::warn!(
-                "{} epoch {}: enforceEpoch not sent: its expected fee {} CLAW is more than it can recover ({} CLAW); weighed again each epoch (--bill-at-a-loss sends it)",
+                "{} epoch {}: enforceEpoch not sent: its expected fee {} CLAW is more than the debt it marks ({} CLAW due, {} CLAW recoverable); weighed again each epoch (--bill-at-a-loss sends it)",
                 bill.address,
                 bill.epoch,
                 claw(fee),
+                claw(due.due),
                 claw(due.recoverable)
             );
         }

@@ -3,7 +3,7 @@
 //! Read at a bounded rate: at most once per agent per epoch here, and at each bill.
 
 use super::Biller;
-use crate::chain::escrow::AgentInfo;
+use crate::chain::escrow::{AgentInfo, AgentStatus};
 use crate::crypto::keys::Address;
 use crate::error::Result;
 use crate::store::Store;
@@ -68,5 +68,53 @@ impl Biller {
             reads += 1;
         }
         Ok(reads)
+    }
+}
+
+impl Biller {
+    /// The agency stops working for free: an agent with `--max-delinquent-epochs` enforced,
+    /// unpaid epochs is held (not renewed); a held one is read each tick and renewed again
+    /// once the escrow shows it healthy: Active again (`resumeIfHealthy`), nothing
+    /// outstanding, or a bond that covers what it owes (a top-up).
+    pub fn follow_debt_holds(
+        &self,
+        store: &Store,
+        now: i64,
+        halted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        if self.cfg.max_delinquent_epochs > 0 {
+            for address in store.hold_delinquent(self.cfg.max_delinquent_epochs, now)? {
+                log::warn!(
+                    "{address}: {} or more enforced epochs unpaid: no longer renewed until the escrow shows it healthy (resumeIfHealthy, a top-up, its debt settled)",
+                    self.cfg.max_delinquent_epochs
+                );
+            }
+        }
+        for (agent_id, address) in store.debt_held(READS_PER_TICK)? {
+            if halted() {
+                break;
+            }
+            let Ok(agent) = Address::parse(&address) else {
+                continue;
+            };
+            let escrow = self.escrow();
+            let read = escrow
+                .agent_info(&agent)
+                .and_then(|info| Ok((info, escrow.agent_financials(&agent)?)));
+            match read {
+                Ok((info, (bond, outstanding))) => {
+                    let active = info.is_some_and(|i| i.status == AgentStatus::Active);
+                    if active || outstanding == 0 || bond >= outstanding {
+                        store.release_debt_hold(agent_id, now)?;
+                        log::info!("{address} is healthy on the escrow again: renewed again");
+                    }
+                }
+                Err(e) => {
+                    log::warn!("escrow health of {address} unknown this tick: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,8 @@
 //!    flight than the breaker's slow-start window.
 //!    Where the gateway serves `/transaction/simulate`, each bill is tried there first: a
 //!    refusal we can explain is applied by [`refusal`] without spending gas.
+//!    With a standby, an epoch this host did not renew in time waits for its copy
+//!    ([`standby_wait`]).
 //! 5. [`enforce`] (`--enforce-after-grace`): bills unpaid past their deadline, collected once.
 //! 6. [`receivables`]: the settlement state and remaining due of billed epochs, at a
 //!    bounded rate. [`lifecycle`]: each agent's status on the escrow (a cancelled one is
@@ -29,6 +31,7 @@ pub(crate) mod receivables;
 mod refusal;
 mod send;
 mod settle;
+mod standby_wait;
 
 use std::cell::Cell;
 
@@ -135,6 +138,8 @@ pub struct BillingSummary {
     pub held: usize,
     /// Bills not sent because their expected fee is more than their charge.
     pub unprofitable: usize,
+    /// Bills waiting for the standby's copy (its windows may belong to them).
+    pub standby_waits: usize,
     /// Billing cannot go on until a human acts (wrong operator key, chain id, gas price).
     pub blocked: Option<String>,
     /// Milliseconds spent signing and sending new transactions, for the figures.
@@ -169,6 +174,9 @@ impl std::fmt::Display for BillingSummary {
         }
         if self.unprofitable > 0 {
             write!(f, ", {} held as unprofitable", self.unprofitable)?;
+        }
+        if self.standby_waits > 0 {
+            write!(f, ", {} wait for the standby's copy", self.standby_waits)?;
         }
         if self.enforcements_sent + self.enforced > 0 {
             write!(

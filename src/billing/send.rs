@@ -88,6 +88,10 @@ impl Biller {
             if halted() || room <= 0 || summary.blocked.is_some() {
                 break;
             }
+            if self.waits_for_standby(store, &c, config, current)? {
+                summary.standby_waits += 1;
+                continue;
+            }
             let Some((windows, charged)) = self.decide(store, &c, config, current, summary)? else {
                 continue;
             };

@@ -34,6 +34,8 @@ struct Line {
     windows: i64,
     money: Money,
     fees: u128,
+    /// Windows kept alive that can no longer be billed (late, refused, lost).
+    unbillable: i64,
 }
 
 impl Line {
@@ -44,6 +46,7 @@ impl Line {
             windows: charges.iter().map(|c| c.windows).sum(),
             money: Money::of(charges.iter().copied()),
             fees,
+            unbillable: 0,
         }
     }
 
@@ -68,11 +71,12 @@ impl Line {
             text(self.money.outstanding),
             text(self.fees),
             Cell::Text(self.net()),
+            Cell::Int(self.unbillable),
         ]
     }
 }
 
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "address",
     "bills",
     "windows",
@@ -81,6 +85,7 @@ const COLUMNS: [&str; 8] = [
     "outstanding_atto",
     "fees_atto",
     "net_atto",
+    "unbillable_windows",
 ];
 
 impl Run for Earnings {
@@ -101,11 +106,15 @@ impl Run for Earnings {
             by_agent.entry(address).or_default().1 += fee;
         }
         let total_fees = by_agent.values().map(|(_, fee)| fee).sum();
-        let total = Line::of(&charges, total_fees);
-        let lines: BTreeMap<String, Line> = by_agent
+        let mut total = Line::of(&charges, total_fees);
+        let mut lines: BTreeMap<String, Line> = by_agent
             .into_iter()
             .map(|(address, (charges, fee))| (address, Line::of(&charges, fee)))
             .collect();
+        for (address, n) in store.unbillable_by_agent(since)? {
+            lines.entry(address).or_default().unbillable = n;
+            total.unbillable += n;
+        }
         print!("{}", render(&lines, &total, self.format));
         Ok(())
     }

@@ -80,10 +80,13 @@ impl Run for Reconcile {
             infos,
         } = walk.run(&store, since, self.max_pairs)?;
         if done {
-            let (more, fixes) = walk.missing(&store, infos, (since, self.max_pairs))?;
+            let seen: Vec<(i64, i64)> = corrections.iter().map(|c| (c.0, c.1)).collect();
+            let (more, fixes) = walk.missing(&store, infos, &seen, (since, self.max_pairs))?;
             found.extend(more);
             corrections.extend(fixes);
         }
+        let learned = walk.learn_bills(&store, &corrections)?;
+        corrections.extend(learned);
         if self.apply && !corrections.is_empty() {
             store.apply_corrections(&corrections, now_ms())?;
         }
@@ -192,6 +195,7 @@ impl Walk<'_> {
         &self,
         store: &Store,
         mut infos: HashMap<i64, Option<AgentInfo>>,
+        seen: &[(i64, i64)],
         (since, budget): (i64, usize),
     ) -> Result<Found> {
         let (mut found, mut fixes, mut asked) = (Vec::new(), Vec::new(), 0);
@@ -205,11 +209,16 @@ impl Walk<'_> {
             let Some(info) = info else {
                 continue;
             };
-            let from = match store.latest_local_epoch(agent_id)? {
-                Some(latest) => latest + 1,
+            // After the last settled epoch: a restored ledger may have open rows (or none)
+            // of epochs the chain billed since, and rows of later epochs than those.
+            let from = match store.latest_settled_epoch(agent_id)? {
+                Some(latest) => (latest + 1).max(info.joined_epoch as i64),
                 None => info.joined_epoch as i64,
             };
             for epoch in from.max(since)..=info.last_billed_epoch as i64 {
+                if seen.contains(&(agent_id, epoch)) || store.has_usage_row(agent_id, epoch)? {
+                    continue;
+                }
                 if asked >= budget {
                     return Ok((found, fixes));
                 }
@@ -234,6 +243,82 @@ impl Walk<'_> {
             }
         }
         Ok((found, fixes))
+    }
+
+    /// What each bill the chain has and the ledger is learning (found on chain, missing)
+    /// was made of: its due (`getEpochDebt`), and its windows where they can be told: from a
+    /// bill still wholly due (its charge gives them back at the agent's fee), else, for the
+    /// one bill left, the escrow's total windows billed (`getAgentServiceStats`) less those
+    /// the ledger knows. Windows that cannot be told stay unknown.
+    fn learn_bills(
+        &self,
+        store: &Store,
+        corrections: &[(i64, i64, Correction)],
+    ) -> Result<Vec<(i64, i64, Correction)>> {
+        let mut by_agent: std::collections::BTreeMap<i64, Vec<(i64, EpochState, Option<u128>)>> =
+            Default::default();
+        for (agent_id, epoch, c) in corrections {
+            match c {
+                Correction::FoundOnChain(state) => by_agent
+                    .entry(*agent_id)
+                    .or_default()
+                    .push((*epoch, *state, None)),
+                Correction::Missing(state, due) => {
+                    by_agent
+                        .entry(*agent_id)
+                        .or_default()
+                        .push((*epoch, *state, Some(*due)))
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (agent_id, bills) in by_agent {
+            let address = store.agent_address(agent_id)?;
+            let agent = Address::parse(&address)
+                .map_err(|e| Error::runtime(format!("agent {address} in the database: {e}")))?;
+            let fee = match self.escrow.agent_info(&agent).map_err(gateway_error)? {
+                Some(info) => info.fee_bps,
+                None => continue,
+            };
+            let reward = self.config.window_reward;
+            let epochs: Vec<i64> = bills.iter().map(|b| b.0).collect();
+            let total = self.escrow.billed_windows(&agent).map_err(gateway_error)? as i64;
+            let mut left = total - store.billed_windows_known(agent_id, &epochs)?;
+            let mut learned: Vec<(i64, Option<i64>, u128)> = Vec::new();
+            for (epoch, state, due) in bills {
+                let due = match due {
+                    Some(d) => d,
+                    None => self
+                        .escrow
+                        .epoch_debt(&agent, epoch as u64)
+                        .map_err(gateway_error)?,
+                };
+                let whole = (state == EpochState::Billed)
+                    .then(|| windows_of_charge(due, reward, fee))
+                    .flatten();
+                if let Some(w) = whole {
+                    left -= w;
+                }
+                learned.push((epoch, whole, due));
+            }
+            let unknown: Vec<usize> = (0..learned.len())
+                .filter(|&i| learned[i].1.is_none())
+                .collect();
+            if let ([i], true) = (unknown.as_slice(), left > 0) {
+                learned[*i].1 = Some(left);
+            }
+            for (epoch, windows, due) in learned {
+                let charged_atto = windows.map(|w| escrow::due_atto(reward, w as u64, fee));
+                let known = Correction::Known {
+                    windows,
+                    charged_atto,
+                    due_atto: due,
+                };
+                out.push((agent_id, epoch, known));
+            }
+        }
+        Ok(out)
     }
 
     fn compare(
@@ -293,6 +378,17 @@ impl Walk<'_> {
     }
 }
 
+/// The windows a whole charge stands for at `fee_bps` (`None` when no whole number of
+/// windows charges exactly that).
+fn windows_of_charge(charge: u128, reward: u128, fee_bps: u64) -> Option<i64> {
+    let per = reward.checked_mul(u128::from(fee_bps))?;
+    if per == 0 || charge == 0 {
+        return None;
+    }
+    let w = (charge.checked_mul(10_000)?).div_ceil(per);
+    (escrow::due_atto(reward, w as u64, fee_bps) == charge).then_some(w as i64)
+}
+
 /// What `--apply` does (or did) about a difference.
 fn action_of(correction: &Correction, apply: bool) -> String {
     let said = match (correction, apply) {
@@ -317,6 +413,7 @@ fn action_of(correction: &Correction, apply: bool) -> String {
                 "--apply records it as lost (the contract can no longer take it)"
             }
         }
+        (Correction::Known { .. }, _) => "its windows, charge and due recorded",
         (Correction::Missing(..), applied) => {
             if applied {
                 "recorded as billed"

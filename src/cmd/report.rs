@@ -246,6 +246,7 @@ impl Run for Receivables {
             "enforceable",
             "enforcement",
             "age_epochs",
+            "late_windows",
         ]);
         for c in store.charges(true, None)? {
             let deadline = grace.map(|g| c.epoch + g);
@@ -266,6 +267,7 @@ impl Run for Receivables {
                 enforceable.map_or(Cell::OptText(None), Cell::Bool),
                 Cell::OptText(c.enforcement.clone()),
                 Cell::OptInt(current.map(|e| e - c.epoch)),
+                Cell::Int(c.late_windows),
             ]);
         }
         rows.emit(self.format, &[]);

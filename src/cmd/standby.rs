@@ -46,6 +46,9 @@ impl Run for StandbyCmd {
                 "standby: the billing options are ignored: a standby never sends a transaction"
             );
         }
+        // A standby brings no copy home: it is the copy's source (an env file shared by
+        // both hosts may name one).
+        cfg.standby_copy = None;
         cfg.policy.lead_ms = lead as i64 * 1000;
         cfg.policy.jitter_ms = cfg.policy.jitter_ms.min(cfg.policy.lead_ms / 2);
         let poll = config::poll_seconds(self.poll_seconds)?;

@@ -17,6 +17,7 @@ pub fn tick_attention(store: &Store, now: i64) -> Result<Vec<String>> {
     let mut out = store.lapsed(now, LAPSE_GRACE_MS)?;
     out.extend(store.failing(now, FAILING_FOR_MS)?);
     out.extend(held(store)?);
+    out.extend(standby_clips(store)?);
     Ok(out)
 }
 
@@ -56,6 +57,19 @@ pub fn held(store: &Store) -> Result<Vec<String>> {
         .map(|(address, epoch, reason)| {
             format!(
                 "{address} epoch {epoch} billing held ({reason}): once understood, `billing retry --address {address}` or `billing skip --address {address} --epoch {epoch} --reason ...`"
+            )
+        })
+        .collect())
+}
+
+/// Epochs billed without the standby's windows whose end its copy has not reached since.
+pub fn standby_clips(store: &Store) -> Result<Vec<String>> {
+    Ok(store
+        .standby_clips_open()?
+        .into_iter()
+        .map(|(address, epoch, reason)| {
+            format!(
+                "{address} epoch {epoch} {reason}: is the standby's replication back to this host running? Windows it brings later are counted as late, never billed"
             )
         })
         .collect())
@@ -123,6 +137,7 @@ pub fn check(
     out.extend(store.failing(now, FAILING_FOR_MS)?);
     out.extend(store.stale_billing(now, pending_limit_ms)?);
     out.extend(held(store)?);
+    out.extend(standby_clips(store)?);
     out.extend(unprofitable(store)?);
     if let Some(reason) = crate::billing::breaker::tripped(store)? {
         out.push(format!("billing stopped: {reason}"));

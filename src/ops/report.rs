@@ -5,7 +5,7 @@ use crate::ops::output::{claw, Cell, Rows};
 use crate::store::views::Money;
 
 /// Field names of `report --format json|tsv` (stable; documented in the README).
-pub const REPORT_FIELDS: [&str; 19] = [
+pub const REPORT_FIELDS: [&str; 21] = [
     "address",
     "status",
     "fee_bps",
@@ -25,6 +25,8 @@ pub const REPORT_FIELDS: [&str; 19] = [
     "outstanding_claw",
     "escrow",
     "break_even_bps",
+    "unbillable",
+    "not_renewed_because",
 ];
 
 /// The rows of `report` (also `GET /v1/report` of `serve`); removed agents too with `all`.
@@ -62,6 +64,8 @@ pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
             Cell::Text(claw(money.outstanding)),
             Cell::Text(a.escrow),
             Cell::OptInt(break_even(store, a.id, bill_fee, window_reward)?),
+            Cell::Int(a.unbillable),
+            Cell::OptText(a.hold),
         ]);
     }
     Ok(rows)

@@ -60,6 +60,9 @@ impl Standby {
             agency.store.mirror(view, self.lead_ms, now_ms())?;
         }
         let tick = agency.tick_unless_idle()?;
+        // Its heartbeat, after the windows of this pass: the primary reads from it which
+        // epochs its copy of this database holds whole.
+        agency.store.standby_heartbeat(now_ms())?;
         self.say(&tick, primary_renews);
         Ok(Pass {
             problems: self.late.iter().cloned().collect(),

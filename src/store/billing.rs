@@ -163,7 +163,13 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'pending', 'pending', ?7, ?8)",
             params![c.agent_id, c.epoch, windows, now, nonce as i64, signed, charged_atto.to_string(), gas_limit as i64],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        // Every window counted so far is in this bill: only those counted from now on are late.
+        self.conn.execute(
+            "UPDATE usage_windows SET late_windows = 0 WHERE agent_id = ?1 AND epoch = ?2",
+            params![c.agent_id, c.epoch],
+        )?;
+        Ok(id)
     }
 
     pub fn record_hash(&self, id: i64, hash: &str, now: i64) -> Result<()> {
@@ -233,8 +239,8 @@ impl Store {
             "UPDATE usage_windows SET kind = ?3, outcome = ?4, billed = ?5,
                     billed_ms = CASE WHEN ?5 THEN ?6 ELSE billed_ms END,
                     billed_windows = CASE WHEN ?5 THEN ?7 ELSE billed_windows END,
-                    clipped_windows = CASE WHEN ?3 = 'clipped' THEN windows
-                                           WHEN ?5 AND ?7 IS NOT NULL THEN MAX(windows - ?7, 0)
+                    clipped_windows = CASE WHEN ?3 = 'clipped' THEN windows - late_windows
+                                           WHEN ?5 AND ?7 IS NOT NULL THEN MAX(windows - late_windows - ?7, 0)
                                            ELSE clipped_windows END,
                     billed_tx_hash = CASE WHEN ?5 THEN ?8 ELSE billed_tx_hash END,
                     charged_atto = CASE WHEN ?5 THEN ?9 ELSE charged_atto END,
@@ -391,6 +397,13 @@ pub enum Correction {
     /// The chain billed an epoch the local ledger has no row of (a restored backup, a copy
     /// behind its primary): recorded as billed, with what is still due.
     Missing(EpochState, u128),
+    /// What the chain's bill of an epoch was made of, once known: the windows it charged
+    /// (when they can be told), its charge, and what is still due.
+    Known {
+        windows: Option<i64>,
+        charged_atto: Option<u128>,
+        due_atto: u128,
+    },
 }
 
 impl Store {
@@ -437,6 +450,28 @@ impl Store {
                 insert_found(&tx, (*agent_id, *epoch), *state, *due, now)?;
                 continue;
             }
+            if let Correction::Known {
+                windows,
+                charged_atto,
+                due_atto,
+            } = c
+            {
+                // The chain's windows were kept alive too: the local count is at least them.
+                tx.execute(
+                    "UPDATE usage_windows SET billed_windows = COALESCE(?3, billed_windows),
+                            windows = MAX(windows, COALESCE(?3, 0)),
+                            charged_atto = COALESCE(?4, charged_atto), due_atto = ?5
+                     WHERE agent_id = ?1 AND epoch = ?2",
+                    params![
+                        agent_id,
+                        epoch,
+                        windows,
+                        charged_atto.map(|c| c.to_string()),
+                        due_atto.to_string()
+                    ],
+                )?;
+                continue;
+            }
             let (kind, billed, outcome, settlement): (
                 Option<&str>,
                 bool,
@@ -453,7 +488,7 @@ impl Store {
                 Correction::Lost(reason) => {
                     (Some(Kind::Lost.as_str()), false, Some(reason.clone()), None)
                 }
-                Correction::Missing(..) => unreachable!("handled above"),
+                Correction::Missing(..) | Correction::Known { .. } => unreachable!("handled above"),
             };
             tx.execute(
                 "UPDATE usage_windows SET kind = ?3, billed = ?4, outcome = ?5, settlement = ?6,
@@ -483,7 +518,11 @@ fn insert_found(
         "INSERT INTO usage_windows (agent_id, epoch, windows, billed, billed_ms, kind, outcome,
                                     settlement, due_atto, charged_atto)
          VALUES (?1, ?2, 0, 1, ?3, ?4, ?5, ?6, ?7, ?7)
-         ON CONFLICT (agent_id, epoch) DO NOTHING",
+         ON CONFLICT (agent_id, epoch) DO UPDATE SET billed = 1, billed_ms = excluded.billed_ms,
+             kind = excluded.kind, outcome = excluded.outcome, settlement = excluded.settlement,
+             due_atto = excluded.due_atto, charged_atto = excluded.charged_atto
+         WHERE kind IS NULL AND NOT EXISTS (SELECT 1 FROM billing_attempts b
+             WHERE b.agent_id = ?1 AND b.epoch = ?2 AND b.status = 'pending')",
         params![
             agent_id,
             epoch,
@@ -498,11 +537,52 @@ fn insert_found(
 }
 
 impl Store {
-    /// The latest epoch of an agent's local ledger (any row).
-    pub fn latest_local_epoch(&self, agent_id: i64) -> Result<Option<i64>> {
+    /// The latest epoch of an agent whose row is settled (not open, not held): after a
+    /// restore, the chain's bills the ledger lacks all come after it.
+    pub fn latest_settled_epoch(&self, agent_id: i64) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT MAX(epoch) FROM usage_windows WHERE agent_id = ?1")?
+            .prepare_cached(
+                "SELECT MAX(epoch) FROM usage_windows WHERE agent_id = ?1
+                 AND kind IS NOT NULL AND kind != 'held'",
+            )?
+            .query_row([agent_id], |r| r.get(0))?)
+    }
+
+    /// Windows the local ledger says the chain billed an agent, over its billed rows but
+    /// `except` (epochs whose bill is being learned).
+    pub fn billed_windows_known(&self, agent_id: i64, except: &[i64]) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT epoch, COALESCE(billed_windows, windows) FROM usage_windows
+             WHERE agent_id = ?1 AND kind IN ('billed', 'billed-found-on-chain', 'billed-by-mvp')",
+        )?;
+        let rows = stmt.query_map([agent_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut sum = 0;
+        for row in rows {
+            let (epoch, windows) = row?;
+            if !except.contains(&epoch) {
+                sum += windows;
+            }
+        }
+        Ok(sum)
+    }
+
+    pub fn has_usage_row(&self, agent_id: i64, epoch: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2
+                                AND (windows > 0 OR kind IS NOT NULL))",
+            )?
+            .query_row(params![agent_id, epoch], |r| r.get(0))?)
+    }
+
+    pub fn agent_address(&self, agent_id: i64) -> Result<String> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT address FROM agents WHERE id = ?1")?
             .query_row([agent_id], |r| r.get(0))?)
     }
 

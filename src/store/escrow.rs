@@ -357,3 +357,49 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Holds every agent with at least `n` epochs enforced since its last release and still
+    /// unpaid (Delinquent): it is not renewed (see `served!`) until the escrow shows it
+    /// healthy. Returns the addresses newly held.
+    pub fn hold_delinquent(&self, n: i64, now: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "WITH owing AS (
+                 SELECT u.agent_id, COUNT(*) AS epochs FROM usage_windows u
+                 JOIN enforcements e ON e.agent_id = u.agent_id AND e.epoch = u.epoch
+                 JOIN agents a ON a.id = u.agent_id
+                 WHERE u.settlement = 'Delinquent' AND e.status = 'done'
+                   AND e.updated_ms > COALESCE(a.debt_released_ms, 0)
+                 GROUP BY u.agent_id)
+             UPDATE agents SET debt_hold_ms = ?2,
+                 debt_hold_reason = (SELECT epochs FROM owing WHERE owing.agent_id = agents.id)
+                     || ' enforced epochs unpaid (Delinquent on the escrow): renewed again once the escrow shows it healthy (resumeIfHealthy, a bond top-up covering its debt, or its debt settled)'
+             WHERE debt_hold_ms IS NULL AND removed_ms IS NULL
+               AND id IN (SELECT agent_id FROM owing WHERE epochs >= ?1)
+             RETURNING address",
+        )?;
+        let rows = stmt.query_map(params![n, now], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Agents held for their debt: (id, address).
+    pub fn debt_held(&self, limit: usize) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, address FROM agents WHERE debt_hold_ms IS NOT NULL AND removed_ms IS NULL
+             ORDER BY debt_hold_ms LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The escrow shows a held agent healthy: renewed again, at once.
+    pub fn release_debt_hold(&self, agent_id: i64, now: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE agents SET debt_hold_ms = NULL, debt_hold_reason = NULL, debt_released_ms = ?2,
+                    next_attempt_ms = MIN(next_attempt_ms, ?2)
+             WHERE id = ?1",
+            params![agent_id, now],
+        )?;
+        Ok(())
+    }
+}

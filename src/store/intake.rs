@@ -20,8 +20,11 @@ pub struct TokenRow {
 #[derive(Debug, Serialize)]
 pub struct PublicView {
     pub address: String,
-    /// active, paused, removed, or cancelled (on the escrow).
+    /// active, paused, removed, cancelled (on the escrow), or held-for-debt (not renewed
+    /// until the escrow shows it healthy: `not_renewed_because` says why).
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_renewed_because: Option<String>,
     pub next_renewal_ms: Option<i64>,
     pub window_end_ms: Option<i64>,
     pub epoch: Option<i64>,
@@ -148,7 +151,7 @@ impl Store {
             .prepare_cached(
                 "SELECT id, status, removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL,
                         escrow_status = 'cancelled' AND serve_cancelled = 0,
-                        next_attempt_ms, expected_end_ms
+                        next_attempt_ms, expected_end_ms, debt_hold_reason
                  FROM agents WHERE address = ?1",
             )?
             .query_row([address.to_bech32()], |r| {
@@ -159,10 +162,11 @@ impl Store {
                     r.get::<_, Option<bool>>(3)?.unwrap_or(false),
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .optional()?;
-        let Some((id, status, removed, cancelled, next, end)) = row else {
+        let Some((id, status, removed, cancelled, next, end, hold)) = row else {
             return Ok(None);
         };
         let windows = |e: Option<i64>| -> Result<i64> {
@@ -173,9 +177,10 @@ impl Store {
                 )?
                 .query_row(params![id, e], |r| r.get(0))?)
         };
-        let status = match (removed, cancelled) {
-            (true, _) => "removed".to_string(),
-            (false, true) => "cancelled".to_string(),
+        let status = match (removed, cancelled, &hold) {
+            (true, _, _) => "removed".to_string(),
+            (false, true, _) => "cancelled".to_string(),
+            (false, false, Some(_)) => "held-for-debt".to_string(),
             _ => status,
         };
         let open_bills = self.charges(true, Some(id))?.len() as i64;
@@ -188,6 +193,7 @@ impl Store {
             windows_this_epoch: windows(epoch)?,
             windows_last_epoch: windows(epoch.map(|e| e - 1))?,
             open_bills,
+            not_renewed_because: hold.filter(|_| !removed),
         }))
     }
 }

@@ -36,12 +36,12 @@ use rusqlite_migration::{Migrations, M};
 
 use crate::error::{Error, Result};
 
-/// The SQL condition on `agents` of an agent we renew: active, and not cancelled on the
-/// escrow unless the operator said so (`resume --even-if-cancelled`). A literal, for
-/// `concat!` into the queries that need it.
+/// The SQL condition on `agents` of an agent we renew: active, not cancelled on the
+/// escrow unless the operator said so (`resume --even-if-cancelled`), and not held for its
+/// unpaid, enforced epochs. A literal, for `concat!` into the queries that need it.
 macro_rules! served {
     () => {
-        "status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)"
+        "status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND debt_hold_ms IS NULL"
     };
 }
 pub(crate) use served;
@@ -58,11 +58,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0006_alerts.sql")),
         M::up(include_str!("../../sql/0007_typed_outcomes.sql")),
         M::up(include_str!("../../sql/0008_fees.sql")),
+        M::up(include_str!("../../sql/0009_unusual_days.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 8;
+const SCHEMA_VERSION: usize = 9;
 
 pub struct Store {
     conn: Connection,

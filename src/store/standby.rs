@@ -194,3 +194,132 @@ impl Store {
         Ok((added, known, strangers))
     }
 }
+
+/// In the standby's own database: the last time its pass ran (its heartbeat). Once its copy
+/// on the primary shows a heartbeat at `T`, every window the standby opened before `T` is
+/// in that copy (one writer, replicated in order).
+pub const ALIVE_KEY: &str = "standby_alive_ms";
+/// In the primary's database: the standby's heartbeat as its copy last showed it.
+pub const FRESH_KEY: &str = "standby_copy_fresh_ms";
+/// The standby writes its heartbeat at least this often, and at every epoch change.
+pub const HEARTBEAT_MS: i64 = 60_000;
+
+/// What the primary reads of the standby's copy: the windows it opened, and how fresh it is.
+#[derive(Debug, Clone, Default)]
+pub struct StandbyCopy {
+    pub windows: Vec<OpenedWindow>,
+    pub fresh_ms: Option<i64>,
+}
+
+/// Reads the standby's database as replicated back to the primary (read-only, never
+/// locked). An error (missing, torn, another schema) leaves the primary's view as it was.
+pub fn read_standby_copy(path: &Path) -> Result<StandbyCopy> {
+    let copy = Store::open_read_only(path)?.ok_or_else(|| {
+        Error::runtime(format!(
+            "the standby's copy {} is missing or not of this version (is its replication running?)",
+            path.display()
+        ))
+    })?;
+    Ok(StandbyCopy {
+        windows: copy.opened_windows()?,
+        fresh_ms: copy.meta_get_i64(ALIVE_KEY)?,
+    })
+}
+
+impl Store {
+    /// On the standby: its heartbeat, written when `HEARTBEAT_MS` passed
+    /// or the epoch changed since the last (so its copy is soon fresh past every epoch end).
+    pub fn standby_heartbeat(&self, now: i64) -> Result<()> {
+        let last = self.meta_get_i64(ALIVE_KEY)?;
+        let epoch_at = |t: i64| {
+            self.timeline()
+                .ok()
+                .flatten()
+                .and_then(|tl| tl.at(t))
+                .map(|a| a.0)
+        };
+        let due = match last {
+            None => true,
+            Some(last) => now - last >= HEARTBEAT_MS || epoch_at(now) != epoch_at(last),
+        };
+        if due {
+            self.meta_set(ALIVE_KEY, &now.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// On the primary: the standby's heartbeat its copy showed, kept when it moves forward.
+    pub fn set_standby_fresh(&self, fresh_ms: i64) -> Result<()> {
+        if self.standby_fresh_ms()?.is_none_or(|f| fresh_ms > f) {
+            self.meta_set(FRESH_KEY, &fresh_ms.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn standby_fresh_ms(&self) -> Result<Option<i64>> {
+        self.meta_get_i64(FRESH_KEY)
+    }
+
+    /// The end of `epoch` (the start of the next epoch known), when known.
+    pub fn epoch_end(&self, epoch: i64) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(start_ms) FROM epoch_starts WHERE epoch > ?1",
+            [epoch],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether this host's own records show it did not renew an agent in time around an
+    /// epoch `[start, end)`: two windows in a row with more than `tolerance_ms` between the
+    /// first's end and the second's opening (or now, after the last one), the gap reaching
+    /// into the epoch. A standby may
+    /// have kept the stream alive there; its windows (once absorbed) close the gap.
+    pub fn renewal_gap(
+        &self,
+        agent_id: i64,
+        (start, end): (Option<i64>, i64),
+        tolerance_ms: i64,
+        now: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM (
+                 SELECT end_stream_ms AS ended,
+                        COALESCE(LEAD(opened_ms) OVER (ORDER BY end_stream_ms), ?5) AS next_opened
+                 FROM stream_windows WHERE agent_id = ?1
+                   AND end_stream_ms >= COALESCE((SELECT MAX(end_stream_ms) FROM stream_windows
+                                                  WHERE agent_id = ?1 AND end_stream_ms <= ?2), 0))
+             WHERE next_opened - ended > ?4 AND ended < ?3 AND next_opened > ?2)",
+            )?
+            .query_row(
+                params![agent_id, start.unwrap_or(0), end, tolerance_ms, now],
+                |r| r.get(0),
+            )?)
+    }
+
+    /// Records that an epoch is billed without waiting any longer for the standby's windows.
+    pub fn mark_standby_clip(&self, agent_id: i64, epoch: i64, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE usage_windows SET standby_clip = ?3 WHERE agent_id = ?1 AND epoch = ?2",
+            params![agent_id, epoch, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Epochs billed without the standby's windows whose end its copy has still not
+    /// reached: (address, epoch, reason), for `check`.
+    pub fn standby_clips_open(&self) -> Result<Vec<(String, i64, String)>> {
+        let fresh = self.standby_fresh_ms()?.unwrap_or(i64::MIN);
+        let mut stmt = self.conn.prepare(
+            "SELECT a.address, u.epoch, u.standby_clip FROM usage_windows u
+             JOIN agents a ON a.id = u.agent_id
+             WHERE u.standby_clip IS NOT NULL
+               AND COALESCE((SELECT MIN(start_ms) FROM epoch_starts s WHERE s.epoch > u.epoch),
+                            9223372036854775807) > ?1
+             ORDER BY u.epoch, a.address",
+        )?;
+        let rows = stmt.query_map([fresh], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -14,6 +14,12 @@ use super::Store;
 use crate::chain::epochs::{self, Seen, Start, Timeline, TIMELINE_KEY};
 use crate::error::Result;
 
+/// The start of an upsert's `late_windows` update: a row whose bill is settled (any kind but
+/// held) or in flight takes the windows counted into it now as late (never billed).
+const LATE: &str = "late_windows = late_windows + CASE WHEN (kind IS NOT NULL AND kind != 'held')
+        OR EXISTS (SELECT 1 FROM billing_attempts b WHERE b.agent_id = usage_windows.agent_id
+                   AND b.epoch = usage_windows.epoch AND b.status = 'pending') THEN";
+
 const MAX_EPOCH_SEEN: &str = "max_epoch_seen";
 const SEEN_AT: &str = "epoch_seen_at_ms";
 
@@ -138,7 +144,8 @@ impl Store {
         tx.prepare_cached(&format!(
             "INSERT INTO usage_windows (agent_id, epoch, windows)
              SELECT agent_id, ?2, COUNT(*) FROM stream_windows WHERE {recent} GROUP BY agent_id
-             ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + excluded.windows"
+             ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + excluded.windows,
+                {LATE} + excluded.windows ELSE 0 END"
         ))?
         .execute(params![until_ms, current, start])?;
         let mut counted = tx
@@ -176,10 +183,11 @@ impl Store {
                     "UPDATE stream_windows SET epoch = ?3 WHERE agent_id = ?1 AND end_stream_ms = ?2",
                 )?
                 .execute(params![agent_id, end_ms, epoch])?;
-                tx.prepare_cached(
+                tx.prepare_cached(&format!(
                     "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (?1, ?2, 1)
-                     ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + 1",
-                )?
+                     ON CONFLICT (agent_id, epoch) DO UPDATE SET windows = windows + 1,
+                     {LATE} + 1 ELSE 0 END"
+                ))?
                 .execute(params![agent_id, epoch])?;
                 counted += 1;
             }

@@ -29,6 +29,11 @@ pub struct AgentRow {
     /// The agent on the escrow as last read: active, paused, suspended, cancelled,
     /// unregistered (its windows cannot be billed), or unknown (not read yet).
     pub escrow: String,
+    /// Windows kept alive that can no longer be billed: counted after their epoch's bill
+    /// (late, a standby's brought home late), or of epochs the escrow refused or lost.
+    pub unbillable: i64,
+    /// Why it is not renewed although active (its unpaid, enforced epochs).
+    pub hold: Option<String>,
 }
 
 /// One `/stream` attempt of `attempts`.
@@ -85,7 +90,11 @@ impl Store {
                     a.next_attempt_ms, a.expected_end_ms, a.last_error,
                     (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
                        WHERE u.agent_id = a.id AND u.kind = 'held'),
-                    a.removed_ms IS NOT NULL, a.escrow_status, a.serve_cancelled
+                    a.removed_ms IS NOT NULL, a.escrow_status, a.serve_cancelled,
+                    (SELECT COALESCE(SUM(u.late_windows + CASE WHEN u.kind IN ('refused', 'lost')
+                                          THEN u.windows - u.late_windows ELSE 0 END), 0)
+                       FROM usage_windows u WHERE u.agent_id = a.id),
+                    a.debt_hold_reason
              FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address",
         )?;
         let rows: Vec<(i64, AgentRow)> = stmt
@@ -96,6 +105,9 @@ impl Store {
                 let status: String = match (removed, escrow.as_deref()) {
                     (true, _) => "removed".into(),
                     (false, Some("cancelled")) if !serve_cancelled => "cancelled-on-escrow".into(),
+                    (false, _) if r.get::<_, Option<String>>(17)?.is_some() => {
+                        "held-for-debt".into()
+                    }
                     _ => r.get(2)?,
                 };
                 let next = if status == "active" { r.get(9)? } else { None };
@@ -117,6 +129,8 @@ impl Store {
                         window_end_ms: r.get(10)?,
                         last_error: r.get(11)?,
                         escrow: escrow.unwrap_or_else(|| "unknown".into()),
+                        unbillable: r.get(16)?,
+                        hold: r.get(17)?,
                     },
                 ))
             })?
@@ -238,6 +252,19 @@ impl Store {
         )
     }
 
+    /// Per agent, windows kept alive that can no longer be billed (see
+    /// [`AgentRow::unbillable`]), of epochs from `since` on.
+    pub fn unbillable_by_agent(&self, since: i64) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.address, SUM(u.late_windows + CASE WHEN u.kind IN ('refused', 'lost')
+                                    THEN u.windows - u.late_windows ELSE 0 END) AS n
+             FROM usage_windows u JOIN agents a ON a.id = u.agent_id
+             WHERE u.epoch >= ?1 GROUP BY a.address HAVING n > 0",
+        )?;
+        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Active agents enrolled before `enrolled_before` that never had a window.
     pub fn never_renewed(&self, now: i64, enrolled_before: i64) -> Result<Vec<String>> {
         self.strings(
@@ -258,7 +285,10 @@ impl Store {
                      ELSE ': cancelled on the escrow, no longer renewed or billed' END
                  ELSE ': not registered on the escrow: its windows cannot be billed until it registers' END
              FROM agents WHERE removed_ms IS NULL AND escrow_status IN ('cancelled', 'unregistered')
-             ORDER BY address",
+             UNION ALL
+             SELECT address || ': not renewed: ' || debt_hold_reason
+             FROM agents WHERE removed_ms IS NULL AND debt_hold_ms IS NOT NULL
+             ORDER BY 1",
             [],
         )
     }
@@ -374,6 +404,8 @@ pub struct Charge {
     pub billed_ms: Option<i64>,
     /// The `enforceEpoch` sent for it, if any: its status and outcome.
     pub enforcement: Option<String>,
+    /// Windows counted into the epoch after its bill: kept alive, never billed.
+    pub late_windows: i64,
 }
 
 impl Charge {
@@ -411,7 +443,8 @@ impl Store {
             "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
                     u.settlement, u.due_atto, u.paid_at_cancel, u.billed_ms,
                     (SELECT e.status || COALESCE(': ' || e.outcome, '') FROM enforcements e
-                      WHERE e.agent_id = u.agent_id AND e.epoch = u.epoch)
+                      WHERE e.agent_id = u.agent_id AND e.epoch = u.epoch),
+                    u.late_windows
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
                AND (?1 IS NULL OR u.agent_id = ?1)
@@ -432,6 +465,7 @@ impl Store {
                 paid_at_cancel: r.get(7)?,
                 billed_ms: r.get(8)?,
                 enforcement: r.get(9)?,
+                late_windows: r.get(10)?,
             })
         })?;
         let all: Vec<Charge> = rows.collect::<Result<_, _>>()?;

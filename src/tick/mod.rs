@@ -3,6 +3,7 @@
 //! agent's outcome is committed on its own, so a crash mid-tick loses nothing already done.
 //!
 //! - `mod.rs`: the [`Agency`] and [`Agency::tick`], the outline, its steps in order;
+//! - `homecoming`: step 0b, the standby's windows absorbed from its copy (`--standby-copy`);
 //! - `epoch`: steps 1 and 4, the epoch observed (and the chain's configuration cached);
 //! - `renew`: step 3, one agent renewed and its outcome recorded;
 //! - `backlog`: outcomes that wait in memory while the disk refuses them;
@@ -11,6 +12,7 @@
 
 mod backlog;
 mod epoch;
+mod homecoming;
 pub(crate) mod idle;
 mod renew;
 mod summary;
@@ -59,6 +61,8 @@ pub struct Agency {
     db: std::path::PathBuf,
     /// Renewals the disk did not take yet (full or read-only), oldest first.
     backlog: backlog::Backlog,
+    /// `--standby-copy`: the standby's windows, brought home at every tick.
+    homecoming: Option<homecoming::Homecoming>,
 }
 
 /// Whether new work must wait for the next tick: a signal, or the tick's deadline.
@@ -78,6 +82,7 @@ impl Agency {
             Biller::new(b, billing_agent)
         });
         Agency {
+            homecoming: cfg.standby_copy.clone().map(homecoming::Homecoming::new),
             db: store.path().unwrap_or_default(),
             backlog: backlog::Backlog::default(),
             biller,
@@ -174,6 +179,11 @@ impl Agency {
         if !self.backlog.is_empty() {
             summary.windows_recorded += self.backlog.flush(&mut self.store, &self.db)?;
         }
+        // 0b. The standby's windows come home (attributed in 1, billed in 5).
+        if let Some(home) = self.homecoming.as_mut() {
+            let absorbed = home.absorb(&mut self.store);
+            tolerate(absorbed, &mut summary)?;
+        }
         // 1. The epoch, every tick: usage is counted even before billing is on. A disk
         //    that refuses the epoch's records leaves it unknown: renewals go on.
         let observed = self.observe_epoch(&mut summary);
@@ -229,7 +239,8 @@ impl Agency {
         self.store.meta_set(ANCHOR_KEY, &now.encode())
     }
 
-    /// Step 2: an agent that cancelled on the escrow is not renewed (nobody would pay).
+    /// Step 2: an agent that cancelled on the escrow, or owes for enforced epochs, is not
+    /// renewed (nobody would pay).
     fn follow_lifecycle(&mut self, summary: &mut TickSummary) -> Result<()> {
         let (Some(biller), Some(current)) = (self.biller.as_ref(), summary.epoch) else {
             return Ok(());
@@ -238,6 +249,8 @@ impl Agency {
         let halt = move || must_stop(&stop, deadline);
         let followed = biller.follow_lifecycle(&self.store, current, now_ms(), &halt);
         tolerate(followed, summary)?;
+        let held = biller.follow_debt_holds(&self.store, now_ms(), &halt);
+        tolerate(held, summary)?;
         Ok(())
     }
 

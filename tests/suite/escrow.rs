@@ -517,7 +517,7 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
     }
     let before = b.sb.ok(&["receivables", "--format", "json"]);
     assert!(before.contains("\"unknown\""), "{before}");
-    assert_eq!(b.sb.query_i64("PRAGMA user_version"), 8);
+    assert_eq!(b.sb.query_i64("PRAGMA user_version"), 9);
     let after = receivables(&b);
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["state"], "Billed");

@@ -83,10 +83,15 @@ fn replicate(b: &common::bill::Bill, replica: &str) -> std::process::Child {
 
 /// The primary's `run`: billing on, renewing 8 s before the end (the standby: 2 s).
 fn spawn_primary(b: &common::bill::Bill) -> std::process::Child {
+    spawn_primary_with(b, &[])
+}
+
+fn spawn_primary_with(b: &common::bill::Bill, extra: &[&str]) -> std::process::Child {
     let mut a = b.args("run");
     let at = a.iter().position(|x| x == "--lead-seconds").unwrap();
     a[at + 1] = "8".into();
     a.extend(["--poll-seconds", "1"].map(String::from));
+    a.extend(extra.iter().map(|x| x.to_string()));
     b.sb.spawn(&a.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -363,4 +368,195 @@ fn a_host_clock_step_between_renewals_is_noticed_in_time() {
     assert_eq!(said[0].1, 0, "{}", said[0].2);
     assert_eq!(said[2].1, 4, "{}", said[2].2);
     assert!(said[2].2.contains("behind"), "{}", said[2].2);
+}
+
+/// `litestream restore -f`: a follower keeping `copy` up to date from `replica`.
+fn follow(replica: &str, copy: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    spawn_tool(
+        "litestream",
+        &["restore", "-f", "-o", copy.to_str().unwrap(), replica],
+        log,
+    )
+}
+
+fn stop(children: &mut [&mut std::process::Child]) {
+    for child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Every closed epoch's bill on the chain charged the windows the stream service granted.
+fn bills_match_granted(b: &common::bill::Bill, before: i64) -> (usize, Vec<String>) {
+    let s = b.fake.state();
+    let granted = s.granted_per_epoch();
+    let (mut exact, mut wrong) = (0, Vec::new());
+    for ((agent, epoch), n) in &granted {
+        if *epoch >= before {
+            continue;
+        }
+        match s.chain.bills.get(&(agent.clone(), *epoch as u64)) {
+            Some(bill) if bill.windows == *n as u64 => exact += 1,
+            other => wrong.push(format!(
+                "{agent} epoch {epoch}: granted {n}, billed {:?}",
+                other.map(|b| b.windows)
+            )),
+        }
+    }
+    (exact, wrong)
+}
+
+#[test]
+fn after_an_outage_the_standbys_windows_come_home_and_are_billed_without_absorb() {
+    let (b, standby_sb) = two_hosts(10_000, 9_000, 6_000);
+    let dir = b.sb.dir.path();
+    let replica = format!("file://{}", dir.join("replica").display());
+    let back_replica = format!("file://{}", standby_sb.dir.path().join("back").display());
+    let copy = standby_sb.dir.path().join("copy.db");
+    let back_copy = dir.join("standby-copy.db");
+    let home = ["--standby-copy", back_copy.to_str().unwrap()];
+    let mut primary = spawn_primary_with(&b, &home);
+    assert!(wait_for(Duration::from_secs(20), || b
+        .fake
+        .state()
+        .windows
+        .len()
+        == 3));
+    let mut replication = replicate(&b, &replica);
+    assert!(wait_for(Duration::from_secs(30), || dir
+        .join("replica")
+        .exists()));
+    let mut follower = follow(&replica, &copy, &standby_sb.dir.path().join("follower.log"));
+    let args = standby_args(copy.to_str().unwrap(), &b.fake);
+    let standby = standby_sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(wait_for(Duration::from_secs(20), || standby_sb.db.exists()));
+    // The standby's database replicated back to the primary's host, the same way.
+    let mut back = spawn_tool(
+        "litestream",
+        &["replicate", standby_sb.db.to_str().unwrap(), &back_replica],
+        &standby_sb.dir.path().join("back.log"),
+    );
+    assert!(wait_for(Duration::from_secs(30), || standby_sb
+        .dir
+        .path()
+        .join("back")
+        .exists()));
+    let mut back_follower = follow(&back_replica, &back_copy, &dir.join("back-follower.log"));
+    let before = granted_total(&b);
+    assert!(wait_for(Duration::from_secs(40), || granted_total(&b) >= before + 6));
+    // The primary and its replication die for three windows of every agent.
+    stop(&mut [&mut primary, &mut replication]);
+    let (dead_from, at_death) = (now_ms(), granted_total(&b));
+    assert!(wait_for(Duration::from_secs(60), || granted_total(&b)
+        >= at_death + 9));
+    let dead_ms = now_ms() - dead_from;
+    // Back as a rebooted host comes back: its units start it, billing on; nobody absorbs.
+    let mut replication = replicate(&b, &replica);
+    let restarted_at = b.current_epoch();
+    let primary = spawn_primary_with(&b, &home);
+    let after = granted_total(&b);
+    assert!(wait_for(Duration::from_secs(40), || granted_total(&b) >= after + 3));
+    let by_standby = windows_opened(&standby_sb);
+    let (code, _, standby_log) = terminate(standby);
+    assert_eq!(code, 0, "{standby_log}");
+    // Everything the standby opened reaches the primary's copy of it.
+    let home_in = wait_for(Duration::from_secs(30), || {
+        b.sb.query_i64("SELECT COUNT(*) FROM stream_windows") as usize >= granted_total(&b)
+    });
+    b.pause_all();
+    settle_and_check(&b, primary);
+    stop(&mut [
+        &mut replication,
+        &mut follower,
+        &mut back,
+        &mut back_follower,
+    ]);
+    let closed = b.current_epoch();
+    let (exact, wrong) = bills_match_granted(&b, closed);
+    let never_counted =
+        granted_total(&b) as i64 - b.sb.query_i64("SELECT COUNT(*) FROM stream_windows");
+    println!(
+        "outage of {dead_ms} ms (primary back in epoch {restarted_at}): the standby opened {by_standby} windows; {exact} agent-epochs billed exactly with the windows granted, {} not; windows kept and never counted: {never_counted}",
+        wrong.len()
+    );
+    assert!(home_in, "the standby's windows never came home");
+    assert!(by_standby >= 6, "{standby_log}");
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(never_counted, 0);
+    assert_eq!(b.fake.state().max_gap_ms(), 0, "a window lapsed");
+}
+
+#[test]
+fn a_stale_standby_copy_holds_the_outages_epochs_then_they_are_billed_as_clipped() {
+    let (b, standby_sb) = two_hosts(10_000, 9_000, 4_000);
+    // A standby copy that stopped being replicated long ago: its heartbeat is old.
+    standby_sb.ok(&["init-db"]);
+    standby_sb
+        .conn()
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('standby_alive_ms', ?1)",
+            [(now_ms() - 3_600_000).to_string()],
+        )
+        .unwrap();
+    let copy = b.sb.dir.path().join("standby-copy.db");
+    standby_sb.ok(&["backup", "--to", copy.to_str().unwrap()]);
+    let home = ["--standby-copy", copy.to_str().unwrap()];
+    let mut primary = spawn_primary_with(&b, &home);
+    assert!(wait_for(Duration::from_secs(20), || b
+        .fake
+        .state()
+        .windows
+        .len()
+        == 3));
+    let first = b.current_epoch();
+    // Healthy epochs are billed at once, copy or not.
+    let billed_healthy = wait_for(Duration::from_secs(30), || {
+        b.fake
+            .state()
+            .chain
+            .bills
+            .keys()
+            .any(|(_, e)| *e as i64 >= first)
+    });
+    assert!(billed_healthy, "a healthy epoch waited for the standby");
+    // The primary dies for two windows: its windows lapse (no standby runs).
+    stop(&mut [&mut primary]);
+    let dead_epoch = b.current_epoch();
+    std::thread::sleep(Duration::from_millis(22_000));
+    let started = std::time::Instant::now();
+    let primary = spawn_primary_with(&b, &home);
+    // The outage's epochs wait (1 epoch past their end by default), then are billed.
+    let gap_epoch_billed = |b: &common::bill::Bill| {
+        b.sb.query_i64(&format!(
+            "SELECT COUNT(*) FROM usage_windows WHERE epoch >= {dead_epoch} AND standby_clip IS NOT NULL
+             AND kind IN ('billed', 'billed-found-on-chain')"
+        ))
+    };
+    let clipped = wait_for(Duration::from_secs(60), || gap_epoch_billed(&b) > 0);
+    let waited = started.elapsed();
+    let check = b.sb.run(&["check", "--warn-seconds", "0"]);
+    let (code, _, log) = terminate(primary);
+    println!(
+        "stale standby copy: the outage's epochs billed as clipped {:.1} s after the primary came back; check exit {}",
+        waited.as_secs_f64(),
+        check.code
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(clipped, "{log}");
+    assert!(
+        log.contains("billed without the standby's windows"),
+        "{log}"
+    );
+    assert_eq!(check.code, 4, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("billed without the standby"),
+        "{}",
+        check.stdout
+    );
+    let s = b.fake.state();
+    assert!(
+        s.chain.executed.iter().all(|x| x.error.is_none()),
+        "{:?}",
+        s.chain.executed
+    );
 }

@@ -63,6 +63,18 @@ impl<'a> Escrow<'a> {
         }
     }
 
+    /// `getAgentServiceStats`'s first item: the windows the escrow ever billed the agent.
+    pub fn billed_windows(&self, agent: &Address) -> Result<u64, String> {
+        let items =
+            self.gateway
+                .query(&self.contract, "getAgentServiceStats", &[agent.to_hex()])?;
+        match items.first() {
+            None => Ok(0),
+            Some(n) if n.len() <= 8 => Ok(big_uint(n) as u64),
+            Some(_) => Err("escrow view getAgentServiceStats: windows not a u64".into()),
+        }
+    }
+
     /// `getAgentFinancials`: (bond balance, outstanding total).
     pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), String> {
         let items = self

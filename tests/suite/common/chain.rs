@@ -78,6 +78,8 @@ pub struct Bill {
     pub due: u128,
     pub deadline: u64,
     pub state: u8,
+    /// Its first enforcement marked the agent (credit, probation, status): never twice.
+    pub marked: bool,
 }
 
 /// A planned misbehaviour of the next `/transaction/send`.
@@ -413,6 +415,7 @@ impl Chain {
             due,
             deadline: epoch + self.grace_epochs,
             state: BILLED,
+            marked: false,
         };
         self.bills.insert((agent.to_string(), epoch), bill);
     }
@@ -492,12 +495,19 @@ impl Chain {
         a.outstanding = a.outstanding.saturating_sub(taken);
         let b = self.bills.get_mut(&key).unwrap();
         b.due -= taken;
-        if b.due == 0 {
-            b.state = SLASHED;
-            a.credit_score = a.credit_score.saturating_sub(60);
-        } else {
-            b.state = DELINQUENT;
-            a.credit_score = a.credit_score.saturating_sub(90);
+        b.state = if b.due == 0 { SLASHED } else { DELINQUENT };
+        // The first enforcement marks the agent, even with nothing taken; later ones of the
+        // same epoch only take what the bond has again.
+        if !b.marked {
+            b.marked = true;
+            let penalty = if b.due == 0 { 60 } else { 90 };
+            a.credit_score = a.credit_score.saturating_sub(penalty);
+            a.on_time = 0;
+            let can_be_active =
+                a.credit_score >= 500 && a.bond >= self.min_bond && a.outstanding == 0;
+            if a.status != CANCELLED && !can_be_active {
+                a.status = SUSPENDED;
+            }
         }
         self.claimable_owner += taken;
         Ok(())
@@ -553,6 +563,21 @@ impl Chain {
             ..EscrowAgent::default()
         };
         self.agents.insert(agent.to_string(), a);
+        Ok(())
+    }
+
+    /// `resumeIfHealthy()` by the agent: Paused/Suspended -> Active when its credit is at
+    /// least 500, its bond at least `min_bond` and nothing is outstanding.
+    pub fn resume_if_healthy(&mut self, agent: &str) -> Result<(), String> {
+        let min_bond = self.min_bond;
+        let a = self.agents.get_mut(agent).ok_or("Agent not enrolled")?;
+        if a.status == CANCELLED {
+            return Err("Agent cancelled".into());
+        }
+        if a.credit_score < 500 || a.bond < min_bond || a.outstanding > 0 {
+            return Err("Agent not healthy".into());
+        }
+        a.status = 0;
         Ok(())
     }
 
