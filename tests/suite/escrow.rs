@@ -552,3 +552,69 @@ fn the_fake_contract_refuses_in_the_documented_order() {
     );
     assert!(c.settle(BOB, 100, 1, 101).is_err());
 }
+
+#[test]
+fn a_non_payer_is_enforced_once_per_epoch_then_not_renewed_until_it_tops_up() {
+    let b = setup(3_000, 3_000);
+    {
+        // Alice's bond covers one bill of one window; her bills are one window each.
+        let mut s = b.fake.state();
+        let one_window = s.chain.window_reward * 500 / 10_000;
+        let a = s.chain.agents.get_mut(ALICE).unwrap();
+        a.max_windows = 1;
+        a.bond = one_window;
+    }
+    let args = b.args("run");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--poll-seconds", "1", "--enforce-after-grace"]);
+    let child = b.sb.spawn(&args);
+    let renewals = |b: &Bill| b.fake.state().windows.get(ALICE).map_or(0, Vec::len);
+    let held = wait_for(Duration::from_secs(90), || {
+        b.sb.query_i64(&format!(
+            "SELECT COUNT(*) FROM agents WHERE address = '{ALICE}' AND debt_hold_ms IS NOT NULL"
+        )) == 1
+    });
+    if !held {
+        let (_, _, log) = terminate(child);
+        panic!("alice was never held: {log}");
+    }
+    let at_hold = renewals(&b);
+    let report = b.sb.ok(&["report", "--format", "json"]);
+    let check = b.sb.run(&["check"]);
+    std::thread::sleep(Duration::from_millis(9_000));
+    let while_held = renewals(&b) - at_hold;
+    // She tops up her bond with a second register: renewed again.
+    {
+        let mut s = b.fake.state();
+        let current = s.contract_epoch();
+        let bond = 10 * s.chain.min_bond;
+        s.chain.register(ALICE, (500, 1, u128::MAX / 4), bond, current).unwrap();
+    }
+    let resumed = wait_for(Duration::from_secs(20), || renewals(&b) > at_hold + while_held);
+    let (code, _, log) = terminate(child);
+    assert_eq!(code, 0, "{log}");
+    let calls = b.fake.state().chain.enforce_calls.clone();
+    let mut once: HashMap<(String, u64), usize> = HashMap::new();
+    for c in calls.iter().filter(|c| c.error.is_none() && c.agent == ALICE) {
+        *once.entry((c.agent.clone(), c.epoch)).or_default() += 1;
+    }
+    let states: Vec<u8> = chain_bills(&b)
+        .iter()
+        .filter(|((a, _), _)| a == ALICE)
+        .map(|(_, v)| v.0)
+        .collect();
+    let delinquent = states.iter().filter(|&&s| s == DELINQUENT).count();
+    println!(
+        "non-payer: {} of alice's epochs enforced (each once: {}), {delinquent} Delinquent; renewals while held: {while_held}",
+        once.len(),
+        once.values().all(|&n| n == 1)
+    );
+    assert!(once.values().all(|&n| n == 1), "{calls:?}");
+    assert!(states.contains(&4), "first Slashed: {states:?}");
+    assert!(delinquent >= 2, "{states:?}");
+    assert_eq!(while_held, 0, "renewed while held for its debt");
+    assert!(report.contains("held-for-debt"), "{report}");
+    assert!(check.stdout.contains("enforced epochs unpaid"), "{}", check.stdout);
+    assert!(resumed, "not renewed after the top-up: {log}");
+    assert!(log.contains("healthy on the escrow again"), "{log}");
+}

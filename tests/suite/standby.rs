@@ -560,3 +560,82 @@ fn a_stale_standby_copy_holds_the_outages_epochs_then_they_are_billed_as_clipped
         s.chain.executed
     );
 }
+
+/// Every bill the chain has, as (agent, epoch) -> (windows, due, state).
+fn chain_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i64), (i64, String, u8)> {
+    let s = b.fake.state();
+    s.chain
+        .bills
+        .iter()
+        .map(|((a, e), bill)| ((a.clone(), *e as i64), (bill.windows as i64, bill.due.to_string(), bill.state)))
+        .collect()
+}
+
+/// The local ledger's view of billed epochs: (agent, epoch) -> (billed windows, due, state).
+fn local_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i64), (Option<i64>, Option<String>, Option<String>)> {
+    let conn = b.sb.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.address, u.epoch, u.billed_windows, u.due_atto, u.settlement FROM usage_windows u
+             JOIN agents a ON a.id = u.agent_id WHERE u.kind IN ('billed', 'billed-found-on-chain')",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?))))
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn the_restore_drill_ends_with_every_chain_bill_known() {
+    let b = setup(10_000, 3_000);
+    let primary = spawn_primary(&b);
+    let bills = |b: &common::bill::Bill| b.fake.state().chain.bills.len();
+    assert!(wait_for(Duration::from_secs(30), || bills(&b) >= 3));
+    let backup = b.sb.dir.path().join("before.db");
+    b.sb.ok(&["backup", "--to", backup.to_str().unwrap()]);
+    let at_backup = bills(&b);
+    // Several more bills after the backup; stopped right after a bill is confirmed.
+    assert!(wait_for(Duration::from_secs(40), || bills(&b) >= at_backup + 6));
+    let last_epoch = *b.fake.state().chain.bills.keys().map(|(_, e)| e).max().unwrap() as i64;
+    let confirmed = wait_for(Duration::from_secs(30), || {
+        b.sb.query_i64(&format!(
+            "SELECT COUNT(*) FROM usage_windows WHERE epoch = {last_epoch} AND kind = 'billed'"
+        )) >= 1
+    });
+    let (code, _, log) = terminate(primary);
+    assert!(confirmed && code == 0, "{log}");
+    b.sb.ok(&["restore", backup.to_str().unwrap()]);
+    let r = b.reconcile(&["--apply"]);
+    assert!(r.code == 0, "{}{}", r.stdout, r.stderr);
+    let chain = chain_ledger(&b);
+    let local = local_ledger(&b);
+    let names = ["", "Billed", "SettledOnTime", "SettledLate", "Slashed", "Delinquent"];
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for (key, (windows, due, state)) in &chain {
+        match local.get(key) {
+            None => unknown.push(key.clone()),
+            Some((w, d, s)) => {
+                let want = (Some(*windows), Some(due.clone()), Some(names[*state as usize].to_string()));
+                if (w.clone(), d.clone(), s.clone()) != want {
+                    wrong.push(format!("{key:?}: local {:?}, chain {want:?}", (w, d, s)));
+                }
+            }
+        }
+    }
+    println!(
+        "restore drill: {} chain bills, {} without a local row after reconcile --apply, {} with other windows, due or state",
+        chain.len(),
+        unknown.len(),
+        wrong.len()
+    );
+    assert!(unknown.is_empty(), "{unknown:?}");
+    assert!(wrong.is_empty(), "{wrong:?}");
+    let again = b.reconcile(&[]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("0 differences"), "{}", again.stderr);
+    // Nothing billed twice when billing goes on.
+    b.pause_all();
+    b.tick_until_settled();
+    b.assert_billed_exactly_once();
+}
