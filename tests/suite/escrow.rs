@@ -588,14 +588,21 @@ fn a_non_payer_is_enforced_once_per_epoch_then_not_renewed_until_it_tops_up() {
         let mut s = b.fake.state();
         let current = s.contract_epoch();
         let bond = 10 * s.chain.min_bond;
-        s.chain.register(ALICE, (500, 1, u128::MAX / 4), bond, current).unwrap();
+        s.chain
+            .register(ALICE, (500, 1, u128::MAX / 4), bond, current)
+            .unwrap();
     }
-    let resumed = wait_for(Duration::from_secs(20), || renewals(&b) > at_hold + while_held);
+    let resumed = wait_for(Duration::from_secs(20), || {
+        renewals(&b) > at_hold + while_held
+    });
     let (code, _, log) = terminate(child);
     assert_eq!(code, 0, "{log}");
     let calls = b.fake.state().chain.enforce_calls.clone();
     let mut once: HashMap<(String, u64), usize> = HashMap::new();
-    for c in calls.iter().filter(|c| c.error.is_none() && c.agent == ALICE) {
+    for c in calls
+        .iter()
+        .filter(|c| c.error.is_none() && c.agent == ALICE)
+    {
         *once.entry((c.agent.clone(), c.epoch)).or_default() += 1;
     }
     let states: Vec<u8> = chain_bills(&b)
@@ -614,7 +621,11 @@ fn a_non_payer_is_enforced_once_per_epoch_then_not_renewed_until_it_tops_up() {
     assert!(delinquent >= 2, "{states:?}");
     assert_eq!(while_held, 0, "renewed while held for its debt");
     assert!(report.contains("held-for-debt"), "{report}");
-    assert!(check.stdout.contains("enforced epochs unpaid"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("enforced epochs unpaid"),
+        "{}",
+        check.stdout
+    );
     assert!(resumed, "not renewed after the top-up: {log}");
     assert!(log.contains("healthy on the escrow again"), "{log}");
 }

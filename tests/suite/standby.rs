@@ -562,17 +562,27 @@ fn a_stale_standby_copy_holds_the_outages_epochs_then_they_are_billed_as_clipped
 }
 
 /// Every bill the chain has, as (agent, epoch) -> (windows, due, state).
-fn chain_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i64), (i64, String, u8)> {
+fn chain_ledger(
+    b: &common::bill::Bill,
+) -> std::collections::BTreeMap<(String, i64), (i64, String, u8)> {
     let s = b.fake.state();
     s.chain
         .bills
         .iter()
-        .map(|((a, e), bill)| ((a.clone(), *e as i64), (bill.windows as i64, bill.due.to_string(), bill.state)))
+        .map(|((a, e), bill)| {
+            (
+                (a.clone(), *e as i64),
+                (bill.windows as i64, bill.due.to_string(), bill.state),
+            )
+        })
         .collect()
 }
 
+/// A billed epoch as the local ledger has it: (billed windows, due, state).
+type LocalBill = (Option<i64>, Option<String>, Option<String>);
+
 /// The local ledger's view of billed epochs: (agent, epoch) -> (billed windows, due, state).
-fn local_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i64), (Option<i64>, Option<String>, Option<String>)> {
+fn local_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i64), LocalBill> {
     let conn = b.sb.conn();
     let mut stmt = conn
         .prepare(
@@ -581,7 +591,9 @@ fn local_ledger(b: &common::bill::Bill) -> std::collections::BTreeMap<(String, i
         )
         .unwrap();
     let rows = stmt
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?))))
+        .query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?)))
+        })
         .unwrap();
     rows.map(Result::unwrap).collect()
 }
@@ -597,7 +609,15 @@ fn the_restore_drill_ends_with_every_chain_bill_known() {
     let at_backup = bills(&b);
     // Several more bills after the backup; stopped right after a bill is confirmed.
     assert!(wait_for(Duration::from_secs(40), || bills(&b) >= at_backup + 6));
-    let last_epoch = *b.fake.state().chain.bills.keys().map(|(_, e)| e).max().unwrap() as i64;
+    let last_epoch = *b
+        .fake
+        .state()
+        .chain
+        .bills
+        .keys()
+        .map(|(_, e)| e)
+        .max()
+        .unwrap() as i64;
     let confirmed = wait_for(Duration::from_secs(30), || {
         b.sb.query_i64(&format!(
             "SELECT COUNT(*) FROM usage_windows WHERE epoch = {last_epoch} AND kind = 'billed'"
@@ -610,14 +630,25 @@ fn the_restore_drill_ends_with_every_chain_bill_known() {
     assert!(r.code == 0, "{}{}", r.stdout, r.stderr);
     let chain = chain_ledger(&b);
     let local = local_ledger(&b);
-    let names = ["", "Billed", "SettledOnTime", "SettledLate", "Slashed", "Delinquent"];
+    let names = [
+        "",
+        "Billed",
+        "SettledOnTime",
+        "SettledLate",
+        "Slashed",
+        "Delinquent",
+    ];
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
     for (key, (windows, due, state)) in &chain {
         match local.get(key) {
             None => unknown.push(key.clone()),
             Some((w, d, s)) => {
-                let want = (Some(*windows), Some(due.clone()), Some(names[*state as usize].to_string()));
-                if (w.clone(), d.clone(), s.clone()) != want {
+                let want = (
+                    Some(*windows),
+                    Some(due.clone()),
+                    Some(names[*state as usize].to_string()),
+                );
+                if (*w, d.clone(), s.clone()) != want {
                     wrong.push(format!("{key:?}: local {:?}, chain {want:?}", (w, d, s)));
                 }
             }

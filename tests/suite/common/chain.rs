@@ -566,21 +566,6 @@ impl Chain {
         Ok(())
     }
 
-    /// `resumeIfHealthy()` by the agent: Paused/Suspended -> Active when its credit is at
-    /// least 500, its bond at least `min_bond` and nothing is outstanding.
-    pub fn resume_if_healthy(&mut self, agent: &str) -> Result<(), String> {
-        let min_bond = self.min_bond;
-        let a = self.agents.get_mut(agent).ok_or("Agent not enrolled")?;
-        if a.status == CANCELLED {
-            return Err("Agent cancelled".into());
-        }
-        if a.credit_score < 500 || a.bond < min_bond || a.outstanding > 0 {
-            return Err("Agent not healthy".into());
-        }
-        a.status = 0;
-        Ok(())
-    }
-
     /// `settleEpoch(epoch)` by the agent with `payment`: the excess goes to its bond.
     pub fn settle(
         &mut self,
