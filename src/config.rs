@@ -240,28 +240,12 @@ pub struct BillingConfig {
     pub max_delinquent_epochs: i64,
 }
 
-/// The one reader of the environment: a variable set but empty (as env-file templates
-/// leave them) is unset, for every variable the tool reads.
-pub fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
+pub use crate::environment::{env, env_path};
 
-/// A path from the environment (not necessarily UTF-8); empty is unset.
-pub fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// For tests only: `STREAM_AGENCY_TEST_WALL_SHIFT_MS` shifts this process's wall clock
-/// (not its boot clock), as on a host whose clock stepped. Read once.
-pub fn test_wall_shift_ms() -> i64 {
-    static SHIFT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *SHIFT.get_or_init(|| {
-        env("STREAM_AGENCY_TEST_WALL_SHIFT_MS")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
+/// The database: `--db`, else `STREAM_AGENCY_DB`, else `stream-agency.db`.
+pub fn db_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| env_path("STREAM_AGENCY_DB"))
+        .unwrap_or_else(|| PathBuf::from("stream-agency.db"))
 }
 
 /// `--ca-file`, else `STREAM_AGENCY_CA_FILE`, else `SSL_CERT_FILE`.

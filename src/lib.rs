@@ -29,6 +29,7 @@ pub mod cli;
 pub mod cmd;
 pub(crate) mod config;
 pub mod crypto;
+mod environment;
 pub mod error;
 pub mod net;
 pub mod ops;
@@ -41,11 +42,5 @@ pub(crate) mod tick;
 #[cfg(test)]
 mod testdata;
 
-/// Wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    wall + config::test_wall_shift_ms()
-}
+/// Wall-clock time in Unix milliseconds (see `net::clock`).
+pub use net::clock::now_ms;

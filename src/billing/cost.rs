@@ -2,7 +2,7 @@
 //! what the last call of its function used), its fee expected before it is signed and
 //! weighed against what it brings in, and its real fee read from its receipt afterwards.
 
-use super::Biller;
+use super::pass::Biller;
 use crate::chain::fees::{FeeRule, SAFE_GAS_LIMIT};
 use crate::chain::gateway::Cost;
 use crate::chain::tx::{call_of, Transaction};
@@ -122,7 +122,7 @@ impl Biller {
     /// execution gas from the successful ones.
     pub(super) fn record_fees(&self, store: &Store, limit: usize) -> Result<usize> {
         let mut recorded = 0;
-        for tx in store.fees_unknown(limit, crate::now_ms())? {
+        for tx in store.fees_unknown(limit, crate::net::clock::now_ms())? {
             let receipt = match self.gateway.receipt(&tx.hash) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,

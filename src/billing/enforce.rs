@@ -5,8 +5,9 @@
 //! sent, the contract's `getEpochState` confirms, and the breaker counts what nobody can
 //! explain.
 
-use super::send::Nonces;
-use super::{breaker, Biller, BillingSummary};
+use super::breaker;
+use super::pass::Nonces;
+use super::pass::{Biller, BillingSummary};
 use crate::chain::escrow::EscrowConfig;
 use crate::chain::fees::claw;
 use crate::chain::gateway::Sent;
@@ -14,7 +15,7 @@ use crate::chain::ledger::EpochState;
 use crate::chain::tx::enforce_epoch_data;
 use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::escrow::{BillRead, Outcome, Overdue, PendingEnforcement};
 use crate::store::Store;
 

@@ -2,7 +2,7 @@
 //! windows would never be paid) until it registers again or the operator says otherwise.
 //! Read at a bounded rate: at most once per agent per epoch here, and at each bill.
 
-use super::Biller;
+use super::pass::Biller;
 use crate::chain::escrow::{AgentInfo, AgentStatus};
 use crate::crypto::keys::Address;
 use crate::error::Result;

@@ -1,18 +1,8 @@
 //! Before any transaction: is the configuration one the chain and the contract accept?
 
-use super::Biller;
-use crate::chain::escrow::EscrowConfig;
-use crate::config::Gas;
+use super::pass::{Biller, Preflight};
 
-/// Whether billing can go on this tick.
-pub enum Preflight {
-    /// Go on, with the escrow's configuration.
-    Ready(EscrowConfig),
-    /// A configuration mismatch: nothing is sent until a human fixes it.
-    Blocked(String),
-    /// The gateway did not answer: try again next tick.
-    Unavailable(String),
-}
+use crate::config::Gas;
 
 impl Biller {
     /// Chain id and minimum gas price (checked once: a mismatch would make every

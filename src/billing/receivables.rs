@@ -4,8 +4,8 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
+use crate::chain::escrow::abi::decode_epoch_state;
 use crate::chain::escrow::client::Escrow;
-use crate::chain::escrow::decode_epoch_state;
 use crate::crypto::keys::Address;
 use crate::error::Result;
 use crate::store::escrow::{BillRead, OpenBill};

@@ -4,11 +4,12 @@
 //! treatment either way: expired, refused, retried later, capped for probation, held for a
 //! human, or billing stopped by the breaker.
 
-use super::{breaker, Biller, BillingSummary, MAX_RETRIES};
+use super::breaker;
+use super::pass::{Biller, BillingSummary, MAX_RETRIES};
 use crate::chain::escrow::{classify_failure, Failure, PROBATION_WINDOWS_CAP};
 use crate::chain::ledger::Kind;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::billing::Settled;
 use crate::store::Store;
 

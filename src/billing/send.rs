@@ -1,50 +1,21 @@
 //! New transactions: for each candidate (agent, epoch), the contract's views, the judgement
 //! of `escrow::judge`, then sign, store (write-ahead), send.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
+use super::breaker;
 use super::cost::Sizing;
+use super::pass::{Biller, BillingSummary, NewEpochs, Nonces};
 use super::refusal::Refusal;
-use super::{breaker, Biller, BillingSummary};
 use crate::chain::escrow::{self, Decision, EscrowConfig, Views};
 use crate::chain::fees::claw;
 use crate::chain::gateway::{Sent, Simulated};
 use crate::chain::ledger::Kind;
 use crate::chain::tx::bill_epoch_data;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::billing::{Candidate, Settled};
 use crate::store::Store;
-
-/// Nonces: the account's next nonce from the gateway, skipping those our pending
-/// transactions hold, so a refused transaction's nonce is reused and no gap is left.
-pub(super) struct Nonces {
-    next: u64,
-    held: BTreeSet<u64>,
-}
-
-impl Nonces {
-    pub(super) fn new(next: u64, in_flight: &[u64]) -> Nonces {
-        Nonces {
-            next,
-            held: in_flight.iter().copied().collect(),
-        }
-    }
-
-    pub(super) fn take(&mut self) -> u64 {
-        while self.held.contains(&self.next) {
-            self.next += 1;
-        }
-        self.held.insert(self.next);
-        self.next
-    }
-
-    pub(super) fn release(&mut self, nonce: u64) {
-        self.held.remove(&nonce);
-        self.next = self.next.min(nonce);
-    }
-}
 
 /// What became of one candidate in `send_one`.
 enum Outcome {
@@ -54,15 +25,6 @@ enum Outcome {
     NotSent,
     /// Billing stops this pass.
     Stop,
-}
-
-/// What a pass may send: the candidates, the escrow's config, the current epoch and the
-/// nonces already in flight.
-pub(super) struct NewEpochs<'a> {
-    pub candidates: Vec<Candidate>,
-    pub config: &'a EscrowConfig,
-    pub current: i64,
-    pub in_flight: Vec<u64>,
 }
 
 impl Biller {

@@ -2,13 +2,14 @@
 //! (a shallow `success` can hide a failed contract call): an epoch is billed when, and
 //! only when, the contract's `getEpochState` says so.
 
+use super::breaker;
+use super::pass::{Biller, BillingSummary, RESOLVE_WAIT_MS};
 use super::refusal::Refusal;
-use super::{breaker, Biller, BillingSummary, RESOLVE_WAIT_MS};
 use crate::chain::gateway::Sent;
 use crate::chain::ledger::{EpochState, Kind};
 use crate::crypto::keys::Address;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::billing::{PendingTx, Settled};
 use crate::store::Store;
 

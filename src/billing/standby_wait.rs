@@ -7,7 +7,7 @@
 //! a clip with its reason: `check` says so until the copy catches up. Without a standby,
 //! billing is as always.
 
-use super::Biller;
+use super::pass::Biller;
 use crate::chain::escrow::EscrowConfig;
 use crate::error::Result;
 use crate::store::billing::Candidate;
@@ -38,7 +38,12 @@ impl Biller {
             return Ok(false);
         }
         let start = store.epoch_start(c.epoch)?;
-        if !store.renewal_gap(c.agent_id, (start, end), GAP_TOLERANCE_MS, crate::now_ms())? {
+        if !store.renewal_gap(
+            c.agent_id,
+            (start, end),
+            GAP_TOLERANCE_MS,
+            crate::net::clock::now_ms(),
+        )? {
             return Ok(false);
         }
         // Billed at the latest while the escrow still takes it.

@@ -6,7 +6,7 @@ use argh::FromArgs;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::{backup, lock};
 
 /// Copy the database consistently while run, ticks and serve keep writing: checked, mode

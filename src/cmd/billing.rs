@@ -5,7 +5,7 @@ use argh::FromArgs;
 use super::{parse_address, Ctx, Run};
 use crate::billing::breaker;
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 
 /// Act on billing that waits for a human: `retry` re-opens held epochs (and restarts a
 /// stopped billing), `skip` settles an epoch unbilled for good.

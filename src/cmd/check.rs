@@ -6,7 +6,7 @@ use argh::FromArgs;
 
 use super::{needs_human, Ctx, Run};
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::{health, notify};
 
 /// For monitoring: exit 4 and say why when a window lapsed or will lapse without a renewal

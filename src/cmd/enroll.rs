@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use zeroize::Zeroizing;
 
 use crate::crypto::keys::{self, Address, Secret, Wallet, STREAM_MESSAGE};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::Store;
 
 /// Enroll an agent with its signature of "stream" (verified offline first), or many from a

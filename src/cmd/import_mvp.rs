@@ -8,7 +8,7 @@ use argh::FromArgs;
 use super::{Ctx, Run};
 use crate::crypto::keys::{self, Address, STREAM_MESSAGE};
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::output::{Cell, Format, Rows};
 use crate::renewal::stream;
 use crate::store::mvp::{self, Checked, Counts, MvpAgent};

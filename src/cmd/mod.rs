@@ -45,11 +45,8 @@ pub trait Run {
 impl Ctx {
     /// The database of `--db`, else `STREAM_AGENCY_DB`, else `stream-agency.db`.
     pub fn new(db: Option<PathBuf>, key_file: Option<PathBuf>) -> Ctx {
-        let db = db
-            .or_else(|| crate::config::env_path("STREAM_AGENCY_DB"))
-            .unwrap_or_else(|| PathBuf::from("stream-agency.db"));
         Ctx {
-            db,
+            db: crate::config::db_path(db),
             key_file: crate::config::secret_key_file(key_file),
         }
     }

@@ -4,7 +4,7 @@ use argh::FromArgs;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 
 /// Delete attempts and settled billing records older than N days (never unbilled usage).
 #[derive(FromArgs, Debug)]

@@ -11,7 +11,7 @@ use crate::chain::gateway::Gateway;
 use crate::chain::ledger::EpochState;
 use crate::crypto::keys::Address;
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::output::{Cell, Format, Rows};
 use crate::store::billing::{Correction, LedgerRow};
 use crate::store::Store;

@@ -21,7 +21,9 @@ pub struct Remove {
 impl Run for Remove {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let address = parse_address(&self.address)?;
-        let dropped = ctx.open()?.remove(&address, self.force, crate::now_ms())?;
+        let dropped = ctx
+            .open()?
+            .remove(&address, self.force, crate::net::clock::now_ms())?;
         if dropped > 0 {
             println!("removed {address}; {dropped} unbilled windows will not be billed (--force); its history stays");
         } else {

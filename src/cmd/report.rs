@@ -58,7 +58,7 @@ impl Run for Report {
         let rows = report_rows(&store, self.all)?;
         let warnings = store.expiry_warnings()?;
         if self.format == Format::Table && !self.wide {
-            print!("{}", narrow(&rows, crate::now_ms()));
+            print!("{}", narrow(&rows, crate::net::clock::now_ms()));
             for w in &warnings {
                 println!("warning: {w}");
             }

@@ -4,7 +4,7 @@ use argh::FromArgs;
 
 use super::{parse_address, Ctx, Run};
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 
 /// Stop renewing an agent (its records stay).
 #[derive(FromArgs, Debug)]

@@ -4,7 +4,7 @@ use argh::FromArgs;
 
 use super::{Ctx, Run};
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::output::{Cell, Format, Rows};
 use crate::serve::auth;
 

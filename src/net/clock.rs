@@ -9,7 +9,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::now_ms;
+/// Wall-clock time in Unix milliseconds: the host's clock, as every schedule reads it.
+pub fn now_ms() -> i64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    wall + test_wall_shift_ms()
+}
+
+/// For tests only: `STREAM_AGENCY_TEST_WALL_SHIFT_MS` shifts this process's wall clock
+/// (not its boot clock), as on a host whose clock stepped. Read once.
+fn test_wall_shift_ms() -> i64 {
+    static SHIFT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SHIFT.get_or_init(|| {
+        crate::environment::env("STREAM_AGENCY_TEST_WALL_SHIFT_MS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
 
 /// Where the samples are kept between runs (`meta`).
 pub const STORE_KEY: &str = "clock_samples";

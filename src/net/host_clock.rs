@@ -41,7 +41,7 @@ impl Anchor {
     pub fn now() -> Anchor {
         let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         Anchor {
-            wall_ms: crate::now_ms(),
+            wall_ms: crate::net::clock::now_ms(),
             boot_ms: boot.tv_sec * 1000 + boot.tv_nsec / 1_000_000,
             boot_id: boot_id().to_string(),
         }

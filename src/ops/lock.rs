@@ -99,7 +99,7 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
     let holder = format!(
         "{what} (pid {}) since {}",
         std::process::id(),
-        crate::ops::output::utc(Some(crate::now_ms()))
+        crate::ops::output::utc(Some(crate::net::clock::now_ms()))
     );
     let mut lock = DbLock { file, holder };
     lock.write(parse_last_tick(&previous));

@@ -12,7 +12,7 @@ const SLICE_MS: i64 = 50;
 /// Sleeps until `wake_ms` (host time) in short slices, so that a signal is noticed quickly.
 pub fn sleep_until(stop: &AtomicBool, wake_ms: i64) {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let left = wake_ms - crate::now_ms();
+        let left = wake_ms - crate::net::clock::now_ms();
         if left <= 0 {
             break;
         }

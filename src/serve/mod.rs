@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::error::{Error, Result};
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use conn::{Conn, Framed};
 use limits::RateLimiter;
 use reply::{Refusal, Reply};

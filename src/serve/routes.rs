@@ -14,7 +14,7 @@ use crate::chain::escrow::AgentStatus;
 use crate::chain::gateway::Gateway;
 use crate::crypto::keys::{self, Address, Secret, STREAM_MESSAGE};
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::output::Format;
 use crate::ops::{health, lock};
 use crate::store::Store;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::store::standby::{read_copy, CopyView};
 use crate::tick::{Agency, TickSummary};
 

@@ -14,7 +14,7 @@ use super::summary::TickSummary;
 use crate::chain::epochs::gateway_id;
 use crate::config::RuntimeConfig;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::ops::health;
 use crate::store::Store;
 

@@ -4,13 +4,15 @@
 //!
 //! - `mod.rs`: the [`Agency`] and [`Agency::tick`], the outline, its steps in order;
 //! - `homecoming`: step 0b, the standby's windows absorbed from its copy (`--standby-copy`);
-//! - `epoch`: steps 1 and 4, the epoch observed (and the chain's configuration cached);
+//! - `epoch`: steps 1 and 4, the epoch observed;
+//! - `chain_config`: the chain's configuration (`/network/config`) as cached;
 //! - `renew`: step 3, one agent renewed and its outcome recorded;
 //! - `backlog`: outcomes that wait in memory while the disk refuses them;
 //! - `idle`: the tick that asks nobody when nothing can be due;
 //! - `summary`: what a tick did, for its log line and its exit status.
 
 mod backlog;
+mod chain_config;
 mod epoch;
 mod homecoming;
 pub(crate) mod idle;
@@ -27,8 +29,8 @@ use crate::billing::Biller;
 use crate::chain::gateway::Gateway;
 use crate::config::RuntimeConfig;
 use crate::error::Result;
+use crate::net::clock::now_ms;
 use crate::net::{clock, http};
-use crate::now_ms;
 use crate::ops::{disk, health};
 use crate::renewal::stream::StreamClient;
 use crate::store::usage::effective_epoch;
@@ -54,7 +56,7 @@ pub struct Agency {
     /// "Epoch boundaries are estimated" was said (once per process).
     told_estimate: bool,
     /// `/network/config` as this process last trusted it (genesis, round, chain id).
-    chain_config: epoch::ChainConfigCache,
+    chain_config: chain_config::ChainConfigCache,
     /// The network's clock as the answers' `Date` headers tell it.
     network_clock: clock::Keeper,
     /// The database file, for its disk's free space and reserve.
@@ -96,7 +98,7 @@ impl Agency {
             gateway_down: false,
             told_empty: false,
             told_estimate: false,
-            chain_config: epoch::ChainConfigCache::default(),
+            chain_config: chain_config::ChainConfigCache::default(),
             network_clock,
         }
     }

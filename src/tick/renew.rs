@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::summary::TickSummary;
 use super::Agency;
 use crate::error::Result;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 use crate::renewal::schedule::{Known, Plan, Policy};
 use crate::renewal::stream::{Answer, Reply};
 use crate::store::agents::{DueAgent, Renewal, Verdict};

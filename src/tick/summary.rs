@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::billing::BillingSummary;
-use crate::now_ms;
+use crate::net::clock::now_ms;
 
 #[derive(Debug, Default)]
 pub struct TickSummary {

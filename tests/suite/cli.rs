@@ -171,8 +171,8 @@ fn enroll_updates_a_known_agent_and_never_prints_signatures() {
     assert!(report.contains(&a) && report.contains("500"), "{report}");
     assert_eq!(
         report.lines().next().unwrap().split_whitespace().count(),
-        19,
-        "every field of report, break_even_bps too"
+        21,
+        "every field of report, unbillable and not_renewed_because too"
     );
     // The default table fits 100 columns: the address shortened, times relative.
     sb.conn()

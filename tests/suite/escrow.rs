@@ -511,6 +511,11 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
              ALTER TABLE billing_attempts DROP COLUMN fee_atto;
              ALTER TABLE billing_attempts DROP COLUMN gas_used;
              DROP TABLE unprofitable;
+             ALTER TABLE usage_windows DROP COLUMN late_windows;
+             ALTER TABLE usage_windows DROP COLUMN standby_clip;
+             ALTER TABLE agents DROP COLUMN debt_hold_ms;
+             ALTER TABLE agents DROP COLUMN debt_hold_reason;
+             ALTER TABLE agents DROP COLUMN debt_released_ms;
              PRAGMA user_version = 3;",
         )
         .unwrap();

@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use stream_agency::chain::{escrow, gateway};
+use stream_agency::chain::escrow::abi as escrow;
+use stream_agency::chain::gateway;
 use stream_agency::cmd::enroll;
 use stream_agency::crypto::keys::{self, Address};
 use stream_agency::net::http;

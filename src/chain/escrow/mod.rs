@@ -5,8 +5,6 @@
 pub mod abi;
 pub(crate) mod client;
 
-pub use abi::{big_uint, decode_agent_info, decode_config, decode_epoch_state};
-
 use crate::chain::ledger::{EpochState, Kind};
 use crate::crypto::keys::Address;
 
@@ -269,6 +267,7 @@ pub fn classify_failure(message: Option<&str>) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use super::abi::{big_uint, decode_agent_info, decode_epoch_state};
     use super::*;
 
     fn info(max_windows: u64, max_charge: u128, fee_bps: u64) -> AgentInfo {
