@@ -15,10 +15,10 @@ use crate::ops::{health, notify};
 #[argh(subcommand, name = "check")]
 pub struct Check {
     /// warn about windows ending within this many seconds with no renewal planned (default: 600)
-    #[argh(option, default = "600")]
+    #[argh(option, default = "health::Thresholds::DEFAULT_WARN_SECONDS")]
     pub warn_seconds: u32,
     /// warn about billing transactions pending longer than this (default: 900)
-    #[argh(option, default = "900")]
+    #[argh(option, default = "health::Thresholds::DEFAULT_PENDING_LIMIT_SECONDS")]
     pub pending_limit_seconds: u32,
     /// a host clock off the stream service's by more than this needs a human (default: 60)
     #[argh(option, default = "60")]
@@ -79,9 +79,11 @@ impl Run for Check {
             None => health::check(
                 &store,
                 now,
-                i64::from(self.warn_seconds) * 1000,
-                i64::from(self.pending_limit_seconds) * 1000,
-                i64::from(self.max_clock_skew_seconds) * 1000,
+                health::Thresholds::of_seconds(
+                    self.warn_seconds,
+                    self.pending_limit_seconds,
+                    i64::from(self.max_clock_skew_seconds) * 1000,
+                ),
             )?,
         };
         problems.extend(health::disk(&store, &ctx.db, now)?);

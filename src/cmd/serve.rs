@@ -42,6 +42,14 @@ crate::runtime_command! {
         /// seconds since the last tick after which /healthz fails (default: 180)
         #[argh(option, default = "180")]
         pub max_tick_age_seconds: u64,
+        /// fail /healthz for windows ending within this many seconds with no renewal
+        /// planned, as `check --warn-seconds` (default: 600)
+        #[argh(option, default = "crate::ops::health::Thresholds::DEFAULT_WARN_SECONDS")]
+        pub warn_seconds: u32,
+        /// fail /healthz for billing transactions pending longer than this, as `check
+        /// --pending-limit-seconds` (default: 900)
+        #[argh(option, default = "crate::ops::health::Thresholds::DEFAULT_PENDING_LIMIT_SECONDS")]
+        pub pending_limit_seconds: u32,
     }
 }
 
@@ -77,6 +85,11 @@ impl Run for Serve {
             fee_bps,
             escrow,
             max_tick_age_ms: self.max_tick_age_seconds.saturating_mul(1000) as i64,
+            thresholds: crate::ops::health::Thresholds::of_seconds(
+                self.warn_seconds,
+                self.pending_limit_seconds,
+                cfg.max_clock_skew_ms,
+            ),
         };
         let limits = Limits {
             max_connections: self.max_connections.max(1),

@@ -124,14 +124,39 @@ pub fn standby(
     Ok(out)
 }
 
-/// `check`: everything a monitor should page about.
-pub fn check(
-    store: &Store,
-    now: i64,
-    warn_ms: i64,
-    pending_limit_ms: i64,
-    max_skew_ms: i64,
-) -> Result<Vec<String>> {
+/// What `check` and `serve`'s `/healthz` page about, as each was started with (their
+/// flags `--warn-seconds`, `--pending-limit-seconds`, `--max-clock-skew-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Windows ending within this long with no renewal planned.
+    pub warn_ms: i64,
+    /// Billing transactions pending longer than this.
+    pub pending_limit_ms: i64,
+    /// A host clock further off the network's than this.
+    pub max_skew_ms: i64,
+}
+
+impl Thresholds {
+    /// The defaults of the flags (600, 900 and 60 seconds), written once here.
+    pub const DEFAULT_WARN_SECONDS: u32 = 600;
+    pub const DEFAULT_PENDING_LIMIT_SECONDS: u32 = 900;
+
+    pub fn of_seconds(warn: u32, pending_limit: u32, max_skew_ms: i64) -> Thresholds {
+        Thresholds {
+            warn_ms: i64::from(warn) * 1000,
+            pending_limit_ms: i64::from(pending_limit) * 1000,
+            max_skew_ms,
+        }
+    }
+}
+
+/// `check` and `/healthz`: everything a monitor should page about.
+pub fn check(store: &Store, now: i64, limits: Thresholds) -> Result<Vec<String>> {
+    let Thresholds {
+        warn_ms,
+        pending_limit_ms,
+        max_skew_ms,
+    } = limits;
     let mut out = store.at_risk(now, warn_ms)?;
     out.extend(store.never_renewed(now, now - warn_ms)?);
     out.extend(store.failing(now, FAILING_FOR_MS)?);

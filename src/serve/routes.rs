@@ -30,6 +30,8 @@ pub struct Intake {
     /// With billing configured: the escrow's views decide who may enroll, and the fee.
     pub escrow: Option<(Gateway, Address)>,
     pub max_tick_age_ms: i64,
+    /// What `/healthz` pages about, as `serve` was started (`--warn-seconds`, ...).
+    pub thresholds: health::Thresholds,
 }
 
 type Routed = std::result::Result<Reply, Refusal>;
@@ -256,7 +258,7 @@ impl Intake {
     /// 200 only when the last tick is recent and `check` finds nothing that needs a human.
     fn health(&self) -> Result<Routed> {
         let now = now_ms();
-        let mut reasons = health::check(&self.store, now, 600_000, 900_000, 60_000)?;
+        let mut reasons = health::check(&self.store, now, self.thresholds)?;
         match lock::last_tick_ms(&self.db) {
             Some(t) if now - t <= self.max_tick_age_ms => {}
             Some(t) => reasons.push(format!(

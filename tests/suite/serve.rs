@@ -522,6 +522,20 @@ fn healthz_says_what_check_says() {
     assert!(out.contains("1 renewed"), "{out}");
     let (status, body) = request(srv.addr, "GET", "/health", &[], "");
     assert_eq!((status, body["ok"].as_bool()), (200, Some(true)), "{body}");
+    // A bill pending for 100 s: within the default 900 s, beyond a serve started with 60.
+    sb.conn()
+        .execute(
+            "INSERT INTO billing_attempts (agent_id, epoch, windows, created_ms, updated_ms, status, kind)
+             VALUES (1, 1, 1, ?1, ?1, 'pending', 'pending')",
+            [now_ms() - 100_000],
+        )
+        .unwrap();
+    let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let strict = start(&sb, &["--pending-limit-seconds", "60"]);
+    let (status, body) = request(strict.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 503, "serve's own thresholds: {body}");
+    assert!(body.to_string().contains("pending for"), "{body}");
 }
 
 #[test]
