@@ -14,14 +14,16 @@
 //! | `billing` | the billing pass: preflight, settle, send, enforce, receivables, lifecycle |
 //! | `config` | every runtime option declared once, every environment variable read |
 //! | [`renewal`] | the stream service's client and its answers; the renewal schedule (pure) |
-//! | [`chain`] | the gateway's client; epochs, ledger vocabulary, transactions, the escrow's rules and ABI (pure) and its views' client |
-//! | `store` | SQL only: every query, the schema's migrations (`sql/`) |
-//! | [`crypto`] | addresses, PEM wallets, signing; signatures at rest; private files |
-//! | [`net`] | the one HTTP agent (timeouts, bounded reads, proxies, extra roots), URL helpers, the network's clock |
-//! | [`error`] | errors and exit statuses |
+//! | `chain::gateway`, `chain::escrow::client` | the gateway's client and the escrow views' client |
+//! | `store` | SQL only: every query, the schema's migrations (`sql/`); it uses `chain`'s pure parts |
+//! | [`chain`], pure | epochs, ledger vocabulary, fees, transactions, the escrow's rules and ABI |
+//! | [`crypto`] | addresses, PEM wallets, signing, the enrollment rule; signatures at rest; private files |
+//! | [`net`] | the one HTTP agent (timeouts, bounded reads, proxies, extra roots), URL helpers, the network's clock (`now_ms`) |
+//! | `environment`, [`error`] | the one reader of the process environment; errors and exit statuses |
 //!
 //! `backup` reads the database file itself (`VACUUM INTO`, `integrity_check`) besides
 //! `store`. Modules are `pub` only where the integration tests or the binary need them.
+//! `now_ms` is re-exported here for the tests; the code itself imports it from `net::clock`.
 
 pub(crate) mod billing;
 pub mod chain;

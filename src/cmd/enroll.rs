@@ -36,7 +36,7 @@ pub struct Enroll {
     #[argh(option)]
     pub from_file: Option<PathBuf>,
     /// the agency's fee in basis points, 1..=10000 (default: 500)
-    #[argh(option, default = "500")]
+    #[argh(option, default = "crate::chain::escrow::DEFAULT_FEE_BPS")]
     pub fee_bps: u32,
 }
 
@@ -48,7 +48,7 @@ pub struct EnrollFromPem {
     #[argh(option)]
     pub pem: PathBuf,
     /// the agency's fee in basis points, 1..=10000 (default: 500)
-    #[argh(option, default = "500")]
+    #[argh(option, default = "crate::chain::escrow::DEFAULT_FEE_BPS")]
     pub fee_bps: u32,
 }
 
@@ -89,7 +89,7 @@ impl Run for EnrollFromPem {
 }
 
 pub fn check_fee(fee_bps: u32) -> Result<u32> {
-    if !(1..=10_000).contains(&fee_bps) {
+    if !crate::chain::escrow::FEE_BPS_RANGE.contains(&fee_bps) {
         return Err(Error::usage(format!(
             "--fee-bps {fee_bps} is out of range: the escrow contract accepts 1..=10000 basis points"
         )));
@@ -101,13 +101,12 @@ pub fn check_fee(fee_bps: u32) -> Result<u32> {
 pub fn check_enrollment(address: &str, signature: &str, fee_bps: u32) -> Result<Checked> {
     let address = parse_address(address)?;
     let fee_bps = check_fee(fee_bps)?;
-    let sig = keys::parse_signature_hex(signature)
-        .map_err(|e| Error::usage(format!("--signature: {e}")))?;
-    if !keys::verify_message(&address, STREAM_MESSAGE.as_bytes(), &sig) {
-        return Err(Error::usage(format!(
+    let sig = keys::stream_signature(&address, signature).map_err(|e| match e {
+        keys::NotEnrollable::Malformed(e) => Error::usage(format!("--signature: {e}")),
+        keys::NotEnrollable::NotTheirs => Error::usage(format!(
             "--signature is not {address}'s signature of \"{STREAM_MESSAGE}\": sign it with that agent's wallet"
-        )));
-    }
+        )),
+    })?;
     Ok((address, Secret::new(hex::encode(sig)), fee_bps))
 }
 

@@ -139,15 +139,18 @@ fn check_all(agents: Vec<MvpAgent>) -> (Vec<Checked>, Vec<Line>) {
 
 fn check(m: &MvpAgent) -> std::result::Result<Checked, String> {
     let address = Address::parse(m.address.trim()).map_err(|e| format!("address: {e}"))?;
-    let sig =
-        keys::parse_signature_hex(m.signature.trim()).map_err(|e| format!("signature: {e}"))?;
-    if !keys::verify_message(&address, STREAM_MESSAGE.as_bytes(), &sig) {
-        return Err(format!(
-            "the signature is not this address's signature of \"{STREAM_MESSAGE}\""
-        ));
-    }
-    let fee_bps = m.fee_bps.unwrap_or(500);
-    if !(1..=10_000).contains(&fee_bps) {
+    let sig = keys::stream_signature(&address, m.signature.trim()).map_err(|e| match e {
+        keys::NotEnrollable::Malformed(e) => format!("signature: {e}"),
+        keys::NotEnrollable::NotTheirs => {
+            format!("the signature is not this address's signature of \"{STREAM_MESSAGE}\"")
+        }
+    })?;
+    let fee_bps = m
+        .fee_bps
+        .unwrap_or(i64::from(crate::chain::escrow::DEFAULT_FEE_BPS));
+    let in_range =
+        u32::try_from(fee_bps).is_ok_and(|f| crate::chain::escrow::FEE_BPS_RANGE.contains(&f));
+    if !in_range {
         return Err(format!(
             "fee_bps {fee_bps} is outside 1..=10000, which the escrow accepts"
         ));

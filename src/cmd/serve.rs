@@ -37,7 +37,7 @@ crate::runtime_command! {
         #[argh(option)]
         pub intake_name: Option<String>,
         /// the fee of intake enrollments without billing, in bps (default: 500)
-        #[argh(option, default = "500")]
+        #[argh(option, default = "crate::chain::escrow::DEFAULT_FEE_BPS")]
         pub intake_fee_bps: u32,
         /// seconds since the last tick after which /healthz fails (default: 180)
         #[argh(option, default = "180")]

@@ -152,6 +152,25 @@ pub fn verify_message(address: &Address, message: &[u8], signature: &[u8; 64]) -
 }
 
 /// Parses a 64-byte signature written as hex (optional `0x`). The error never echoes it.
+/// Why a stream signature does not enroll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotEnrollable {
+    /// Not 64 bytes of hex (optional `0x`): what is wrong with it.
+    Malformed(String),
+    /// Well formed, but not the address's signature of `stream`.
+    NotTheirs,
+}
+
+/// The enrollment rule, one place for `enroll`, `import-mvp` and the intake: the signature
+/// (hex, optional `0x`) verifies offline as `address`'s signature of [`STREAM_MESSAGE`].
+pub fn stream_signature(address: &Address, hex: &str) -> Result<[u8; 64], NotEnrollable> {
+    let sig = parse_signature_hex(hex).map_err(NotEnrollable::Malformed)?;
+    if !verify_message(address, STREAM_MESSAGE.as_bytes(), &sig) {
+        return Err(NotEnrollable::NotTheirs);
+    }
+    Ok(sig)
+}
+
 pub fn parse_signature_hex(s: &str) -> Result<[u8; 64], String> {
     let s = s.trim();
     let s = s

@@ -82,10 +82,7 @@ impl Intake {
             Ok(a) => a,
             Err(r) => return Ok(Err(r)),
         };
-        let verified = keys::parse_signature_hex(signature)
-            .ok()
-            .filter(|sig| keys::verify_message(&address, STREAM_MESSAGE.as_bytes(), sig));
-        let Some(sig) = verified else {
+        let Ok(sig) = keys::stream_signature(&address, signature) else {
             return Ok(Err(Refusal(
                 403,
                 format!("the signature is not {address}'s signature of \"{STREAM_MESSAGE}\""),

@@ -23,6 +23,12 @@ pub struct EscrowConfig {
 /// deploy the probation check that the source declares (see the spec).
 pub const PROBATION_WINDOWS_CAP: u64 = 12;
 
+/// The fees the contract's `register` accepts, in basis points.
+pub const FEE_BPS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+/// The agency's fee when none is given (`enroll`, the intake without billing, an MVP
+/// agent without one).
+pub const DEFAULT_FEE_BPS: u32 = 500;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStatus {
     Active,
