@@ -30,6 +30,7 @@ pub(crate) mod lifecycle;
 mod pass;
 mod preflight;
 pub(crate) mod receivables;
+pub(crate) mod reconcile;
 mod refusal;
 mod send;
 mod settle;

@@ -106,3 +106,24 @@ fn read_bill(
     };
     Ok(Some(BillRead::from_views(state, due_atto, owed)))
 }
+
+/// Every open bill read now through the contract's views (`receivables --refresh`,
+/// `earnings` with the billing options): `(escrow contract, gateway)` as given.
+pub fn refresh_all(store: &crate::store::Store, cfg: &crate::config::ViewConfig) -> Result<()> {
+    let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
+    let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
+    let current = store.max_epoch_seen()?.unwrap_or(0);
+    let done = follow(&escrow, store, current, usize::MAX >> 1, true)?;
+    if let Some(e) = done.interrupted {
+        return Err(crate::error::Error::runtime(format!(
+            "reading the open bills stopped after {} bills: {e}",
+            done.read
+        )));
+    }
+    log::info!(
+        "{} open bills re-read, {} answers unusable",
+        done.read,
+        done.rejected
+    );
+    Ok(())
+}

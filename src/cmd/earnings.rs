@@ -94,7 +94,7 @@ impl Run for Earnings {
         let since = i64::try_from(self.since_epoch)
             .map_err(|_| Error::usage("--since-epoch is out of range"))?;
         if self.has_contract() {
-            super::report::refresh_open_bills(&store, &self.view_config()?)?;
+            crate::billing::receivables::refresh_all(&store, &self.view_config()?)?;
         }
         let charges = store.charges(false, None)?;
         let charges: Vec<&Charge> = charges.iter().filter(|c| c.epoch >= since).collect();

@@ -197,32 +197,8 @@ crate::view_command! {
 impl Receivables {
     /// `--refresh`: every open bill read now, through the contract's views.
     fn refresh(&self, store: &crate::store::Store) -> Result<()> {
-        refresh_open_bills(store, &self.view_config()?)
+        crate::billing::receivables::refresh_all(store, &self.view_config()?)
     }
-}
-
-/// Every open bill read now through the contract's views (`receivables --refresh`,
-/// `earnings` with the billing options): `(escrow contract, gateway)` as given.
-pub(super) fn refresh_open_bills(
-    store: &crate::store::Store,
-    cfg: &crate::config::ViewConfig,
-) -> Result<()> {
-    let gateway = crate::chain::gateway::Gateway::connect(&cfg.proxy, cfg.timeout);
-    let escrow = crate::chain::escrow::client::Escrow::new(&gateway, &cfg.escrow);
-    let current = store.max_epoch_seen()?.unwrap_or(0);
-    let done = crate::billing::receivables::follow(&escrow, store, current, usize::MAX >> 1, true)?;
-    if let Some(e) = done.interrupted {
-        return Err(crate::error::Error::runtime(format!(
-            "reading the open bills stopped after {} bills: {e}",
-            done.read
-        )));
-    }
-    log::info!(
-        "{} open bills re-read, {} answers unusable",
-        done.read,
-        done.rejected
-    );
-    Ok(())
 }
 
 impl Run for Receivables {
