@@ -15,3 +15,12 @@ ALTER TABLE agents ADD COLUMN debt_hold_ms INTEGER;
 ALTER TABLE agents ADD COLUMN debt_hold_reason TEXT;
 -- When the last hold was lifted: only epochs enforced since count towards the next one.
 ALTER TABLE agents ADD COLUMN debt_released_ms INTEGER;
+
+-- The intake on the open internet (`serve`).
+-- An agent enrolled through the intake while billing is on waits for the next tick to read
+-- it on the escrow (registered, not cancelled: then renewed, at the escrow's fee): the
+-- intake never waits on the gateway. Since when it waits; NULL once confirmed.
+ALTER TABLE agents ADD COLUMN intake_confirm_ms INTEGER;
+-- The operator's hold (`pause` from the CLI or with the operator's token): its own state,
+-- which only the operator lifts; the agent's own signed `resume` does not.
+ALTER TABLE agents ADD COLUMN operator_hold_ms INTEGER;

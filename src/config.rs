@@ -330,6 +330,17 @@ pub fn checked_url(url: &str, option: &str, allow_http: bool) -> Result<String> 
 
 impl RuntimeArgs {
     pub fn resolve(self) -> Result<RuntimeConfig> {
+        self.resolve_with(true)
+    }
+
+    /// For `serve`, which never signs: every option but billing's (no key is read), and
+    /// whether billing is on.
+    pub fn resolve_for_intake(self) -> Result<(RuntimeConfig, bool)> {
+        let billing = switch(self.billing_enabled, "billing-enabled")?;
+        Ok((self.resolve_with(false)?, billing))
+    }
+
+    fn resolve_with(self, with_billing: bool) -> Result<RuntimeConfig> {
         let lead = u64_opt(self.lead_seconds, "lead-seconds", 360)?;
         let jitter = u64_opt(self.jitter_seconds, "jitter-seconds", 20)?;
         if lead == 0 || lead > 86_400 {
@@ -348,7 +359,7 @@ impl RuntimeArgs {
                 "--max-tick-seconds must be between 1 and 86400",
             ));
         }
-        let billing = if switch(self.billing_enabled, "billing-enabled")? {
+        let billing = if with_billing && switch(self.billing_enabled, "billing-enabled")? {
             Some(self.billing(allow_http)?)
         } else {
             None

@@ -56,10 +56,14 @@ impl Ctx {
     }
 
     /// Opens with the secret key, for commands that read or write stream signatures.
+    /// Refused, before anything is written, when the stored signatures are sealed and no
+    /// key is given (new ones would go in plain text beside them) or the key given does not
+    /// open them (new ones would be sealed with a key `tick` cannot use).
     pub fn open_with_secrets(&self) -> Result<Store> {
         let key = self.key_file.as_deref().map(SecretKey::load).transpose()?;
         let mut store = self.open()?;
         store.secret_key = key;
+        store.check_secret_key()?;
         Ok(store)
     }
 

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use super::{Ctx, Run};
-use crate::chain::gateway::Gateway;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::serve::routes::Intake;
@@ -33,7 +32,8 @@ crate::runtime_command! {
         /// take the client address from X-Forwarded-For when the peer is loopback
         #[argh(switch)]
         pub trust_proxy: bool,
-        /// this agency's name in signed action messages (default: the host name)
+        /// this agency's name in signed action messages (default: the host name and 8
+        /// random hex digits, made once and kept in the database)
         #[argh(option)]
         pub intake_name: Option<String>,
         /// the fee of intake enrollments without billing, in bps (default: 500)
@@ -55,7 +55,7 @@ crate::runtime_command! {
 
 impl Run for Serve {
     fn run(self, ctx: &Ctx) -> Result<()> {
-        let cfg = self.runtime_args().resolve()?;
+        let (cfg, billing) = self.runtime_args().resolve_for_intake()?;
         let listen: SocketAddr = self.listen.parse().map_err(|_| {
             Error::usage(format!(
                 "--listen {}: give ADDRESS:PORT, e.g. 127.0.0.1:8787",
@@ -73,17 +73,21 @@ impl Run for Serve {
             );
         }
         let fee_bps = super::enroll::check_fee(self.intake_fee_bps)?;
-        let name = intake_name(self.intake_name)?;
-        let escrow = cfg
-            .billing
-            .as_ref()
-            .map(|b| (Gateway::connect(&b.proxy, cfg.timeout), b.escrow));
+        let checked = intake_name(self.intake_name)?;
+        let store = ctx.open_with_secrets()?;
+        let name = match checked {
+            Some(name) => name,
+            None => unique_intake_name(&store)?,
+        };
+        log::info!(
+            "serve: intake name '{name}' (signed actions must name it; --intake-name sets another)"
+        );
         let mut intake = Intake {
-            store: ctx.open_with_secrets()?,
+            store,
             db: ctx.db.clone(),
             name,
             fee_bps,
-            escrow,
+            billing,
             max_tick_age_ms: self.max_tick_age_seconds.saturating_mul(1000) as i64,
             thresholds: crate::ops::health::Thresholds::of_seconds(
                 self.warn_seconds,
@@ -98,18 +102,15 @@ impl Run for Serve {
             trust_proxy: config::switch(self.trust_proxy, "trust-proxy")?,
         };
         let stop = serve::stop_on_signals()?;
-        let listener = serve::listener(listen)?;
+        let listener = serve::listener(listen, self.public)?;
         serve::serve(&mut intake, &listener, &limits, &stop)
     }
 }
 
-/// `--intake-name`, else the host name: no ':' (it separates the message's fields).
-fn intake_name(flag: Option<String>) -> Result<String> {
-    let name = match flag {
-        Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "stream-agency".into()),
+/// `--intake-name` checked: no ':' (it separates the message's fields). `None`: not given.
+fn intake_name(flag: Option<String>) -> Result<Option<String>> {
+    let Some(name) = flag else {
+        return Ok(None);
     };
     if name.is_empty()
         || name.len() > 64
@@ -120,5 +121,23 @@ fn intake_name(flag: Option<String>) -> Result<String> {
             "--intake-name must be 1 to 64 characters without ':'",
         ));
     }
+    Ok(Some(name))
+}
+
+/// Without `--intake-name`: a name unique to this agency, made once and kept in its
+/// database (the host name, as common as "ubuntu", plus 8 random hex digits), so a signed
+/// action for another agency is never valid here.
+fn unique_intake_name(store: &crate::store::Store) -> Result<String> {
+    const KEY: &str = "intake_name";
+    if let Some(name) = store.meta_get(KEY)? {
+        return Ok(name);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 40 && !h.contains(':'))
+        .unwrap_or_else(|| "stream-agency".into());
+    let name = format!("{host}-{:08x}", fastrand::u32(..));
+    store.meta_set(KEY, &name)?;
     Ok(name)
 }

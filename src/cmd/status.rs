@@ -50,7 +50,7 @@ impl Run for Resume {
 /// The address is checked before the database is opened: bad input changes nothing.
 fn set_status(ctx: &Ctx, address: &str, active: bool) -> Result<()> {
     let address = parse_address(address)?;
-    let changed = ctx.open()?.set_status(&address, active, now_ms())?;
+    let changed = ctx.open()?.set_status(&address, active, true, now_ms())?;
     let state = if active { "active" } else { "paused" };
     let was = if changed { "is now" } else { "was already" };
     println!("{address} {was} {state}");

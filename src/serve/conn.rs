@@ -13,6 +13,9 @@ pub const MAX_BODY: usize = 4 * 1024;
 /// nothing, or stays idle between keep-alive requests, closed after 5 s.
 pub const REQUEST_DEADLINE_MS: i64 = 5_000;
 pub const IDLE_MS: i64 = 5_000;
+/// An answer not read by its client within 5 s of being queued: the connection is closed
+/// (a client that never reads must not keep its slot).
+pub const DRAIN_MS: i64 = 5_000;
 
 /// A parsed request.
 #[derive(Debug)]
@@ -31,6 +34,15 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The last line of a header (`X-Forwarded-For`: the one our proxy added).
+    pub fn last_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
@@ -53,6 +65,8 @@ pub struct Conn {
     outbox: Vec<u8>,
     /// When the current request's first byte came (`None`: between requests).
     first_byte_ms: Option<i64>,
+    /// When the answer waiting to be written was queued (`None`: nothing waits).
+    queued_ms: Option<i64>,
     pub last_activity_ms: i64,
     /// Close once the outbox is written.
     pub closing: bool,
@@ -68,6 +82,7 @@ impl Conn {
             inbox: Vec::new(),
             outbox: Vec::new(),
             first_byte_ms: None,
+            queued_ms: None,
             last_activity_ms: now,
             closing: false,
         })
@@ -115,11 +130,15 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+        self.queued_ms = None;
         true
     }
 
     /// Queues an answer (written whole when the socket allows: one write in most cases).
-    pub fn answer(&mut self, bytes: Vec<u8>, close: bool) {
+    pub fn answer(&mut self, bytes: Vec<u8>, close: bool, now: i64) {
+        if self.outbox.is_empty() {
+            self.queued_ms = Some(now);
+        }
         self.outbox.extend_from_slice(&bytes);
         self.closing |= close;
     }
@@ -136,9 +155,13 @@ impl Conn {
         }
     }
 
-    /// Whether the connection has run out of time: a request not whole 5 s after its
-    /// first byte (`Some(true)`: answer 408), or idle for 5 s (`Some(false)`: just close).
+    /// Whether the connection has run out of time: an answer its client has not read 5 s
+    /// after it was queued, or idle for 5 s (`Some(false)`: just close), or a request not
+    /// whole 5 s after its first byte (`Some(true)`: answer 408).
     pub fn expired(&self, now: i64) -> Option<bool> {
+        if self.queued_ms.is_some_and(|q| now - q > DRAIN_MS) {
+            return Some(false);
+        }
         match self.first_byte_ms {
             Some(first) if now - first > REQUEST_DEADLINE_MS => Some(true),
             None if !self.wants_write() && now - self.last_activity_ms > IDLE_MS => Some(false),
@@ -147,80 +170,140 @@ impl Conn {
     }
 }
 
-/// Frames one request from the start of `bytes`: (what it is, bytes it used).
+/// Header lines a request may have (more: 431).
+pub const MAX_HEADERS: usize = 64;
+
+/// Frames one request from the start of `bytes`: (what it is, bytes it used). The head is
+/// parsed by `httparse` (the parser under hyper, fuzzed for years), which refuses what
+/// RFC 9112 says to refuse: whitespace before a header's colon, folded header lines, a
+/// space or tab in a header name, a control character (NUL, a lone CR) in a value, a
+/// version other than HTTP/1.0 and HTTP/1.1. On top of it, strictly: a bare LF anywhere
+/// in the head, an HTTP/1.1 request without exactly one `Host`, any `Transfer-Encoding`,
+/// and a `Content-Length` that is not one run of digits (no sign, no list, only once).
+/// A front proxy and this parser so never frame one request differently.
 pub fn frame(bytes: &[u8]) -> (Framed, usize) {
-    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if bytes.len() > MAX_HEAD {
-            return (Framed::Refused(431, "the request head is over 8 KiB"), 0);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let head_len = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if bytes.len() > MAX_HEAD => {
+            return (Framed::Refused(431, "the request head is over 8 KiB"), 0)
         }
-        return (Framed::Partial, 0);
+        Ok(httparse::Status::Partial) => return (Framed::Partial, 0),
+        Err(httparse::Error::TooManyHeaders) => {
+            return (Framed::Refused(431, "more than 64 header lines"), 0)
+        }
+        Err(e) => return (Framed::Refused(400, refusal_of(e)), 0),
     };
-    if head_end + 4 > MAX_HEAD {
+    if head_len > MAX_HEAD {
         return (Framed::Refused(431, "the request head is over 8 KiB"), 0);
     }
-    let Ok(head) = std::str::from_utf8(&bytes[..head_end]) else {
-        return (Framed::Refused(400, "the request head is not text"), 0);
-    };
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let head = &bytes[..head_len];
+    if head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    {
+        return (
+            Framed::Refused(400, "a bare LF in the request head: end lines with CRLF"),
+            0,
+        );
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
         return (Framed::Refused(400, "a malformed request line"), 0);
     };
-    if !version.starts_with("HTTP/1.") {
-        return (Framed::Refused(400, "only HTTP/1.x is spoken here"), 0);
-    }
-    let mut headers = Vec::new();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return (Framed::Refused(400, "a malformed header line"), 0);
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return (
+                Framed::Refused(400, "a header value that is not UTF-8 text"),
+                0,
+            );
         };
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        headers.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    let has = |n: &str| headers.iter().any(|(h, _)| h == n);
-    if has("transfer-encoding") {
-        let why = if has("content-length") {
+    let count = |n: &str| headers.iter().filter(|(h, _)| h == n).count();
+    if minor == 1 && count("host") != 1 {
+        return (
+            Framed::Refused(400, "an HTTP/1.1 request needs exactly one Host header"),
+            0,
+        );
+    }
+    if count("transfer-encoding") > 0 {
+        let why = if count("content-length") > 0 {
             "both Content-Length and Transfer-Encoding: send Content-Length only"
         } else {
             "Transfer-Encoding is not accepted: send the body with Content-Length"
         };
         return (Framed::Refused(400, why), 0);
     }
-    let lengths: Vec<&String> = headers
-        .iter()
-        .filter(|(h, _)| h == "content-length")
-        .map(|(_, v)| v)
-        .collect();
-    let length = match lengths.as_slice() {
-        [] => 0,
-        [one] => match one.parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => return (Framed::Refused(400, "Content-Length is not a number"), 0),
-        },
-        _ => return (Framed::Refused(400, "more than one Content-Length"), 0),
+    let length = match content_length(&headers) {
+        Ok(n) => n,
+        Err(why) => return (Framed::Refused(400, why), 0),
     };
     if length > MAX_BODY {
         return (Framed::Refused(413, "the body is over 4 KiB"), 0);
     }
-    let body_start = head_end + 4;
-    if bytes.len() < body_start + length {
+    if bytes.len() < head_len + length {
         return (Framed::Partial, 0);
     }
-    let close = headers
-        .iter()
-        .any(|(h, v)| h == "connection" && v.eq_ignore_ascii_case("close"))
-        || version == "HTTP/1.0";
+    let close = minor == 0
+        || headers
+            .iter()
+            .any(|(h, v)| h == "connection" && v.eq_ignore_ascii_case("close"));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let request = Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
         headers,
-        body: bytes[body_start..body_start + length].to_vec(),
+        body: bytes[head_len..head_len + length].to_vec(),
         close,
     };
-    (Framed::Request(request), body_start + length)
+    (Framed::Request(request), head_len + length)
+}
+
+/// The body's length: no `Content-Length` is 0; one is a run of 1 to 6 ASCII digits.
+fn content_length(headers: &[(String, String)]) -> std::result::Result<usize, &'static str> {
+    let mut values = headers.iter().filter(|(h, _)| h == "content-length");
+    match (values.next(), values.next()) {
+        (None, _) => Ok(0),
+        (Some(_), Some(_)) => Err("more than one Content-Length"),
+        (Some((_, v)), None)
+            if v.is_empty() || v.len() > 6 || !v.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Err("Content-Length is not a plain number of bytes")
+        }
+        (Some((_, v)), None) => Ok(v.parse().unwrap_or(usize::MAX)),
+    }
+}
+
+/// The one-line refusal of what `httparse` found wrong.
+fn refusal_of(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => {
+            "a malformed header name (no space before the colon, no folded lines)"
+        }
+        httparse::Error::HeaderValue => "a header value with a control character",
+        httparse::Error::Version => "only HTTP/1.0 and HTTP/1.1 are spoken here",
+        httparse::Error::NewLine => "a malformed line ending: end lines with CRLF",
+        _ => "a malformed request line",
+    }
+}
+
+/// What a client sent, for a log line: control characters and non-ASCII escaped, so no
+/// client can write a fake journal line; at most 200 characters.
+pub fn shown(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
 }
 
 /// An HTTP/1.1 answer with a JSON (or text) body, in one buffer.

@@ -52,6 +52,21 @@ impl RateLimiter {
     }
 }
 
+/// The key one client is limited by: an IPv4 address, or an IPv6 address's /64 (one host
+/// often holds a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
 /// The client's address: the peer's, or with `trust_proxy` and a loopback peer, the last
 /// address of `X-Forwarded-For` (the one our proxy added).
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trust_proxy: bool) -> IpAddr {

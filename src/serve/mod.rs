@@ -31,6 +31,9 @@ use routes::Intake;
 
 /// How long one poll waits at most: the deadlines are checked this often.
 const POLL_MS: i64 = 200;
+/// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once; the
+/// trusted proxy on loopback is not one client.
+pub const MAX_PER_CLIENT: usize = 8;
 
 /// The listener's limits.
 pub struct Limits {
@@ -42,7 +45,7 @@ pub struct Limits {
 
 /// The listening socket: from systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`; the
 /// first passed descriptor), else bound to `listen`.
-pub fn listener(listen: SocketAddr) -> Result<TcpListener> {
+pub fn listener(listen: SocketAddr, public: bool) -> Result<TcpListener> {
     let ours = crate::config::env("LISTEN_PID").and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
     let passed = crate::config::env("LISTEN_FDS")
@@ -56,7 +59,16 @@ pub fn listener(listen: SocketAddr) -> Result<TcpListener> {
         listener.set_nonblocking(true).map_err(|e| {
             Error::runtime(format!("the socket passed by systemd is unusable: {e}"))
         })?;
-        log::info!("serve: listening on the socket passed by systemd");
+        let local = listener.local_addr().map_err(|e| {
+            Error::runtime(format!("the socket passed by systemd is unusable: {e}"))
+        })?;
+        // The same rule as --listen: plain HTTP off loopback only when said so.
+        if !local.ip().is_loopback() && !public {
+            return Err(Error::usage(format!(
+                "the socket passed by systemd listens on {local}, not loopback: the intake speaks plain HTTP; put a TLS proxy in front and pass --public"
+            )));
+        }
+        log::info!("serve: listening on the socket passed by systemd ({local})");
         return Ok(listener);
     }
     let listener = TcpListener::bind(listen)
@@ -94,13 +106,7 @@ pub fn serve(
         }
         // After the closed connections are gone, so that they do not count against the limit.
         if listener_ready {
-            accept(
-                listener,
-                &mut conns,
-                &mut next_id,
-                limits.max_connections,
-                now,
-            );
+            accept(listener, &mut conns, &mut next_id, limits, now);
         }
         for c in conns.values_mut() {
             answer_requests(intake, c, &mut rate, limits.trust_proxy, now)?;
@@ -148,27 +154,39 @@ fn wait(
 }
 
 /// Accepts what is waiting; beyond `max` open connections a newcomer gets 503 and is closed.
+/// Beyond `MAX_PER_CLIENT` connections of one client, its newcomer gets 503 too.
 fn accept(
     listener: &TcpListener,
     conns: &mut HashMap<u64, Conn>,
     next_id: &mut u64,
-    max: usize,
+    limits: &Limits,
     now: i64,
 ) {
+    let max = limits.max_connections;
     while let Ok((stream, peer)) = listener.accept() {
         let Ok(mut c) = Conn::new(stream, peer.ip(), now) else {
             continue;
         };
-        if conns.len() >= max {
-            log::warn!(
-                "serve: {} refused: {max} connections open (--max-connections)",
-                peer.ip()
-            );
-            let refusal = Refusal(
-                503,
-                format!("the intake has {max} connections open: try again shortly"),
-            );
-            c.answer(encode(Reply::error(refusal)), true);
+        let client = limits::client_key(peer.ip());
+        let one_client = !(limits.trust_proxy && peer.ip().is_loopback());
+        let held = conns
+            .values()
+            .filter(|o| limits::client_key(o.peer) == client)
+            .count();
+        let refused = if conns.len() >= max {
+            Some(format!(
+                "the intake has {max} connections open: try again shortly"
+            ))
+        } else if one_client && held >= MAX_PER_CLIENT {
+            Some(format!(
+                "{MAX_PER_CLIENT} connections from you are open: use those"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            log::warn!("serve: {} refused: {why}", peer.ip());
+            c.answer(encode(Reply::error(Refusal(503, why))), true, now);
             c.write_ready(now);
             continue;
         }
@@ -194,11 +212,12 @@ fn answer_requests(
                 (Reply::error(Refusal(status, why.to_string())), true)
             }
             Framed::Request(req) => {
-                let ip = limits::client_ip(c.peer, req.header("x-forwarded-for"), trust_proxy);
+                let forwarded = req.last_header("x-forwarded-for");
+                let ip = limits::client_ip(c.peer, forwarded, trust_proxy);
                 (routed(intake, &req, ip, rate, now), req.close)
             }
         };
-        c.answer(encode(reply), close);
+        c.answer(encode(reply), close, now);
         c.write_ready(now);
     }
     Ok(())
@@ -212,7 +231,7 @@ fn routed(
     rate: &mut RateLimiter,
     now: i64,
 ) -> Reply {
-    let reply = match rate.take(ip, now) {
+    let reply = match rate.take(limits::client_key(ip), now) {
         Err(seconds) => {
             let mut r = Reply::error(Refusal(
                 429,
@@ -223,7 +242,11 @@ fn routed(
         }
         Ok(()) => intake.handle(req).unwrap_or_else(|e| {
             // The database busy or failing: this request fails, the intake goes on.
-            log::error!("serve: {} {} failed: {e}", req.method, req.path);
+            log::error!(
+                "serve: {} {} failed: {e}",
+                req.method,
+                conn::shown(&req.path)
+            );
             let why = "the agency's database is busy or failing: try again in a moment";
             Reply::error(Refusal(503, why.into()))
         }),
@@ -232,7 +255,7 @@ fn routed(
         log::info!(
             "serve: {ip} {} {} -> {}",
             req.method,
-            req.path,
+            conn::shown(&req.path),
             reply.status
         );
     }
@@ -259,7 +282,7 @@ fn keep(c: &mut Conn, now: i64) -> bool {
         Some(false) => false,
         Some(true) => {
             let refusal = Refusal(408, "the request did not arrive whole within 5 s".into());
-            c.answer(encode(Reply::error(refusal)), true);
+            c.answer(encode(Reply::error(refusal)), true, now);
             c.write_ready(now);
             false
         }

@@ -9,9 +9,6 @@ use serde_json::{json, Map, Value};
 use super::auth;
 use super::conn::Request;
 use super::reply::{Refusal, Reply};
-use crate::chain::escrow::client::Escrow;
-use crate::chain::escrow::AgentStatus;
-use crate::chain::gateway::Gateway;
 use crate::crypto::keys::{self, Address, Secret, STREAM_MESSAGE};
 use crate::error::Result;
 use crate::net::clock::now_ms;
@@ -27,8 +24,9 @@ pub struct Intake {
     pub name: String,
     /// The fee of intake enrollments without billing (`--intake-fee-bps`).
     pub fee_bps: u32,
-    /// With billing configured: the escrow's views decide who may enroll, and the fee.
-    pub escrow: Option<(Gateway, Address)>,
+    /// Billing is on: an enrollment waits for the next tick to read the agent on the
+    /// escrow (registered, not cancelled; its fee) before it is renewed.
+    pub billing: bool,
     pub max_tick_age_ms: i64,
     /// What `/healthz` pages about, as `serve` was started (`--warn-seconds`, ...).
     pub thresholds: health::Thresholds,
@@ -55,7 +53,7 @@ impl Intake {
             ("POST", [action @ ("pause" | "resume" | "remove")]) => self.legacy_act(req, action),
             ("GET", ["v1", "report"] | ["report"]) => self.report(req),
             ("GET", ["metrics"]) => self.metrics(req),
-            ("GET", ["healthz"] | ["health"]) => self.health(),
+            ("GET", ["healthz"] | ["health"]) => self.health(req),
             ("POST", ["tick"]) => Ok(Err(Refusal(
                 404,
                 "there is no /tick: the timer (or `run`) ticks; see `systemctl list-timers stream-agency*`".into(),
@@ -88,6 +86,26 @@ impl Intake {
                 format!("the signature is not {address}'s signature of \"{STREAM_MESSAGE}\""),
             )));
         };
+        // The stream signature is a bearer secret other agencies hold too: an agent removed
+        // here comes back only by its own fresh signed `enroll` action (or the operator).
+        if self.store.is_removed(&address)? {
+            let signed = (
+                text(&body, "action_message"),
+                text(&body, "action_signature"),
+            );
+            let (Some(message), Some(action_sig)) = signed else {
+                return Ok(Err(Refusal(
+                    409,
+                    format!("{address} was removed here: to enroll again, add \"action_message\" (stream-agency:{}:enroll:{address}:<expiry>) and \"action_signature\", signed by the agent", self.name),
+                )));
+            };
+            let agent = (self.name.as_str(), "enroll", &address);
+            if let Err(r) =
+                auth::action_message(&self.store, agent, message, action_sig, now_ms() / 1000)?
+            {
+                return Ok(Err(r));
+            }
+        }
         let fee = match self.fee_for(&address, body.get("fee_bps")) {
             Ok(fee) => fee,
             Err(r) => return Ok(Err(r)),
@@ -95,7 +113,7 @@ impl Intake {
         let secret = Secret::new(hex::encode(sig));
         let new = self
             .store
-            .enroll_by_intake(&address, &secret, fee, now_ms())?;
+            .enroll_by_intake(&address, &secret, fee, (self.billing, now_ms()))?;
         log::info!(
             "intake: {address} enrolled ({})",
             if new { "new" } else { "updated" }
@@ -107,26 +125,17 @@ impl Intake {
         Ok(Ok(Reply::json(if new { 201 } else { 200 }, view)))
     }
 
-    /// The fee of an intake enrollment: the escrow's (the agent must be registered there
-    /// and not cancelled), else `--intake-fee-bps`; a `fee_bps` in the body must equal it.
+    /// The fee of an intake enrollment: `--intake-fee-bps`; with billing, the escrow's fee
+    /// replaces it once the next tick has read the agent there (the intake never waits on
+    /// the gateway). A `fee_bps` in the body must equal it.
     fn fee_for(
         &self,
         address: &Address,
         asked: Option<&Value>,
     ) -> std::result::Result<u32, Refusal> {
-        let fee = match &self.escrow {
-            None => self.fee_bps,
-            Some((gateway, contract)) => {
-                let escrow = Escrow::new(gateway, contract);
-                match escrow.agent_info(address) {
-                    Err(e) => return Err(Refusal(503, format!("the escrow cannot be read now ({e}): try again later"))),
-                    Ok(None) => return Err(Refusal(403, format!("{address} is not registered on the escrow: call register on the contract first"))),
-                    Ok(Some(i)) if i.status == AgentStatus::Cancelled => {
-                        return Err(Refusal(403, format!("{address} cancelled on the escrow: register again first")))
-                    }
-                    Ok(Some(i)) => u32::try_from(i.fee_bps).unwrap_or(0),
-                }
-            }
+        let fee = match self.store.escrow_fee(address) {
+            Ok(Some(escrow_fee)) if self.billing => escrow_fee,
+            _ => self.fee_bps,
         };
         match asked {
             None => Ok(fee),
@@ -173,6 +182,7 @@ impl Intake {
             Some(Ok(b)) => text(b, "message").map(|m| (m, text(b, "signature"))),
             _ => None,
         };
+        let by_operator = operator.is_ok();
         let allowed = match (operator, &body, signed) {
             (Ok(()), _, _) => Ok(()),
             (Err(r), None, _) => Err(r),
@@ -193,7 +203,13 @@ impl Intake {
         if let Err(r) = allowed {
             return Ok(Err(r));
         }
-        self.apply(&agent, action)
+        if action == "resume" && !by_operator && self.store.operator_holds(&agent)? {
+            return Ok(Err(Refusal(
+                403,
+                format!("{agent} is held by the operator: only the operator lifts it"),
+            )));
+        }
+        self.apply(&agent, action, by_operator)
     }
 
     /// The Python intake's `POST /pause|/resume|/remove {"address"}`, with an operator token.
@@ -209,17 +225,17 @@ impl Intake {
             return Ok(Err(Refusal(400, "the body needs \"address\"".into())));
         };
         match auth::address(address) {
-            Ok(agent) if self.store.agent_id(&agent)?.is_some() => self.apply(&agent, action),
+            Ok(agent) if self.store.agent_id(&agent)?.is_some() => self.apply(&agent, action, true),
             Ok(agent) => Ok(Err(Refusal(404, format!("{agent} is not enrolled here")))),
             Err(r) => Ok(Err(r)),
         }
     }
 
-    fn apply(&mut self, agent: &Address, action: &str) -> Result<Routed> {
+    fn apply(&mut self, agent: &Address, action: &str, by_operator: bool) -> Result<Routed> {
         let now = now_ms();
         match action {
-            "pause" => self.store.set_status(agent, false, now)?,
-            "resume" => self.store.set_status(agent, true, now)?,
+            "pause" => self.store.set_status(agent, false, by_operator, now)?,
+            "resume" => self.store.set_status(agent, true, by_operator, now)?,
             _ => self.store.request_removal(agent, now)?,
         };
         log::info!("intake: {agent} {action}");
@@ -253,7 +269,9 @@ impl Intake {
     }
 
     /// 200 only when the last tick is recent and `check` finds nothing that needs a human.
-    fn health(&self) -> Result<Routed> {
+    /// Anyone gets the verdict; the reasons (agents' addresses, errors, held bills) only a
+    /// caller with the operator's token.
+    fn health(&self, req: &Request) -> Result<Routed> {
         let now = now_ms();
         let mut reasons = health::check(&self.store, now, self.thresholds)?;
         match lock::last_tick_ms(&self.db) {
@@ -267,6 +285,10 @@ impl Intake {
         }
         if reasons.is_empty() {
             return Ok(Ok(Reply::json(200, json!({"ok": true}))));
+        }
+        if auth::operator(req, &self.store)?.is_err() {
+            let error = "needs attention: the reasons are for the operator (Authorization: Bearer TOKEN), or run `stream-agency check`";
+            return Ok(Ok(Reply::json(503, json!({"ok": false, "error": error}))));
         }
         let error = format!("needs attention: {}", reasons[0]);
         Ok(Ok(Reply::json(

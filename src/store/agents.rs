@@ -117,6 +117,32 @@ impl Store {
         )?)
     }
 
+    /// Whether the key given (or none) fits the signatures already stored: sealed ones need
+    /// a key, and that key must open them. A one-line refusal otherwise.
+    pub fn check_secret_key(&self) -> Result<()> {
+        let sealed: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT address, stream_signature FROM agents
+                 WHERE stream_signature LIKE 'enc:v1:%' LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((address, stored)) = sealed else {
+            return Ok(());
+        };
+        match &self.secret_key {
+            None => Err(Error::usage(
+                "the signatures here are encrypted at rest: give --secret-key-file (or STREAM_AGENCY_SECRET_KEY_FILE), or new ones would be stored in plain text beside them; nothing was written",
+            )),
+            Some(key) if key.decrypt(&address, &stored).is_err() => Err(Error::usage(
+                "--secret-key-file does not open the signatures already stored here (another key?): give the key they were sealed with; nothing was written",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The signature as stored: encrypted when a key is configured.
     pub(super) fn sealed(&self, address: &Address, signature: &str) -> Zeroizing<String> {
         Zeroizing::new(match &self.secret_key {
@@ -192,14 +218,26 @@ impl Store {
     }
 
     /// Pauses or resumes; a resumed agent is due at once if its slot passed while paused.
-    pub fn set_status(&self, address: &Address, active: bool, now: i64) -> Result<bool> {
+    /// Pauses or resumes an agent. The operator's pause is also a hold (its own state):
+    /// only the operator's resume lifts it, the agent's own resume changes nothing then.
+    pub fn set_status(
+        &self,
+        address: &Address,
+        active: bool,
+        by_operator: bool,
+        now: i64,
+    ) -> Result<bool> {
         let id = self.require_agent(address)?;
         let status = if active { "active" } else { "paused" };
         let changed = self.conn.execute(
             "UPDATE agents SET status = ?2, updated_ms = ?3,
-                    next_attempt_ms = CASE WHEN ?2 = 'active' THEN MIN(next_attempt_ms, ?3) ELSE next_attempt_ms END
-             WHERE id = ?1 AND status <> ?2",
-            params![id, status, now],
+                    next_attempt_ms = CASE WHEN ?2 = 'active' THEN MIN(next_attempt_ms, ?3) ELSE next_attempt_ms END,
+                    operator_hold_ms = CASE WHEN NOT ?4 THEN operator_hold_ms
+                                            WHEN ?2 = 'active' THEN NULL
+                                            ELSE COALESCE(operator_hold_ms, ?3) END
+             WHERE id = ?1 AND (?4 OR operator_hold_ms IS NULL)
+               AND (status <> ?2 OR (?4 AND (operator_hold_ms IS NULL) = (?2 = 'paused')))",
+            params![id, status, now, by_operator],
         )?;
         Ok(changed == 1)
     }
@@ -532,10 +570,14 @@ mod tests {
         let mut s = memory_store();
         s.enroll(&alice(), "aa", 500, 10).unwrap();
         assert_eq!(s.due_agents(10).unwrap().len(), 1);
-        assert!(s.set_status(&alice(), false, 11).unwrap());
-        assert!(!s.set_status(&alice(), false, 11).unwrap());
+        assert!(s.set_status(&alice(), false, true, 11).unwrap());
+        assert!(!s.set_status(&alice(), false, true, 11).unwrap());
+        assert!(
+            !s.set_status(&alice(), true, false, 11).unwrap(),
+            "held by the operator"
+        );
         assert!(s.due_agents(100).unwrap().is_empty());
-        assert!(s.set_status(&alice(), true, 12).unwrap());
+        assert!(s.set_status(&alice(), true, true, 12).unwrap());
         assert_eq!(s.due_agents(12).unwrap().len(), 1);
     }
 }

@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::Store;
 use crate::chain::escrow::{AgentInfo, AgentStatus};
 use crate::chain::ledger::EpochState;
+use crate::crypto::keys::Address;
 use crate::error::Result;
 
 /// The `agents.escrow_status` of a `getAgentInfo` answer (`None`: not registered).
@@ -120,14 +121,22 @@ impl Store {
             )
             .optional()?
             .flatten();
+        // An intake enrollment waiting for this read is confirmed by a registered agent that
+        // has not cancelled, at the escrow's fee (what the escrow charges).
+        let confirms = info.filter(|i| i.status != AgentStatus::Cancelled);
         self.conn.execute(
-            "UPDATE agents SET escrow_status = ?2, escrow_joined_epoch = ?3, escrow_checked_epoch = ?4
+            "UPDATE agents SET escrow_status = ?2, escrow_joined_epoch = ?3, escrow_checked_epoch = ?4,
+                    fee_bps = CASE WHEN intake_confirm_ms IS NOT NULL AND ?5 IS NOT NULL
+                                   AND ?5 BETWEEN 1 AND 10000 THEN ?5 ELSE fee_bps END,
+                    intake_confirm_ms = CASE WHEN ?6 THEN NULL ELSE intake_confirm_ms END
              WHERE id = ?1",
             params![
                 agent_id,
                 status,
                 info.map(|i| i.joined_epoch as i64),
-                epoch
+                epoch,
+                confirms.map(|i| i.fee_bps as i64),
+                confirms.is_some()
             ],
         )?;
         Ok((before.as_deref() != Some(status)).then_some(before))
@@ -359,6 +368,19 @@ impl Store {
 }
 
 impl Store {
+    /// The fee of an agent the escrow has confirmed (registered, not cancelled), as the
+    /// agency keeps it.
+    pub fn escrow_fee(&self, address: &Address) -> Result<Option<u32>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT fee_bps FROM agents WHERE address = ?1
+                 AND escrow_status IN ('active', 'paused', 'suspended') AND intake_confirm_ms IS NULL",
+            )?
+            .query_row([address.to_bech32()], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Holds every agent with at least `n` epochs enforced since its last release and still
     /// unpaid (Delinquent): it is not renewed (see `served!`) until the escrow shows it
     /// healthy. Returns the addresses newly held.

@@ -20,8 +20,9 @@ pub struct TokenRow {
 #[derive(Debug, Serialize)]
 pub struct PublicView {
     pub address: String,
-    /// active, paused, removed, cancelled (on the escrow), or held-for-debt (not renewed
-    /// until the escrow shows it healthy: `not_renewed_because` says why).
+    /// active, paused, removed, cancelled (on the escrow), held-for-debt (not renewed until
+    /// the escrow shows it healthy) or waiting-for-escrow (an intake enrollment the next
+    /// tick confirms): `not_renewed_because` says why.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_renewed_because: Option<String>,
@@ -78,18 +79,49 @@ impl Store {
     /// signature and fee updated but keeps its status (a paused agent stays paused: whoever
     /// knows the signature could otherwise undo the agent's own signed pause); a removed
     /// one, or one that asked to be removed, is served again. Returns true when new.
+    /// With `confirm` (billing on), the agent waits for the next tick to read it on the
+    /// escrow before it is renewed (unless the escrow already confirmed it).
     pub fn enroll_by_intake(
         &mut self,
         address: &Address,
         signature: &crate::crypto::keys::Secret,
         fee_bps: u32,
-        now: i64,
+        (confirm, now): (bool, i64),
     ) -> Result<bool> {
         let stored = self.sealed(address, signature.expose());
         let tx = self.conn.transaction()?;
         let new = super::agents::upsert_agent(&tx, (address, &stored, fee_bps), true, now)?;
+        if confirm {
+            tx.execute(
+                "UPDATE agents SET intake_confirm_ms = COALESCE(intake_confirm_ms, ?2)
+                 WHERE address = ?1 AND (escrow_status IS NULL OR escrow_status IN ('unregistered', 'cancelled'))",
+                params![address.to_bech32(), now],
+            )?;
+        }
         tx.commit()?;
         Ok(new)
+    }
+
+    /// Whether an agent was removed, or asked to be (re-enrolling it needs its own signed
+    /// `enroll` action or the operator).
+    pub fn is_removed(&self, address: &Address) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1
+                                AND (removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL))",
+            )?
+            .query_row([address.to_bech32()], |r| r.get(0))?)
+    }
+
+    /// Whether the operator holds an agent (only the operator lifts it).
+    pub fn operator_holds(&self, address: &Address) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM agents WHERE address = ?1 AND operator_hold_ms IS NOT NULL)",
+            )?
+            .query_row([address.to_bech32()], |r| r.get(0))?)
     }
 
     /// Records a signed message as used until `expires_s`. False: it was used already.
@@ -151,7 +183,12 @@ impl Store {
             .prepare_cached(
                 "SELECT id, status, removed_ms IS NOT NULL OR remove_requested_ms IS NOT NULL,
                         escrow_status = 'cancelled' AND serve_cancelled = 0,
-                        next_attempt_ms, expected_end_ms, debt_hold_reason
+                        next_attempt_ms, expected_end_ms,
+                        COALESCE(debt_hold_reason, CASE WHEN intake_confirm_ms IS NULL THEN NULL
+                            WHEN escrow_status = 'unregistered' THEN 'waiting for the escrow: not registered there yet (call register on the contract); read again at every epoch'
+                            WHEN escrow_status = 'cancelled' THEN 'waiting for the escrow: cancelled there (register again); read again at every epoch'
+                            ELSE 'waiting for the next tick to read it on the escrow (registered, not cancelled), then renewed at the escrow''s fee' END),
+                        intake_confirm_ms IS NOT NULL
                  FROM agents WHERE address = ?1",
             )?
             .query_row([address.to_bech32()], |r| {
@@ -163,10 +200,11 @@ impl Store {
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, bool>(7)?,
                 ))
             })
             .optional()?;
-        let Some((id, status, removed, cancelled, next, end, hold)) = row else {
+        let Some((id, status, removed, cancelled, next, end, hold, waiting)) = row else {
             return Ok(None);
         };
         let windows = |e: Option<i64>| -> Result<i64> {
@@ -180,6 +218,7 @@ impl Store {
         let status = match (removed, cancelled, &hold) {
             (true, _, _) => "removed".to_string(),
             (false, true, _) => "cancelled".to_string(),
+            (false, false, Some(_)) if waiting => "waiting-for-escrow".to_string(),
             (false, false, Some(_)) => "held-for-debt".to_string(),
             _ => status,
         };

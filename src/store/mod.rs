@@ -37,11 +37,12 @@ use rusqlite_migration::{Migrations, M};
 use crate::error::{Error, Result};
 
 /// The SQL condition on `agents` of an agent we renew: active, not cancelled on the
-/// escrow unless the operator said so (`resume --even-if-cancelled`), and not held for its
-/// unpaid, enforced epochs. A literal, for `concat!` into the queries that need it.
+/// escrow unless the operator said so (`resume --even-if-cancelled`), not held for its
+/// unpaid, enforced epochs, and not waiting for the escrow's confirmation of an intake
+/// enrollment. A literal, for `concat!` into the queries that need it.
 macro_rules! served {
     () => {
-        "status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND debt_hold_ms IS NULL"
+        "status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1) AND debt_hold_ms IS NULL AND intake_confirm_ms IS NULL"
     };
 }
 pub(crate) use served;

@@ -247,11 +247,27 @@ fn an_agent_enrolls_with_its_signature_and_acts_on_itself_with_signed_messages()
         sb.query_i64("SELECT COUNT(*) FROM agents WHERE removed_ms IS NOT NULL"),
         1
     );
-    // A removed agent enrolling again is served again.
-    assert_eq!(
-        request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice)).1["status"],
-        "active"
+    // A removed agent is not served again by whoever holds its stream signature...
+    let (status, body) = request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("action_message"),
+        "{body}"
     );
+    // ... only by its own fresh signed action.
+    let mut again: Value = serde_json::from_str(&enroll_body(&alice)).unwrap();
+    let message: Value =
+        serde_json::from_str(&action(&alice, "test-agency", "enroll", 300)).unwrap();
+    again["action_message"] = message["message"].clone();
+    again["action_signature"] = message["signature"].clone();
+    let (status, body) = request(srv.addr, "POST", "/v1/enroll", &[], &again.to_string());
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("active")),
+        "{body}"
+    );
+    let (status, _) = request(srv.addr, "POST", "/v1/enroll", &[], &again.to_string());
+    assert_eq!(status, 200, "a known, active agent needs no action");
 }
 
 #[test]
@@ -397,10 +413,10 @@ fn odd_input_gets_one_json_error_with_a_fitting_status() {
     assert_eq!(status, 409, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("500"));
     let both =
-        b"POST /v1/enroll HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}";
+        b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}";
     assert_eq!(raw(srv.addr, both).0, 400);
     let big = format!(
-        "POST /v1/enroll HTTP/1.1\r\nContent-Length: 5000\r\n\r\n{}",
+        "POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{}",
         "x".repeat(5000)
     );
     assert_eq!(raw(srv.addr, big.as_bytes()).0, 413);
@@ -412,7 +428,8 @@ fn odd_input_gets_one_json_error_with_a_fitting_status() {
 fn slow_clients_never_hold_up_others_and_are_closed_in_time() {
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
-    let srv = start(&sb, &["--rate", "0"]);
+    // As behind the README's proxy (loopback peers are one proxy, not one client).
+    let srv = start(&sb, &["--rate", "0", "--trust-proxy"]);
     // 20 clients dribbling a request a byte every 200 ms.
     let mut dribblers: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(srv.addr).unwrap())
@@ -484,7 +501,7 @@ fn connections_and_rate_are_bounded() {
     for _ in 0..3 {
         let (status, head, _) = raw(
             srv.addr,
-            b"GET /v1/agents/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"GET /v1/agents/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
         statuses.push(status);
         if status == 429 {
@@ -504,9 +521,18 @@ fn healthz_says_what_check_says() {
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
     let srv = start(&sb, &[]);
+    // Anybody gets the verdict; the reasons only with the operator's token.
     let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 503, "no tick yet: {body}");
-    assert!(body["reasons"][0].as_str().unwrap().contains("no tick"));
+    assert!(body.get("reasons").is_none(), "reasons for anybody: {body}");
+    let token = sb.ok(&["token", "new", "--name", "ops"]).trim().to_string();
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, body) = request(srv.addr, "GET", "/healthz", &[&bearer], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reasons"][0].as_str().unwrap().contains("no tick"),
+        "{body}"
+    );
     // A new agent enrolls with one request and is renewed by the next tick.
     let (status, _) = request(
         srv.addr,
@@ -533,13 +559,13 @@ fn healthz_says_what_check_says() {
     let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 200, "{body}");
     let strict = start(&sb, &["--pending-limit-seconds", "60"]);
-    let (status, body) = request(strict.addr, "GET", "/healthz", &[], "");
+    let (status, body) = request(strict.addr, "GET", "/healthz", &[&bearer], "");
     assert_eq!(status, 503, "serve's own thresholds: {body}");
     assert!(body.to_string().contains("pending for"), "{body}");
 }
 
 #[test]
-fn with_billing_only_agents_registered_on_the_escrow_enroll_at_its_fee() {
+fn with_billing_enrollments_are_answered_at_once_and_confirmed_by_the_next_tick() {
     let b = setup(600_000, 60_000);
     {
         let mut s = b.fake.state();
@@ -547,55 +573,84 @@ fn with_billing_only_agents_registered_on_the_escrow_enroll_at_its_fee() {
         s.chain.agents.remove(CAROL);
         s.chain.agents.get_mut(common::chain::BOB).unwrap().status = common::chain::CANCELLED;
     }
+    b.sb.conn().execute("DELETE FROM agents", []).unwrap();
+    // serve with billing on but no key at all: it never signs.
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = b.args("serve");
-    args.extend([
-        "--listen".into(),
-        listen.clone(),
-        "--intake-name".into(),
-        "t".into(),
-    ]);
+    let args = [
+        "serve",
+        "--listen",
+        &listen,
+        "--intake-name",
+        "t",
+        "--billing-enabled",
+    ];
     let srv = Server {
-        child: Some(b.sb.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())),
+        child: Some(b.sb.spawn(&args)),
         addr: listen.parse().unwrap(),
     };
     assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
         srv.addr
     )
     .is_ok()));
-    let (status, view) = request(
-        srv.addr,
-        "POST",
-        "/v1/enroll",
-        &[],
-        &enroll_body(&wallet("alice")),
-    );
-    assert_eq!(status, 200, "{view}");
+    let requests_before = b.fake.state().gateway_requests;
+    for w in ["alice", "carol", "bob"] {
+        let (status, view) = request(
+            srv.addr,
+            "POST",
+            "/v1/enroll",
+            &[],
+            &enroll_body(&wallet(w)),
+        );
+        assert_eq!(status, 201, "{w}: {view}");
+        assert_eq!(view["status"], "waiting-for-escrow", "{w}: {view}");
+    }
     assert_eq!(
-        b.sb.query_i64(&format!(
-            "SELECT fee_bps FROM agents WHERE address = '{ALICE}'"
-        )),
-        700
+        b.fake.state().gateway_requests,
+        requests_before,
+        "the intake asked the gateway"
     );
-    let (status, body) = request(
+    // The next tick reads them on the escrow: alice is renewed at the escrow's fee, carol
+    // (not registered) and bob (cancelled) wait, their views saying why.
+    let r = b.tick();
+    assert!(r.code == 0 || r.code == 4, "{}{}", r.stdout, r.stderr);
+    let fee = b.sb.query_i64(&format!(
+        "SELECT fee_bps FROM agents WHERE address = '{ALICE}'"
+    ));
+    assert_eq!(fee, 700);
+    let granted = b.fake.state().windows.clone();
+    assert!(granted.contains_key(ALICE), "alice renewed");
+    assert!(!granted.contains_key(CAROL) && !granted.contains_key(common::chain::BOB));
+    let (_, carol) = request(srv.addr, "GET", &format!("/v1/agents/{CAROL}"), &[], "");
+    assert_eq!(carol["status"], "waiting-for-escrow", "{carol}");
+    assert!(
+        carol["not_renewed_because"]
+            .as_str()
+            .unwrap()
+            .contains("not registered"),
+        "{carol}"
+    );
+    let (_, bob) = request(
         srv.addr,
-        "POST",
-        "/v1/enroll",
+        "GET",
+        &format!("/v1/agents/{}", common::chain::BOB),
         &[],
-        &enroll_body(&wallet("carol")),
+        "",
     );
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not registered"));
-    let (status, body) = request(
-        srv.addr,
-        "POST",
-        "/v1/enroll",
-        &[],
-        &enroll_body(&wallet("bob")),
+    assert!(
+        bob["not_renewed_because"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{bob}"
     );
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("cancelled"));
+    let (_, alice) = request(srv.addr, "GET", &format!("/v1/agents/{ALICE}"), &[], "");
+    assert_eq!(alice["status"], "active", "{alice}");
+    // Re-enrolled, she keeps the escrow's fee; another fee in the body is refused.
+    let mut other: Value = serde_json::from_str(&enroll_body(&wallet("alice"))).unwrap();
+    other["fee_bps"] = json!(500);
+    let (status, body) = request(srv.addr, "POST", "/v1/enroll", &[], &other.to_string());
+    assert_eq!(status, 409, "{body}");
 }
 
 #[test]
@@ -672,7 +727,7 @@ fn systemd_socket_activate_hands_its_socket_over_where_present() {
     .is_ok()));
     let (status, body) = request(srv.addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 503, "{body}");
-    assert!(body["reasons"].is_array());
+    assert!(body["error"].is_string(), "{body}");
 }
 
 #[test]
