@@ -852,6 +852,90 @@ fn serve_intake(n: usize) {
     drop(open);
     child.kill().unwrap();
     child.wait().unwrap();
+    serve_beside_an_enrollment_flood(n);
+}
+
+/// `/healthz` and an agent's public view answered while another client floods enrollments,
+/// with billing on and a gateway that never answers (it accepts, then says nothing): the
+/// intake never waits on it (the ticks confirm enrollments on the escrow).
+fn serve_beside_an_enrollment_flood(n: usize) {
+    use std::net::TcpStream;
+    let sb = Sandbox::new();
+    sb.command(&["init-db"]).output().unwrap();
+    let mute_gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = format!("http://{}", mute_gateway.local_addr().unwrap());
+    let listen = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let mut child = sb
+        .command(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--rate",
+            "0",
+            "--billing-enabled",
+            "--escrow-contract",
+            common::chain::CONTRACT,
+            "--billing-proxy",
+            &gateway,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
+        &listen
+    )
+    .is_ok()));
+    let bodies: Vec<String> = (0..n)
+        .map(|i| {
+            let w = wallet(2_000_000 + i);
+            format!(
+                r#"{{"address":"{}","signature":"{}"}}"#,
+                w.address(),
+                hex::encode(w.sign_message(b"stream"))
+            )
+        })
+        .collect();
+    let flood_listen = listen.clone();
+    let flood = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(&flood_listen).unwrap();
+        conn.set_nodelay(true).unwrap();
+        for b in &bodies {
+            let (status, _) = keep_alive(&mut conn, "POST", "/v1/enroll", b);
+            assert_eq!(status, 201);
+        }
+    });
+    let mut conn = TcpStream::connect(&listen).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let (mut health, mut view) = (Vec::new(), Vec::new());
+    let agent = format!("/v1/agents/{}", wallet(2_000_000).address());
+    while !flood.is_finished() {
+        health.push(keep_alive(&mut conn, "GET", "/healthz", "").1);
+        view.push(keep_alive(&mut conn, "GET", &agent, "").1);
+    }
+    flood.join().unwrap();
+    health.sort();
+    view.sort();
+    row(
+        &format!("serve: /healthz and an agent's view beside {n} enrollments, billing on, a gateway that never answers"),
+        format!(
+            "/healthz p50 {:.2} ms, p99 {:.2} ms; view p50 {:.2} ms, p99 {:.2} ms ({} and {} requests)",
+            percentile(&health, 50),
+            percentile(&health, 99),
+            percentile(&view, 50),
+            percentile(&view, 99),
+            health.len(),
+            view.len()
+        ),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// `import-mvp` of an MVP database of `agents` agents with `days` days of attempts (48 a

@@ -36,7 +36,7 @@ pub mod error;
 pub mod net;
 pub mod ops;
 pub mod renewal;
-pub(crate) mod serve;
+pub mod serve;
 pub(crate) mod standby;
 pub(crate) mod store;
 pub(crate) mod tick;

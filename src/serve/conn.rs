@@ -356,10 +356,10 @@ mod tests {
             frame(b"GET / HTTP/1.1\r\nHost"),
             (Framed::Partial, 0)
         ));
-        let post = b"POST /e HTTP/1.1\r\nContent-Length: 5\r\n\r\nab";
+        let post = b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab";
         assert!(matches!(frame(post), (Framed::Partial, 0)));
         let big = format!(
-            "POST /e HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
         assert!(matches!(
@@ -376,5 +376,56 @@ mod tests {
         ));
         let two = b"POST /e HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy";
         assert!(matches!(frame(two), (Framed::Refused(400, _), 0)));
+    }
+
+    /// A client that never reads its answers (none half-received from it) loses its
+    /// connection once an answer has waited `DRAIN_MS` unwritten.
+    #[test]
+    fn an_answer_nobody_reads_closes_the_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let mut c = Conn::new(server, peer.ip(), 0).unwrap();
+        // More than any socket buffer holds.
+        c.answer(vec![b'x'; 64 << 20], false, 0);
+        assert!(c.write_ready(0));
+        assert!(c.wants_write(), "the answer did not pile up");
+        assert_eq!(c.expired(DRAIN_MS), None);
+        assert_eq!(c.expired(DRAIN_MS + 1), Some(false));
+        drop(client);
+    }
+
+    /// Each framing an attacker tried against the hand-written parser is refused (400).
+    #[test]
+    fn what_rfc_9112_refuses_is_refused() {
+        let refused: [&[u8]; 11] = [
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello",
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5,5\r\n\r\nhello",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX\tA: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n",
+            b"GET / HTTP/1.9\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
+            b"GET /\nforged log line HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for bytes in refused {
+            assert!(
+                matches!(frame(bytes), (Framed::Refused(400, _), 0)),
+                "{:?}: {:?}",
+                String::from_utf8_lossy(bytes),
+                frame(bytes).0
+            );
+        }
+        let lf_only = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert!(matches!(frame(lf_only), (Framed::Refused(400, _), 0)));
+        let te = b"POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n";
+        assert!(matches!(frame(te), (Framed::Refused(400, _), 0)));
+        // HTTP/1.0 needs no Host; one request is framed, the bytes after it wait.
+        let ok = b"POST /e HTTP/1.0\r\nContent-Length: 2\r\n\r\nokGET";
+        assert!(matches!(frame(ok), (Framed::Request(_), 41)));
+        assert_eq!(shown("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
     }
 }

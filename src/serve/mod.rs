@@ -10,7 +10,7 @@
 //! - [`reply`]: the reply and refusal types `auth` and `routes` share.
 
 pub(crate) mod auth;
-pub(crate) mod conn;
+pub mod conn;
 pub(crate) mod limits;
 pub(crate) mod reply;
 pub(crate) mod routes;

@@ -567,3 +567,42 @@ fn the_env_files_name_every_runtime_option() {
         assert!(missing.is_empty(), "{file} does not name {missing:?}");
     }
 }
+
+/// Sealed signatures: a new one is never written in plain text beside them (no key given),
+/// nor sealed with a key that does not open them; one line, nothing written.
+#[test]
+fn sealed_signatures_refuse_a_missing_or_wrong_key_before_anything_is_written() {
+    let sb = Sandbox::new();
+    let (key, other) = (sb.dir.path().join("k"), sb.dir.path().join("other"));
+    sb.ok(&["keygen", "--out", key.to_str().unwrap()]);
+    sb.ok(&["keygen", "--out", other.to_str().unwrap()]);
+    let w = wallets();
+    sb.ok(&[
+        "--secret-key-file",
+        key.to_str().unwrap(),
+        "enroll",
+        "--address",
+        &w[0].1,
+        "--signature",
+        &w[0].2,
+    ]);
+    let before = sb.file_bytes();
+    for key_args in [vec![], vec!["--secret-key-file", other.to_str().unwrap()]] {
+        let mut args = key_args.clone();
+        args.extend(["enroll", "--address", &w[1].1, "--signature", &w[1].2]);
+        let r = sb.run(&args);
+        assert_eq!(r.code, 2, "{key_args:?}: {}", r.stderr);
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", r.stderr);
+        assert!(errors[0].contains("nothing was written"), "{}", r.stderr);
+        assert_eq!(
+            sb.file_bytes(),
+            before,
+            "{key_args:?}: the database changed"
+        );
+    }
+}

@@ -144,3 +144,89 @@ proptest! {
         let _ = escrow::big_uint(&bytes);
     }
 }
+
+/// The intake's framing against `httparse` itself: where ours answers a request of `used`
+/// bytes, httparse saw one whole head inside them, with the same method and path, and the
+/// bytes after the head are exactly the `Content-Length` body (never a second request).
+fn framed_as_httparse_sees_it(bytes: &[u8]) -> Result<(), TestCaseError> {
+    use stream_agency::serve::conn::{frame, Framed};
+    let (framed, used) = frame(bytes);
+    let Framed::Request(req) = framed else {
+        prop_assert_eq!(used, 0);
+        return Ok(());
+    };
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut theirs = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(head)) = theirs.parse(bytes) else {
+        return Err(TestCaseError::fail(format!(
+            "httparse sees no whole head: {bytes:?}"
+        )));
+    };
+    prop_assert_eq!(theirs.method, Some(req.method.as_str()));
+    prop_assert!(theirs.path.unwrap_or("").starts_with(req.path.as_str()));
+    prop_assert_eq!(used, head + req.body.len());
+    let length = theirs
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |h| {
+            std::str::from_utf8(h.value)
+                .unwrap()
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+        });
+    prop_assert_eq!(req.body.len(), length);
+    Ok(())
+}
+
+/// Requests built from pieces an attacker would vary: separators, versions, header names
+/// and values with odd bytes, Content-Length spellings, bodies and a second request after.
+fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let method = prop::sample::select(vec!["GET", "POST", "G ET", "POST\t"]);
+    let version = prop::sample::select(vec![
+        "HTTP/1.1", "HTTP/1.0", "HTTP/1.9", "HTTP/2", "http/1.1",
+    ]);
+    let eol = prop::sample::select(vec!["\r\n", "\n", "\r", "\r\n "]);
+    let name = prop::sample::select(vec![
+        "Host",
+        "Content-Length",
+        "Content-Length ",
+        "Content Length",
+        "Transfer-Encoding",
+        "X-A",
+    ]);
+    let value = prop::sample::select(vec![
+        "5", "+5", " 5", "5,5", "0x5", "x", "a\0b", "a\rb", "", "99999999",
+    ]);
+    let header = (name, value, eol.clone()).prop_map(|(n, v, e)| format!("{n}:{v}{e}"));
+    (
+        method,
+        "/[a-z?=]{0,12}",
+        version,
+        eol.clone(),
+        prop::collection::vec(header, 0..5),
+        eol,
+        prop::collection::vec(any::<u8>(), 0..12),
+    )
+        .prop_map(|(m, p, v, e, headers, end, tail)| {
+            let mut out = format!("{m} {p} {v}{e}").into_bytes();
+            for h in headers {
+                out.extend_from_slice(h.as_bytes());
+            }
+            out.extend_from_slice(end.as_bytes());
+            out.extend_from_slice(&tail);
+            out.extend_from_slice(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_intakes_framing_never_panics_and_agrees_with_httparse(random in prop::collection::vec(any::<u8>(), 0..300), built in request_bytes()) {
+        framed_as_httparse_sees_it(&random)?;
+        framed_as_httparse_sees_it(&built)?;
+    }
+}

@@ -38,11 +38,26 @@ fn free_port() -> u16 {
 }
 
 fn start(sb: &Sandbox, extra: &[&str]) -> Server {
+    start_with(sb, extra, false)
+}
+
+/// With `log_to_file`, the server's log goes to `serve.log` in the sandbox: a flood of
+/// refusals would fill a pipe nobody reads and stall the server.
+fn start_with(sb: &Sandbox, extra: &[&str], log_to_file: bool) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["serve", "--listen", &listen, "--intake-name", "test-agency"];
     args.extend_from_slice(extra);
-    let child = sb.spawn(&args);
+    let child = if log_to_file {
+        let log = std::fs::File::create(sb.dir.path().join("serve.log")).unwrap();
+        sb.command(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    } else {
+        sb.spawn(&args)
+    };
     let addr: SocketAddr = listen.parse().unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
@@ -841,4 +856,202 @@ fn a_removal_asked_for_waits_until_the_counted_windows_are_billed() {
     );
     let attempts = b.sb.ok(&["billing-attempts"]);
     assert!(attempts.contains(CAROL), "history kept: {attempts}");
+}
+
+/// A client socket with a tiny receive buffer (as a client that never reads makes the
+/// server's answers pile up sooner), connected to `addr` (IPv4).
+fn tiny_window_client(addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    // SAFETY: plain socket(2)/setsockopt(2)/connect(2) on a descriptor we own, then handed
+    // to TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 2048;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn clients_that_never_read_lose_their_slots_and_one_client_holds_at_most_eight() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    // As behind a proxy (loopback peers are not one client): --max-connections is the limit
+    // (8 here: 64 would only take longer to fill).
+    let srv = start_with(
+        &sb,
+        &["--rate", "0", "--trust-proxy", "--max-connections", "8"],
+        true,
+    );
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "p".repeat(7_000));
+    // The probe of `start` closed and gone, so the 8 hogs take every slot.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut hogs: Vec<TcpStream> = (0..8).map(|_| tiny_window_client(srv.addr)).collect();
+    // Each sends long 404 paths (echoed back) until nothing more goes in: the server has
+    // stopped reading it, its answers wait unread.
+    let mut sent_total = 0;
+    for h in &mut hogs {
+        h.set_nonblocking(true).unwrap();
+        let (mut sent, mut stuck) = (0, 0);
+        while sent < 20_000 && stuck < 20 {
+            match h.write(long.as_bytes()) {
+                Ok(n) if n == long.len() => {
+                    sent += 1;
+                    stuck = 0;
+                }
+                Ok(_) => sent += 1,
+                Err(_) => {
+                    stuck += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        sent_total += sent;
+    }
+    let started = Instant::now();
+    // Their answers are never read: within seconds their slots are free again.
+    let served = wait_for(Duration::from_secs(30), || {
+        request(srv.addr, "GET", "/v1/agents/x", &[], "").0 == 400
+    });
+    let freed = started.elapsed();
+    let log = std::fs::read_to_string(sb.dir.path().join("serve.log")).unwrap_or_default();
+    let answered = log.lines().filter(|l| l.contains("-> 404")).count();
+    println!(
+        "8 clients that never read (--max-connections 8): {answered} of {sent_total} requests answered before their answers piled up; a newcomer served {:.1} s after the last one stopped (the unit test `an_answer_nobody_reads_closes_the_connection` pins the drain deadline)",
+        freed.as_secs_f64()
+    );
+    assert!(
+        answered < sent_total,
+        "no answer piled up: the test shows nothing"
+    );
+    assert!(served, "the non-reading clients kept every slot");
+    drop(hogs);
+    drop(srv);
+    // Without a trusted proxy every peer is a client: the 9th connection of one is refused.
+    let srv = start_with(&sb, &["--rate", "0"], true);
+    let held: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    let refused = wait_for(Duration::from_secs(10), || {
+        let (status, body) = request(srv.addr, "GET", "/v1/agents/x", &[], "");
+        status == 503 && body["error"].as_str().unwrap_or("").contains("from you")
+    });
+    assert!(refused, "a ninth connection of one client was served");
+    drop(held);
+    assert!(wait_for(Duration::from_secs(10), || request(
+        srv.addr,
+        "GET",
+        "/v1/agents/x",
+        &[],
+        ""
+    )
+    .0 == 400));
+}
+
+#[test]
+fn an_operators_hold_is_lifted_only_by_the_operator() {
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let srv = start(&sb, &[]);
+    let alice = wallet("alice");
+    let a = alice.address().to_bech32();
+    assert_eq!(
+        request(srv.addr, "POST", "/v1/enroll", &[], &enroll_body(&alice)).0,
+        201
+    );
+    sb.ok(&["pause", "--address", &a]);
+    let (status, body) = request(
+        srv.addr,
+        "POST",
+        &format!("/v1/agents/{a}/resume"),
+        &[],
+        &action(&alice, "test-agency", "resume", 300),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("held by the operator"),
+        "{body}"
+    );
+    assert_eq!(
+        sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'paused'"),
+        1
+    );
+    // The agent's own pause and resume stay its own.
+    sb.ok(&["resume", "--address", &a]);
+    for act in ["pause", "resume"] {
+        let (status, body) = request(
+            srv.addr,
+            "POST",
+            &format!("/v1/agents/{a}/{act}"),
+            &[],
+            &action(&alice, "test-agency", act, 400),
+        );
+        assert_eq!(status, 200, "{act}: {body}");
+    }
+    assert_eq!(
+        sb.query_i64("SELECT COUNT(*) FROM agents WHERE status = 'active'"),
+        1
+    );
+}
+
+#[test]
+fn a_passed_socket_off_loopback_needs_public() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let fd = listener.as_raw_fd();
+    let inner = sb.command(&["serve", "--listen", "127.0.0.1:1"]);
+    let mut line = String::from("LISTEN_PID=$$ LISTEN_FDS=1 exec");
+    for word in std::iter::once(inner.get_program()).chain(inner.get_args()) {
+        line.push_str(&format!(" '{}'", word.to_string_lossy()));
+    }
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(line).current_dir(sb.dir.path());
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl).
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not loopback") && err.contains("--public"),
+        "{err}"
+    );
 }
