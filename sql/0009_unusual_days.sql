@@ -24,3 +24,7 @@ ALTER TABLE agents ADD COLUMN intake_confirm_ms INTEGER;
 -- The operator's hold (`pause` from the CLI or with the operator's token): its own state,
 -- which only the operator lifts; the agent's own signed `resume` does not.
 ALTER TABLE agents ADD COLUMN operator_hold_ms INTEGER;
+-- When the escrow status was last read (ms): an agent that cancelled, or an intake
+-- enrollment waiting for the escrow, is read again every few seconds, not once an epoch,
+-- so one that registers (again) is renewed and billed from its join epoch.
+ALTER TABLE agents ADD COLUMN escrow_checked_ms INTEGER;

@@ -18,9 +18,9 @@ pub fn record(
     agent_id: i64,
     address: &Address,
     info: Option<&AgentInfo>,
-    current: i64,
+    (current, now): (i64, i64),
 ) -> Result<()> {
-    let Some(before) = store.set_escrow_status(agent_id, info, current)? else {
+    let Some(before) = store.set_escrow_status(agent_id, info, (current, now))? else {
         return Ok(());
     };
     match (before.as_deref(), info) {
@@ -59,7 +59,7 @@ impl Biller {
                 continue;
             };
             match self.escrow().agent_info(&address) {
-                Ok(info) => record(store, a.agent_id, &address, info.as_ref(), current)?,
+                Ok(info) => record(store, a.agent_id, &address, info.as_ref(), (current, now))?,
                 Err(e) => {
                     log::warn!("escrow status of {address} unknown this tick: {e}");
                     break;

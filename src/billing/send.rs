@@ -105,7 +105,8 @@ impl Biller {
                 return Ok(None);
             }
         };
-        super::lifecycle::record(store, c.agent_id, &c.agent, views.info.as_ref(), current)?;
+        let read_at = (current, crate::net::clock::now_ms());
+        super::lifecycle::record(store, c.agent_id, &c.agent, views.info.as_ref(), read_at)?;
         if let Some(info) = views.info.as_mut() {
             info.probation = store.in_probation(c.agent_id)?;
         }

@@ -213,33 +213,8 @@ pub fn frame(bytes: &[u8]) -> (Framed, usize) {
     else {
         return (Framed::Refused(400, "a malformed request line"), 0);
     };
-    let mut headers = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let Ok(value) = std::str::from_utf8(h.value) else {
-            return (
-                Framed::Refused(400, "a header value that is not UTF-8 text"),
-                0,
-            );
-        };
-        headers.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let count = |n: &str| headers.iter().filter(|(h, _)| h == n).count();
-    if minor == 1 && count("host") != 1 {
-        return (
-            Framed::Refused(400, "an HTTP/1.1 request needs exactly one Host header"),
-            0,
-        );
-    }
-    if count("transfer-encoding") > 0 {
-        let why = if count("content-length") > 0 {
-            "both Content-Length and Transfer-Encoding: send Content-Length only"
-        } else {
-            "Transfer-Encoding is not accepted: send the body with Content-Length"
-        };
-        return (Framed::Refused(400, why), 0);
-    }
-    let length = match content_length(&headers) {
-        Ok(n) => n,
+    let (headers, length) = match headers_of(parsed.headers, minor) {
+        Ok(checked) => checked,
         Err(why) => return (Framed::Refused(400, why), 0),
     };
     if length > MAX_BODY {
@@ -262,6 +237,33 @@ pub fn frame(bytes: &[u8]) -> (Framed, usize) {
         close,
     };
     (Framed::Request(request), head_len + length)
+}
+
+/// The headers (names in lower case) and the body's length, or why they are refused:
+/// exactly one `Host` in HTTP/1.1, no `Transfer-Encoding`, a plain `Content-Length`.
+fn headers_of(
+    parsed: &[httparse::Header<'_>],
+    minor: u8,
+) -> std::result::Result<(Vec<(String, String)>, usize), &'static str> {
+    let mut headers = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        let value =
+            std::str::from_utf8(h.value).map_err(|_| "a header value that is not UTF-8 text")?;
+        headers.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let count = |n: &str| headers.iter().filter(|(h, _)| h == n).count();
+    if minor == 1 && count("host") != 1 {
+        return Err("an HTTP/1.1 request needs exactly one Host header");
+    }
+    if count("transfer-encoding") > 0 {
+        return Err(if count("content-length") > 0 {
+            "both Content-Length and Transfer-Encoding: send Content-Length only"
+        } else {
+            "Transfer-Encoding is not accepted: send the body with Content-Length"
+        });
+    }
+    let length = content_length(&headers)?;
+    Ok((headers, length))
 }
 
 /// The body's length: no `Content-Length` is 0; one is a run of 1 to 6 ASCII digits.

@@ -109,7 +109,7 @@ impl Store {
         &self,
         agent_id: i64,
         info: Option<&AgentInfo>,
-        epoch: i64,
+        (epoch, now): (i64, i64),
     ) -> Result<Option<Option<String>>> {
         let status = status_name(info);
         let before: Option<String> = self
@@ -126,6 +126,7 @@ impl Store {
         let confirms = info.filter(|i| i.status != AgentStatus::Cancelled);
         self.conn.execute(
             "UPDATE agents SET escrow_status = ?2, escrow_joined_epoch = ?3, escrow_checked_epoch = ?4,
+                    escrow_checked_ms = ?7,
                     fee_bps = CASE WHEN intake_confirm_ms IS NOT NULL AND ?5 IS NOT NULL
                                    AND ?5 BETWEEN 1 AND 10000 THEN ?5 ELSE fee_bps END,
                     intake_confirm_ms = CASE WHEN ?6 THEN NULL ELSE intake_confirm_ms END
@@ -136,23 +137,28 @@ impl Store {
                 info.map(|i| i.joined_epoch as i64),
                 epoch,
                 confirms.map(|i| i.fee_bps as i64),
-                confirms.is_some()
+                confirms.is_some(),
+                now
             ],
         )?;
         Ok((before.as_deref() != Some(status)).then_some(before))
     }
 
-    /// Agents to read on the escrow this epoch: the due ones first (a cancelled agent must
-    /// not be renewed), then cancelled ones (they may have registered again).
+    /// Agents to read on the escrow: once an epoch, the due ones first (a cancelled agent
+    /// must not be renewed); and every [`AWAITED_READ_MS`], those whose registration is
+    /// awaited (cancelled, or an intake enrollment not confirmed yet), so one that
+    /// registers is renewed within seconds, in its join epoch.
     pub fn escrow_checks_due(&self, epoch: i64, now: i64, limit: usize) -> Result<Vec<ToCheck>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, address FROM agents
              WHERE status = 'active' AND removed_ms IS NULL
-               AND (escrow_checked_epoch IS NULL OR escrow_checked_epoch < ?1)
-               AND (next_attempt_ms <= ?2 OR escrow_status = 'cancelled')
+               AND ((escrow_checked_epoch IS NULL OR escrow_checked_epoch < ?1)
+                    AND (next_attempt_ms <= ?2 OR escrow_status = 'cancelled')
+                 OR (escrow_status = 'cancelled' OR intake_confirm_ms IS NOT NULL)
+                    AND COALESCE(escrow_checked_ms, 0) < ?2 - ?4)
              ORDER BY next_attempt_ms > ?2, next_attempt_ms LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![epoch, now, limit as i64], |r| {
+        let rows = stmt.query_map(params![epoch, now, limit as i64, AWAITED_READ_MS], |r| {
             Ok(ToCheck {
                 agent_id: r.get(0)?,
                 address: r.get(1)?,
@@ -366,6 +372,9 @@ impl Store {
         Ok(())
     }
 }
+
+/// How often an agent whose registration is awaited is read on the escrow.
+pub const AWAITED_READ_MS: i64 = 15_000;
 
 impl Store {
     /// The fee of an agent the escrow has confirmed (registered, not cancelled), as the

@@ -518,6 +518,7 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
              ALTER TABLE agents DROP COLUMN debt_released_ms;
              ALTER TABLE agents DROP COLUMN intake_confirm_ms;
              ALTER TABLE agents DROP COLUMN operator_hold_ms;
+             ALTER TABLE agents DROP COLUMN escrow_checked_ms;
              PRAGMA user_version = 3;",
         )
         .unwrap();

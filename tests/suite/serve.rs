@@ -661,6 +661,30 @@ fn with_billing_enrollments_are_answered_at_once_and_confirmed_by_the_next_tick(
     );
     let (_, alice) = request(srv.addr, "GET", &format!("/v1/agents/{ALICE}"), &[], "");
     assert_eq!(alice["status"], "active", "{alice}");
+    // Carol registers on the escrow: read again within seconds (not at the next epoch),
+    // confirmed and renewed.
+    {
+        let mut s = b.fake.state();
+        let current = s.contract_epoch();
+        let bond = s.chain.min_bond;
+        s.chain
+            .register(CAROL, (600, 100, u128::MAX / 4), bond, current)
+            .unwrap();
+    }
+    let started = Instant::now();
+    let confirmed = wait_for(Duration::from_secs(40), || {
+        b.tick();
+        b.fake.state().windows.contains_key(CAROL)
+    });
+    println!(
+        "an intake enrollment confirmed {:.1} s after its registration",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(confirmed, "carol registered but was never renewed");
+    let fee = b.sb.query_i64(&format!(
+        "SELECT fee_bps FROM agents WHERE address = '{CAROL}'"
+    ));
+    assert_eq!(fee, 600);
     // Re-enrolled, she keeps the escrow's fee; another fee in the body is refused.
     let mut other: Value = serde_json::from_str(&enroll_body(&wallet("alice"))).unwrap();
     other["fee_bps"] = json!(500);
