@@ -25,7 +25,7 @@ pub struct Request {
     pub path: String,
     pub query: String,
     /// Header names in lower case.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub body: Vec<u8>,
     pub close: bool,
 }
@@ -239,12 +239,15 @@ pub fn frame(bytes: &[u8]) -> (Framed, usize) {
     (Framed::Request(request), head_len + length)
 }
 
+/// Header lines as (name in lower case, value).
+type Headers = Vec<(String, String)>;
+
 /// The headers (names in lower case) and the body's length, or why they are refused:
 /// exactly one `Host` in HTTP/1.1, no `Transfer-Encoding`, a plain `Content-Length`.
 fn headers_of(
     parsed: &[httparse::Header<'_>],
     minor: u8,
-) -> std::result::Result<(Vec<(String, String)>, usize), &'static str> {
+) -> std::result::Result<(Headers, usize), &'static str> {
     let mut headers = Vec::with_capacity(parsed.len());
     for h in parsed {
         let value =
