@@ -146,6 +146,20 @@ impl Walk<'_> {
             {
                 found.push(difference);
                 corrections.push((row.agent_id, row.epoch, correction));
+            } else if let (Some(settlement), true) = (state, row.unread) {
+                // Billed here and on chain, what is due never read (a backup taken before
+                // the tick read it): not a difference, but the ledger learns it.
+                let due_atto = self
+                    .escrow
+                    .epoch_debt(&agent, row.epoch as u64)
+                    .map_err(gateway_error)?;
+                let known = Correction::Known {
+                    windows: None,
+                    charged_atto: None,
+                    due_atto,
+                    settlement,
+                };
+                corrections.push((row.agent_id, row.epoch, known));
             }
         }
         let done = rows.len() < max_pairs;
@@ -261,7 +275,7 @@ impl Walk<'_> {
             let epochs: Vec<i64> = bills.iter().map(|b| b.0).collect();
             let total = self.escrow.billed_windows(&agent).map_err(gateway_error)? as i64;
             let mut left = total - store.billed_windows_known(agent_id, &epochs)?;
-            let mut learned: Vec<(i64, Option<i64>, u128)> = Vec::new();
+            let mut learned: Vec<(i64, Option<i64>, u128, EpochState)> = Vec::new();
             for (epoch, state, due) in bills {
                 let due = match due {
                     Some(d) => d,
@@ -276,7 +290,7 @@ impl Walk<'_> {
                 if let Some(w) = whole {
                     left -= w;
                 }
-                learned.push((epoch, whole, due));
+                learned.push((epoch, whole, due, state));
             }
             let unknown: Vec<usize> = (0..learned.len())
                 .filter(|&i| learned[i].1.is_none())
@@ -284,12 +298,13 @@ impl Walk<'_> {
             if let ([i], true) = (unknown.as_slice(), left > 0) {
                 learned[*i].1 = Some(left);
             }
-            for (epoch, windows, due) in learned {
+            for (epoch, windows, due, state) in learned {
                 let charged_atto = windows.map(|w| escrow::due_atto(reward, w as u64, fee));
                 let known = Correction::Known {
                     windows,
                     charged_atto,
                     due_atto: due,
+                    settlement: state,
                 };
                 out.push((agent_id, epoch, known));
             }

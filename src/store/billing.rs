@@ -383,6 +383,8 @@ pub struct LedgerRow {
     pub kind: Option<Kind>,
     /// A bill of it is in flight (sent, not confirmed yet): the tick confirms it.
     pub in_flight: bool,
+    /// Billed here, but what is still due (or its settlement) was never read.
+    pub unread: bool,
 }
 
 /// What `reconcile --apply` does to one (agent, epoch).
@@ -403,6 +405,7 @@ pub enum Correction {
         windows: Option<i64>,
         charged_atto: Option<u128>,
         due_atto: u128,
+        settlement: EpochState,
     },
 }
 
@@ -418,7 +421,8 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT u.agent_id, a.address, a.fee_bps, u.epoch, u.windows, u.kind,
                     EXISTS (SELECT 1 FROM billing_attempts b WHERE b.agent_id = u.agent_id
-                            AND b.epoch = u.epoch AND b.status = 'pending')
+                            AND b.epoch = u.epoch AND b.status = 'pending'),
+                    u.billed = 1 AND (u.due_atto IS NULL OR u.settlement IS NULL)
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.windows > 0 AND u.epoch >= ?1 AND (u.agent_id, u.epoch) > (?2, ?3)
              ORDER BY u.agent_id, u.epoch LIMIT ?4",
@@ -433,6 +437,7 @@ impl Store {
                 windows: r.get(4)?,
                 kind: kind.as_deref().and_then(Kind::parse),
                 in_flight: r.get(6)?,
+                unread: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -454,20 +459,23 @@ impl Store {
                 windows,
                 charged_atto,
                 due_atto,
+                settlement,
             } = c
             {
                 // The chain's windows were kept alive too: the local count is at least them.
                 tx.execute(
                     "UPDATE usage_windows SET billed_windows = COALESCE(?3, billed_windows),
                             windows = MAX(windows, COALESCE(?3, 0)),
-                            charged_atto = COALESCE(?4, charged_atto), due_atto = ?5
+                            charged_atto = COALESCE(?4, charged_atto), due_atto = ?5,
+                            settlement = ?6
                      WHERE agent_id = ?1 AND epoch = ?2",
                     params![
                         agent_id,
                         epoch,
                         windows,
                         charged_atto.map(|c| c.to_string()),
-                        due_atto.to_string()
+                        due_atto.to_string(),
+                        settlement.as_str()
                     ],
                 )?;
                 continue;

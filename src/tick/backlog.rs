@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::ops::disk::{describe_space, release_reserve, RESERVE_BYTES};
-use crate::store::agents::{DueAgent, Renewal};
+use crate::renewal::outcome::{DueAgent, Renewal};
 use crate::store::Store;
 
 /// One renewal the database did not take, with what its message needs.

@@ -7,9 +7,9 @@ use super::summary::TickSummary;
 use super::Agency;
 use crate::error::Result;
 use crate::net::clock::now_ms;
+use crate::renewal::outcome::{DueAgent, Renewal, Verdict};
 use crate::renewal::schedule::{Known, Plan, Policy};
 use crate::renewal::stream::{Answer, Reply};
-use crate::store::agents::{DueAgent, Renewal, Verdict};
 
 impl Agency {
     /// One `/stream` call for the agent; an unreadable stored signature fails that agent

@@ -619,10 +619,27 @@ fn a_non_payer_is_enforced_once_per_epoch_then_not_renewed_until_it_tops_up() {
         .map(|(_, v)| v.0)
         .collect();
     let delinquent = states.iter().filter(|&&s| s == DELINQUENT).count();
+    let unenforced = {
+        let s = b.fake.state();
+        let current = s.contract_epoch();
+        let enforced_at_hold = b.sb.query_i64(&format!(
+            "SELECT COUNT(*) FROM enforcements e JOIN agents a ON a.id = e.agent_id
+             WHERE a.address = '{ALICE}' AND e.status = 'done'"
+        ));
+        let overdue = s
+            .chain
+            .bills
+            .iter()
+            .filter(|((a, _), bill)| a == ALICE && bill.deadline < current)
+            .count();
+        (overdue as i64 - enforced_at_hold, overdue)
+    };
     println!(
-        "non-payer: {} of alice's epochs enforced (each once: {}), {delinquent} Delinquent; renewals while held: {while_held}",
+        "non-payer: {} of alice's epochs enforced (each once: {}), {delinquent} Delinquent; overdue bills left unenforced at the end: {} of {} (the newest just past their deadline); renewals while held: {while_held}",
         once.len(),
-        once.values().all(|&n| n == 1)
+        once.values().all(|&n| n == 1),
+        unenforced.0,
+        unenforced.1
     );
     assert!(once.values().all(|&n| n == 1), "{calls:?}");
     assert!(states.contains(&4), "first Slashed: {states:?}");

@@ -242,7 +242,7 @@ fn the_sql_layer_knows_no_network_and_nobody_imports_a_command() {
         "net",
         "chain::gateway",
         "chain::escrow::client",
-        "renewal",
+        "renewal::stream",
         "billing",
         "tick",
         "ops",
@@ -308,4 +308,68 @@ fn no_function_is_longer_than_a_screen() {
     println!("longest functions: {:#?}", &all[..5]);
     let long: Vec<_> = all.iter().filter(|(len, _)| *len > 80).collect();
     assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
+}
+
+/// The layer table of `lib.rs`, top to bottom: for each row, the module paths its first
+/// cell names (`name` or [`name`]).
+fn layer_table() -> Vec<Vec<String>> {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! | "))
+        .filter_map(|row| row.split(" | ").next())
+        .filter(|cell| cell.contains('`'))
+        .map(|cell| {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|name| name.trim_matches(['[', ']']).to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The row of a module: the row naming its longest prefix.
+fn row_of(module: &str, table: &[Vec<String>]) -> Option<usize> {
+    table
+        .iter()
+        .enumerate()
+        .flat_map(|(i, names)| names.iter().map(move |n| (i, n)))
+        .filter(|(_, n)| module == n.as_str() || module.starts_with(&format!("{n}::")))
+        .max_by_key(|(_, n)| n.len())
+        .map(|(i, _)| i)
+}
+
+#[test]
+fn the_layer_table_of_lib_rs_is_true() {
+    let table = layer_table();
+    assert!(table.len() > 8, "the table was not found: {table:?}");
+    let g = graph();
+    let mut unplaced = BTreeSet::new();
+    let mut upward = Vec::new();
+    for (from, to) in &g {
+        // The crate root re-exports; macros `#[macro_export]`ed land there. `testdata`
+        // is the unit tests' own.
+        if from.is_empty() || from == "testdata" {
+            continue;
+        }
+        let Some(here) = row_of(from, &table) else {
+            unplaced.insert(from.clone());
+            continue;
+        };
+        for t in to.iter().filter(|t| !t.is_empty()) {
+            match row_of(t, &table) {
+                Some(there) if there < here => upward.push(format!("{from} -> {t}")),
+                Some(_) => {}
+                None => {
+                    unplaced.insert(t.clone());
+                }
+            }
+        }
+    }
+    assert!(
+        unplaced.is_empty(),
+        "modules the table does not name: {unplaced:?}"
+    );
+    assert!(upward.is_empty(), "imports up the table: {upward:#?}");
 }
