@@ -11,7 +11,7 @@ impl Biller {
         if !self.network_checked {
             let net = match self.gateway.network_config() {
                 Ok(net) => net,
-                Err(e) => return Preflight::Unavailable(e),
+                Err(e) => return Preflight::Unavailable(e.to_string()),
             };
             if net.chain_id != self.cfg.chain {
                 return Preflight::Blocked(format!(

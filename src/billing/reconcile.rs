@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::chain::escrow::client::Escrow;
 use crate::chain::escrow::{self, AgentInfo, Decision, EscrowConfig, Views};
-use crate::chain::gateway::Gateway;
+use crate::chain::gateway::{Gateway, GatewayError};
 use crate::chain::ledger::EpochState;
 use crate::config::ViewConfig;
 use crate::crypto::keys::Address;
@@ -50,7 +50,7 @@ pub fn reconcile(
 ) -> Result<Reconciled> {
     let gateway = Gateway::connect(&cfg.proxy, cfg.timeout);
     let escrow = Escrow::new(&gateway, &cfg.escrow);
-    let unreachable = |e: String| {
+    let unreachable = |e: GatewayError| {
         Error::runtime(format!(
             "reconcile needs the gateway ({e}): check --billing-proxy; nothing was changed"
         ))
@@ -427,6 +427,6 @@ fn fee_difference(row: &LedgerRow, info: &AgentInfo) -> Option<Difference> {
     })
 }
 
-fn gateway_error(e: String) -> Error {
+fn gateway_error(e: GatewayError) -> Error {
     Error::runtime(format!("reconcile stopped, nothing was changed: {e}"))
 }

@@ -5,7 +5,7 @@
 use super::breaker;
 use super::pass::{Biller, BillingSummary, RESOLVE_WAIT_MS};
 use super::refusal::Refusal;
-use crate::chain::gateway::Sent;
+use crate::chain::gateway::{GatewayError, Sent};
 use crate::chain::ledger::{EpochState, Kind};
 use crate::crypto::keys::Address;
 use crate::error::Result;
@@ -119,12 +119,12 @@ impl Biller {
     }
 
     fn epoch_state(&self, p: &PendingTx) -> Result<Option<EpochState>, String> {
-        Address::parse(&p.address)
-            .and_then(|agent| self.escrow().epoch_state(&agent, p.epoch as u64))
+        let agent = Address::parse(&p.address)?;
+        Ok(self.escrow().epoch_state(&agent, p.epoch as u64)?)
     }
 
     /// Why a transaction failed: `process-status`, else its `signalError` event.
-    pub(super) fn fate(&self, hash: &str) -> Result<Fate, String> {
+    pub(super) fn fate(&self, hash: &str) -> Result<Fate, GatewayError> {
         let (status, reason) = match self.gateway.process_status(hash) {
             Ok(answer) => answer,
             // A gateway without the route: the results' event is the other witness.

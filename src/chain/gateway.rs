@@ -6,13 +6,17 @@ use serde_json::Value;
 
 use crate::net::http;
 
-/// Why a gateway call gave no data.
+/// Why a gateway call gave no data, as the callers branch on it: try again later
+/// (`NoAnswer`), the gateway said no (`Refused`), or it answered something of another shape
+/// (`Malformed`: another network, a proxy's page, a changed API).
 #[derive(Debug, Clone)]
 pub enum GatewayError {
     /// No usable answer: connection failed, timed out, or the body was not JSON.
     NoAnswer(String),
     /// The gateway answered with an error (HTTP status and its message).
     Refused { status: u16, message: String },
+    /// An answer whose `data` is not what the route gives.
+    Malformed(String),
 }
 
 impl GatewayError {
@@ -31,7 +35,9 @@ impl GatewayError {
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GatewayError::NoAnswer(m) | GatewayError::Refused { message: m, .. } => f.write_str(m),
+            GatewayError::NoAnswer(m)
+            | GatewayError::Refused { message: m, .. }
+            | GatewayError::Malformed(m) => f.write_str(m),
         }
     }
 }
@@ -131,18 +137,20 @@ impl Gateway {
         Ok(json.get("data").cloned().unwrap_or(Value::Null))
     }
 
-    pub fn network_status(&self) -> Result<NetworkStatus, String> {
+    pub fn network_status(&self) -> Result<NetworkStatus, GatewayError> {
         parse_status(&self.call("GET", "/network/status/4294967295", None)?)
+            .map_err(GatewayError::Malformed)
     }
 
-    pub fn network_config(&self) -> Result<NetworkConfig, String> {
-        parse_config(&self.call("GET", "/network/config", None)?)
+    pub fn network_config(&self) -> Result<NetworkConfig, GatewayError> {
+        parse_config(&self.call("GET", "/network/config", None)?).map_err(GatewayError::Malformed)
     }
 
-    pub fn account_nonce(&self, address: &str) -> Result<u64, String> {
+    pub fn account_nonce(&self, address: &str) -> Result<u64, GatewayError> {
         let data = self.call("GET", &format!("/address/{address}"), None)?;
-        json_u64(data.get("account").and_then(|a| a.get("nonce")))
-            .ok_or_else(|| "gateway account answer lacks data.account.nonce".to_string())
+        json_u64(data.get("account").and_then(|a| a.get("nonce"))).ok_or_else(|| {
+            GatewayError::Malformed("gateway account answer lacks data.account.nonce".into())
+        })
     }
 
     pub fn send_transaction(&self, body: &str) -> Sent {
@@ -180,7 +188,7 @@ impl Gateway {
     }
 
     /// `pending`, `success`, `fail`, `invalid`; `None` when the gateway does not know it.
-    pub fn transaction_status(&self, hash: &str) -> Result<Option<String>, String> {
+    pub fn transaction_status(&self, hash: &str) -> Result<Option<String>, GatewayError> {
         match self.call("GET", &format!("/transaction/{hash}/status"), None) {
             Ok(data) => Ok(data
                 .get("status")
@@ -190,18 +198,17 @@ impl Gateway {
             Err(e @ GatewayError::Refused { .. }) if e.to_string().contains("not found") => {
                 Ok(None)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
     /// The status of the call itself, computed from its results (`process-status`): the
     /// status and the reason when it failed.
-    pub fn process_status(&self, hash: &str) -> Result<(String, Option<String>), String> {
+    pub fn process_status(&self, hash: &str) -> Result<(String, Option<String>), GatewayError> {
         let data = self.call("GET", &format!("/transaction/{hash}/process-status"), None)?;
-        let status = data
-            .get("status")
-            .and_then(Value::as_str)
-            .ok_or("gateway process-status answer lacks data.status")?;
+        let status = data.get("status").and_then(Value::as_str).ok_or_else(|| {
+            GatewayError::Malformed("gateway process-status answer lacks data.status".into())
+        })?;
         let reason = data
             .get("reason")
             .and_then(Value::as_str)
@@ -216,29 +223,29 @@ impl Gateway {
     }
 
     /// The contract's error message of a failed transaction (its `signalError` event).
-    pub fn transaction_error(&self, hash: &str) -> Result<Option<String>, String> {
+    pub fn transaction_error(&self, hash: &str) -> Result<Option<String>, GatewayError> {
         let path = format!("/transaction/{hash}?withResults=true");
         Ok(parse_signal_error(&self.call("GET", &path, None)?))
     }
 
     /// What the transaction cost once executed; `None` while its receipt has no fee.
     /// A transaction the gateway does not know (pruned) has no receipt either.
-    pub fn receipt(&self, hash: &str) -> Result<Option<Receipt>, String> {
+    pub fn receipt(&self, hash: &str) -> Result<Option<Receipt>, GatewayError> {
         let path = format!("/transaction/{hash}?withResults=true");
         match self.call("GET", &path, None) {
             Ok(data) => Ok(parse_receipt(&data)),
             Err(GatewayError::Refused { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
     /// `POST /transaction/cost` of an unsigned body. `Err`: the gateway does not serve it
     /// or gave no usable answer (the caller falls back to what it learned before).
-    pub fn cost(&self, body: &str) -> Result<Cost, String> {
-        let data = self
-            .call("POST", "/transaction/cost", Some(body))
-            .map_err(|e| e.to_string())?;
-        parse_cost(&data).ok_or_else(|| "a /transaction/cost answer of another shape".into())
+    pub fn cost(&self, body: &str) -> Result<Cost, GatewayError> {
+        let data = self.call("POST", "/transaction/cost", Some(body))?;
+        parse_cost(&data).ok_or_else(|| {
+            GatewayError::Malformed("a /transaction/cost answer of another shape".into())
+        })
     }
 
     /// A contract view: the decoded `returnData` items.
@@ -247,13 +254,14 @@ impl Gateway {
         contract: &str,
         function: &str,
         args: &[String],
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Vec<u8>>, GatewayError> {
         let body = serde_json::json!({"scAddress": contract, "funcName": function, "args": args})
             .to_string();
         parse_query(
             &self.call("POST", "/vm-values/query", Some(&body))?,
             function,
         )
+        .map_err(GatewayError::Malformed)
     }
 }
 

@@ -105,7 +105,9 @@ impl Agency {
 
     /// The effective current epoch and rounds passed in it, asking the gateway once and
     /// writing nothing (for `tick --dry-run`). The inner error is the gateway's.
-    pub fn peek_epoch(&self) -> Result<std::result::Result<(i64, i64), String>> {
+    pub fn peek_epoch(
+        &self,
+    ) -> Result<std::result::Result<(i64, i64), crate::chain::gateway::GatewayError>> {
         let status = match self.gateway.network_status() {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),

@@ -452,7 +452,7 @@ fn after_an_outage_the_standbys_windows_come_home_and_are_billed_without_absorb(
     let dead_ms = now_ms() - dead_from;
     // Back as a rebooted host comes back: its units start it, billing on; nobody absorbs.
     let mut replication = replicate(&b, &replica);
-    let restarted_at = b.current_epoch();
+    let (restarted_at, restarted_ms) = (b.current_epoch(), now_ms());
     let primary = spawn_primary_with(&b, &home);
     let after = granted_total(&b);
     assert!(wait_for(Duration::from_secs(40), || granted_total(&b) >= after + 3));
@@ -475,6 +475,16 @@ fn after_an_outage_the_standbys_windows_come_home_and_are_billed_without_absorb(
     let (exact, wrong) = bills_match_granted(&b, closed);
     let never_counted =
         granted_total(&b) as i64 - b.sb.query_i64("SELECT COUNT(*) FROM stream_windows");
+    // How long each bill came after its epoch's end: the outage's epochs waited for the
+    // standby's copy, the others only for the chain's settle rounds.
+    let waited_ms = b.sb.query_i64(&format!(
+        "SELECT COALESCE(MAX(b.created_ms - MAX(s.start_ms, {restarted_ms})), 0)
+         FROM billing_attempts b JOIN epoch_starts s ON s.epoch = b.epoch + 1
+         WHERE b.status = 'success'"
+    ));
+    println!(
+        "longest wait from an epoch's end (or the primary's return) to its bill: {waited_ms} ms"
+    );
     println!(
         "outage of {dead_ms} ms (primary back in epoch {restarted_at}): the standby opened {by_standby} windows; {exact} agent-epochs billed exactly with the windows granted, {} not; windows kept and never counted: {never_counted}",
         wrong.len()
