@@ -6,7 +6,7 @@ use super::{needs_human, Ctx, Run};
 use crate::error::{Error, Result};
 use crate::ops::notify::{self, Ping};
 use crate::ops::{lock, output};
-use crate::store::Store;
+use crate::store::{Shard, Store};
 use crate::tick::idle;
 use crate::tick::{Agency, TickSummary};
 use crate::{config, now_ms};
@@ -18,6 +18,10 @@ crate::runtime_command! {
         /// print what would be renewed and billed; change nothing
         #[argh(switch)]
         pub dry_run: bool,
+        /// renew only shard K of N (agents whose id is K modulo N), e.g. 1/4; shard 0 also
+        /// bills, the others only renew (one process per shard, from a template unit)
+        #[argh(option)]
+        pub shard: Option<String>,
     }
 }
 
@@ -25,7 +29,13 @@ impl Run for Tick {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let args = self.runtime_args();
         let alerts = notify::AlertArgs::of(&args);
-        let cfg = args.resolve()?;
+        let shard = self
+            .shard
+            .as_deref()
+            .map(Shard::parse)
+            .transpose()
+            .map_err(Error::usage)?;
+        let cfg = crate::tick::shard_config(args.resolve()?, shard);
         let alerts = alerts.resolve()?;
         if config::switch(self.dry_run, "dry-run")? {
             let agency = Agency::new(ctx.open_existing()?, cfg);
@@ -33,7 +43,7 @@ impl Run for Tick {
             return Ok(());
         }
         notify::ping(&alerts, Ping::Start);
-        let result = tick(ctx, cfg, &alerts);
+        let result = tick(ctx, cfg, &alerts, shard);
         let status = result.as_ref().err().map_or(0, Error::exit_code);
         notify::ping(&alerts, Ping::Exit(status));
         result
@@ -42,16 +52,23 @@ impl Run for Tick {
 
 /// One tick under the lock: the idle one when nothing is to be done, else the full one;
 /// then the alerts.
-fn tick(ctx: &Ctx, cfg: config::RuntimeConfig, alerts: &notify::Alerts) -> Result<()> {
-    let mut lock = lock::acquire(&ctx.db, "tick")?;
+fn tick(
+    ctx: &Ctx,
+    cfg: config::RuntimeConfig,
+    alerts: &notify::Alerts,
+    shard: Option<Shard>,
+) -> Result<()> {
+    let mut lock = lock::acquire_shard(&ctx.db, "tick", shard)?;
     // Nothing to do: the database opened read-only, no HTTP client built, no request.
-    if let Some((store, summary)) = idle_tick(ctx, &cfg) {
+    if let Some((store, summary)) = idle_tick(ctx, &cfg, shard) {
         lock.tick_completed(now_ms());
         println!("{summary}");
         notify_idle(ctx, &store, alerts, &summary.attention);
         return needs_human(&summary.attention);
     }
-    let mut agency = Agency::new(ctx.open_for_renewals()?, cfg);
+    let mut store = ctx.open_for_renewals()?;
+    store.shard = shard;
+    let mut agency = Agency::new(store, cfg);
     let summary = agency.tick()?;
     lock.tick_completed(now_ms());
     println!("{summary}");
@@ -83,11 +100,16 @@ fn notify_idle(ctx: &Ctx, store: &Store, alerts: &notify::Alerts, problems: &[St
 
 /// The idle tick (see `crate::tick::idle`) with the read-only store it read, or `None` when the
 /// tick has work (or the idle check could not be made: then the full tick decides).
-fn idle_tick(ctx: &Ctx, cfg: &config::RuntimeConfig) -> Option<(Store, TickSummary)> {
+fn idle_tick(
+    ctx: &Ctx,
+    cfg: &config::RuntimeConfig,
+    shard: Option<Shard>,
+) -> Option<(Store, TickSummary)> {
     let attempt = || -> Result<Option<(Store, TickSummary)>> {
-        let Some(store) = Store::open_read_only(&ctx.db)? else {
+        let Some(mut store) = Store::open_read_only(&ctx.db)? else {
             return Ok(None);
         };
+        store.shard = shard;
         let summary = idle::idle_tick(&store, cfg, now_ms())?;
         Ok(summary.map(|summary| (store, summary)))
     };

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::Shard;
 
 const LAST_TICK: &str = "last_tick_ms=";
 
@@ -57,9 +58,39 @@ impl DbLock {
     }
 }
 
+/// The lock of one renewer: `<db>.lock` for the whole agency and for shard 0 (the one that
+/// bills), `<db>.shard-K.lock` for shard K of any N (so two copies of one shard exclude
+/// each other).
+pub fn shard_lock_path(db: &Path, shard: Option<Shard>) -> PathBuf {
+    match shard {
+        Some(Shard { index, .. }) if index > 0 => {
+            let mut name = db.as_os_str().to_owned();
+            name.push(format!(".shard-{index}.lock"));
+            PathBuf::from(name)
+        }
+        _ => lock_path(db),
+    }
+}
+
 /// Takes the lock or fails at once, naming the holder.
 pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
-    let path = lock_path(db);
+    acquire_at(db, &lock_path(db), what)
+}
+
+/// [`acquire`] for one shard's renewer.
+pub fn acquire_shard(db: &Path, what: &str, shard: Option<Shard>) -> Result<DbLock> {
+    match shard {
+        Some(s) if s.count > 1 => acquire_at(
+            db,
+            &shard_lock_path(db, shard),
+            &format!("{what} --shard {s}"),
+        ),
+        _ => acquire(db, what),
+    }
+}
+
+fn acquire_at(db: &Path, path: &Path, what: &str) -> Result<DbLock> {
+    let path = path.to_path_buf();
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -92,7 +123,7 @@ pub fn acquire(db: &Path, what: &str) -> Result<DbLock> {
             holder
         };
         return Err(Error::Locked(format!(
-            "database {} is in use by {holder}: only one tick or run works on it at a time",
+            "database {} is in use by {holder}: only one tick or run (per shard) works on it at a time",
             db.display()
         )));
     }

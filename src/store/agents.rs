@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{served, usage, Store};
+use super::{served, usage, Shard, Store};
 use crate::crypto::keys::{Address, Secret};
 use crate::error::{Error, Result};
 use crate::renewal::outcome::{DueAgent, Renewal, Verdict};
@@ -18,12 +18,17 @@ pub enum Enrolled {
 /// Active agents whose attempt is due at `?1`, most urgent (earliest window end, unknown
 /// first) first. An agent that left the escrow is not renewed (nobody pays for that work)
 /// unless the operator said so (`resume --even-if-cancelled`).
-const DUE: &str = concat!(
-    "WHERE ",
-    served!(),
-    " AND next_attempt_ms <= ?1
-     ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id"
-);
+/// What the renewers carry (see [`Store::renewal_load`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RenewalLoad {
+    pub agents: i64,
+    pub window_ms: Option<i64>,
+    pub latency_ms: Option<f64>,
+}
+
+const DUE: &str = concat!("WHERE ", served!(), " AND next_attempt_ms <= ?1");
+const DUE_ORDER: &str =
+    " ORDER BY expected_end_ms IS NOT NULL, expected_end_ms, next_attempt_ms, id";
 
 impl Store {
     /// The id of an enrolled (not removed) agent.
@@ -223,7 +228,8 @@ impl Store {
             "SELECT id, address, stream_signature, expected_end_ms, backoff_step,
                         window_min_ms, renew_after_end, windows_since_probe,
                         stale_refusal
-             FROM agents {DUE}"
+             FROM agents {DUE}{}{DUE_ORDER}",
+            Shard::condition(self.shard)
         ))?;
         let rows = stmt.query_map([now], |r| {
             Ok(DueAgent {
@@ -258,16 +264,55 @@ impl Store {
     /// Due agents' addresses and window ends, without their secrets (for `--dry-run`).
     pub fn due_list(&self, now: i64) -> Result<Vec<(String, Option<i64>)>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT address, expected_end_ms FROM agents {DUE}"
+            "SELECT address, expected_end_ms FROM agents {DUE}{}{DUE_ORDER}",
+            Shard::condition(self.shard)
         ))?;
         let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The earliest next attempt of any active agent.
+    /// What the renewers carry: served agents, their typical window length (the median of
+    /// the lengths learned), the service's latency (mean of the last 500 attempts).
+    pub fn renewal_load(&self) -> Result<RenewalLoad> {
+        let agents: i64 = self.conn.query_row(
+            concat!("SELECT COUNT(*) FROM agents WHERE ", served!()),
+            [],
+            |r| r.get(0),
+        )?;
+        let window_ms: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT window_min_ms FROM agents WHERE window_min_ms IS NOT NULL
+             ORDER BY window_min_ms LIMIT 1
+             OFFSET (SELECT COUNT(*) FROM agents WHERE window_min_ms IS NOT NULL) / 2",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let latency_ms: Option<f64> = self.conn.query_row(
+            "SELECT AVG(duration_ms) FROM
+                 (SELECT duration_ms FROM attempts ORDER BY id DESC LIMIT 500)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(RenewalLoad {
+            agents,
+            window_ms,
+            latency_ms,
+        })
+    }
+
+    /// The earliest next attempt of any active agent (of this shard).
     pub fn next_due_ms(&self) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
-            concat!("SELECT MIN(next_attempt_ms) FROM agents WHERE ", served!()),
+            &format!(
+                concat!(
+                    "SELECT MIN(next_attempt_ms) FROM agents WHERE ",
+                    served!(),
+                    "{}"
+                ),
+                Shard::condition(self.shard)
+            ),
             [],
             |r| r.get(0),
         )?)
@@ -282,9 +327,10 @@ impl Store {
                 concat!(
                     "SELECT MIN(next_attempt_ms) FROM agents WHERE ",
                     served!(),
-                    " AND id NOT IN ({})"
+                    " AND id NOT IN ({}){}"
                 ),
-                ids.join(",")
+                ids.join(","),
+                Shard::condition(self.shard)
             ),
             [],
             |r| r.get(0),

@@ -70,6 +70,49 @@ pub struct Store {
     conn: Connection,
     /// Encrypts stream signatures at rest when configured.
     pub secret_key: Option<crate::crypto::secrets::SecretKey>,
+    /// This process's part of the agents to renew (`--shard K/N`); all of them when `None`.
+    pub shard: Option<Shard>,
+}
+
+/// A part of the agents, for one of N renewer processes: those whose id is `index` modulo
+/// `count`. The parts of one N are disjoint and together every agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `K/N`, 0 <= K < N <= 64.
+    pub fn parse(text: &str) -> std::result::Result<Shard, String> {
+        let (k, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {text}: give K/N, e.g. 0/4"))?;
+        let (Ok(index), Ok(count)) = (k.trim().parse::<u32>(), n.trim().parse::<u32>()) else {
+            return Err(format!("--shard {text}: K and N must be numbers, e.g. 0/4"));
+        };
+        if count == 0 || count > 64 || index >= count {
+            return Err(format!(
+                "--shard {text}: N must be 1 to 64 and K below N (shards 0/N to {}/N)",
+                count.max(1) - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The SQL condition on `agents` of this shard (integers only), after an `AND`.
+    fn condition(shard: Option<Shard>) -> String {
+        match shard {
+            Some(Shard { index, count }) if count > 1 => format!(" AND id % {count} = {index}"),
+            _ => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 impl Store {
@@ -133,6 +176,7 @@ impl Store {
         Ok(Store {
             conn,
             secret_key: None,
+            shard: None,
         })
     }
 
@@ -154,6 +198,7 @@ impl Store {
         Ok(Some(Store {
             conn,
             secret_key: None,
+            shard: None,
         }))
     }
 
@@ -273,12 +318,36 @@ pub(crate) fn memory_store() -> Store {
     Store {
         conn,
         secret_key: None,
+        shard: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shards_of_one_count_are_disjoint_and_together_every_agent() {
+        let mut s = memory_store();
+        for i in 0..50u64 {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&i.to_be_bytes());
+            let w = crate::crypto::keys::Wallet::from_seed(&seed);
+            s.enroll(&w.address(), "aa", 500, 0).unwrap();
+        }
+        for count in [1, 2, 3, 4, 7, 16] {
+            let mut seen = std::collections::HashSet::new();
+            for index in 0..count {
+                s.shard = Some(Shard { index, count });
+                for a in s.due_agents(1).unwrap() {
+                    assert!(seen.insert(a.id), "agent {} in two shards of {count}", a.id);
+                }
+            }
+            assert_eq!(seen.len(), 50, "shards of {count}");
+        }
+        assert!(Shard::parse("4/4").is_err() && Shard::parse("x").is_err());
+        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+    }
 
     #[test]
     fn migrations_are_valid() {

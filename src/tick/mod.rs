@@ -67,6 +67,23 @@ pub struct Agency {
     homecoming: Option<homecoming::Homecoming>,
 }
 
+/// The configuration of one shard's renewer (`--shard K/N`): shard 0 (and a process
+/// without a shard) does everything; any other shard only renews its agents and records
+/// their windows: it never bills (one operator key, one nonce sequence) and leaves the
+/// standby's windows to shard 0.
+pub fn shard_config(mut cfg: RuntimeConfig, shard: Option<crate::store::Shard>) -> RuntimeConfig {
+    if let Some(s) = shard.filter(|s| s.index > 0) {
+        if cfg.billing.take().is_some() {
+            log::info!(
+                "shard {s}: renews its agents only; shard 0/{} bills",
+                s.count
+            );
+        }
+        cfg.standby_copy = None;
+    }
+    cfg
+}
+
 /// Whether new work must wait for the next tick: a signal, or the tick's deadline.
 fn must_stop(stop: &AtomicBool, deadline: Option<Instant>) -> bool {
     stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d)

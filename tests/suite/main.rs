@@ -21,6 +21,7 @@ mod ledger;
 mod network;
 mod ops;
 mod parsers;
+mod renewers;
 mod serve;
 mod standby;
 mod tick;
