@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::common;
 use common::bill::setup;
-use common::chain::EscrowAgent;
 use common::*;
 
 /// The pid in a lock file's holder line ("run --shard 2/4 (pid 123) since ...").
@@ -33,7 +32,7 @@ fn four_renewers_keep_every_agent_and_bill_once_and_a_killed_one_comes_back() {
                 .map(Result::unwrap)
                 .collect();
         for a in addresses {
-            s.chain.agents.entry(a).or_insert_with(EscrowAgent::default);
+            s.chain.agents.entry(a).or_default();
         }
     }
     let mut args = b.args("run");
