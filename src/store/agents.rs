@@ -302,6 +302,23 @@ impl Store {
         })
     }
 
+    /// The stream service asked every client to wait (429, `Retry-After`) until `until`:
+    /// kept for every renewer (the later of two pauses wins).
+    pub fn pause_stream_until(&self, until: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('stream_paused_until_ms', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value
+             WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+            [until.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Until when the stream service asked every client to wait, if it did.
+    pub fn stream_paused_until(&self) -> Result<Option<i64>> {
+        self.meta_get_i64("stream_paused_until_ms")
+    }
+
     /// The earliest next attempt of any active agent (of this shard).
     pub fn next_due_ms(&self) -> Result<Option<i64>> {
         Ok(self.conn.query_row(

@@ -178,15 +178,29 @@ impl Agency {
         }
     }
 
-    /// The next agent due, as the database and the records in memory tell it.
+    /// The next agent due, as the database and the records in memory tell it, not before
+    /// the stream service's pause (a 429 to any renewer) ends.
     fn next_due_ms(&self) -> Result<Option<i64>> {
-        if self.backlog.is_empty() {
-            return self.store.next_due_ms();
-        }
-        let planned = self.backlog.planned();
-        let ids: Vec<i64> = planned.iter().map(|&(id, _)| id).collect();
-        let others = self.store.next_due_ms_except(&ids)?;
-        Ok(planned.iter().map(|&(_, at)| at).chain(others).min())
+        let paused = self.store.stream_paused_until().ok().flatten().unwrap_or(0);
+        let next = if self.backlog.is_empty() {
+            self.store.next_due_ms()?
+        } else {
+            let planned = self.backlog.planned();
+            let ids: Vec<i64> = planned.iter().map(|&(id, _)| id).collect();
+            let others = self.store.next_due_ms_except(&ids)?;
+            planned.iter().map(|&(_, at)| at).chain(others).min()
+        };
+        Ok(next.map(|n| n.max(paused)))
+    }
+
+    /// Whether the stream service asked every client to wait (a 429 with `Retry-After` to
+    /// any renewer of this agency), now.
+    fn service_paused(&self) -> bool {
+        self.store
+            .stream_paused_until()
+            .ok()
+            .flatten()
+            .is_some_and(|until| now_ms() < until)
     }
 
     pub fn tick(&mut self) -> Result<TickSummary> {
@@ -287,7 +301,7 @@ impl Agency {
         self.told_empty = true;
         let min_epoch = self.store.max_epoch_seen()?;
         for agent in &due {
-            if self.out_of_time() {
+            if self.out_of_time() || self.service_paused() {
                 summary.interrupted = true;
                 break;
             }

@@ -6,6 +6,10 @@ use std::time::Instant;
 use super::summary::TickSummary;
 use super::Agency;
 use crate::error::Result;
+
+/// The longest pause a service's `Retry-After` imposes on every renewer (a longer one is
+/// still honoured for the agent it answered).
+const MAX_SERVICE_PAUSE_MS: i64 = 60_000;
 use crate::net::clock::now_ms;
 use crate::renewal::outcome::{DueAgent, Renewal, Verdict};
 use crate::renewal::schedule::{Known, Plan, Policy};
@@ -67,6 +71,19 @@ impl Agency {
         let reply = self.call_service(agent);
         summary.network_ms += net_started.elapsed().as_secs_f64() * 1000.0;
         let now = now_ms();
+        // A busy service (429 with Retry-After) slows every renewer of the agency, not just
+        // this one: they all read the pause from the database.
+        if let Answer::RateLimited {
+            retry_after_ms: Some(wait),
+        } = reply.answer
+        {
+            let paused = self
+                .store
+                .pause_stream_until(now + wait.clamp(0, MAX_SERVICE_PAUSE_MS));
+            if let Err(e) = paused {
+                log::debug!("the service's pause is not shared: {e}");
+            }
+        }
         let (on_host, plan) = self.plan(agent, &reply.answer, attempted_ms, now);
         let opened_ms = opened_at(&on_host, agent, attempted_ms, now);
         let (verdict, window) = verdict_of(

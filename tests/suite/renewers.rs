@@ -117,3 +117,42 @@ fn four_renewers_keep_every_agent_and_bill_once_and_a_killed_one_comes_back() {
     );
     assert_eq!(gap, 0, "a window lapsed");
 }
+
+#[test]
+fn a_busy_services_retry_after_slows_every_renewer() {
+    let fake = FakeClaws::start(
+        60_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 30_000,
+        },
+        3_600_000,
+    );
+    let sb = Sandbox::new();
+    sb.enroll_generated(30);
+    {
+        let mut s = fake.state();
+        s.stream_latency_ms = Some((100, 100));
+        s.stream_faults.push_back(Fault::Status(
+            429,
+            r#"{"error":"slow down"}"#.into(),
+            Some(3),
+        ));
+    }
+    let run = sb.spawn_run(&fake, &["--renewers", "3", "--jitter-seconds", "0"]);
+    let told = wait_for(Duration::from_secs(20), || {
+        fake.state().stream_faults.is_empty()
+    });
+    let at_429 = fake.state().stream_requests;
+    std::thread::sleep(Duration::from_millis(2_000));
+    let during = fake.state().stream_requests - at_429;
+    let resumed = wait_for(Duration::from_secs(20), || fake.state().windows.len() == 30);
+    let (code, _, log) = terminate(run);
+    println!("a 429 with Retry-After 3 s: {during} requests from 3 renewers in the next 2 s");
+    assert!(told, "{log}");
+    assert!(
+        during <= 3,
+        "{during} requests while the service asked to wait: {log}"
+    );
+    assert!(resumed, "{log}");
+    assert_eq!(code, 0, "{log}");
+}
