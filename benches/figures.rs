@@ -1144,6 +1144,92 @@ fn steady(n: usize, windows: usize) {
     );
 }
 
+/// `n` agents due at once against a service answering in `latency_ms`, renewed by
+/// `run --renewers R`: renewals a second, CPU and peak RSS (the run and its children).
+/// The run is stopped (SIGTERM, which stops its children) once every agent has a window.
+#[allow(clippy::zombie_processes)]
+fn renewers_throughput(n: usize, latency_ms: u64, renewers: &str) -> (f64, Measured) {
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 60_000,
+        },
+        3_600_000,
+    );
+    fake.state().stream_latency_ms = Some((latency_ms, latency_ms));
+    let sb = Sandbox::new();
+    enroll(&sb, n);
+    let mut args = vec![
+        "run",
+        "--renewers",
+        renewers,
+        "--jitter-seconds",
+        "0",
+        "--poll-seconds",
+        "1",
+        "--max-tick-seconds",
+        "600",
+    ];
+    let net = net_args(&fake);
+    args.extend(net.iter().map(String::as_str));
+    let mut cmd = sb.command(&args);
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "error");
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let done = wait_for(Duration::from_secs(900), || fake.state().windows.len() == n);
+    let took = started.elapsed();
+    assert!(done, "not every agent renewed");
+    // SAFETY: kill(2) and wait4(2) on our own child; rusage is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut status = 0;
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::wait4(child.id() as i32, &mut status, 0, &mut usage);
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let m = Measured {
+        code: libc::WEXITSTATUS(status),
+        wall: took,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        sys: tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+        stdout: String::new(),
+    };
+    (n as f64 / took.as_secs_f64(), m)
+}
+
+fn renewers() {
+    for latency in [100, 300] {
+        let n = 400;
+        for r in [1u32, 2, 4, 8, 16] {
+            let (rate, m) = renewers_throughput(n, latency, &r.to_string());
+            row(
+                &format!("{n} agents due at once, service {latency} ms, run --renewers {r}"),
+                format!(
+                    "{rate:.1} renewals/s ({:.1} s); CPU {:.0} ms in all, {:.2} ms per renewal; peak RSS {:.1} MiB (one process)",
+                    m.wall.as_secs_f64(),
+                    m.cpu.as_secs_f64() * 1000.0,
+                    m.cpu.as_secs_f64() * 1000.0 / n as f64,
+                    m.max_rss_kib as f64 / 1024.0
+                ),
+            );
+        }
+    }
+    for renewers in ["auto", "16"] {
+        let n = 5_000;
+        let (rate, m) = renewers_throughput(n, 100, renewers);
+        row(
+            &format!("a burst: {n} enrollments at once, service 100 ms, run --renewers {renewers}"),
+            format!(
+                "every agent has a window after {:.1} s ({rate:.0} renewals/s)",
+                m.wall.as_secs_f64()
+            ),
+        );
+    }
+}
+
 fn main() {
     // cargo passes --bench; a name filters (e.g. `cargo bench -- idle`).
     let filter: Vec<String> = std::env::args()
@@ -1178,6 +1264,9 @@ fn main() {
     }
     if wants("serve") {
         serve_intake(2_000);
+    }
+    if wants("renewers") {
+        renewers();
     }
     if wants("reconcile") {
         reconcile(10_000, 10);

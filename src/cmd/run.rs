@@ -37,7 +37,7 @@ crate::runtime_command! {
 }
 
 /// How often `--renewers auto` weighs the load again.
-const RESIZE_EVERY_MS: i64 = 300_000;
+const RESIZE_EVERY_MS: i64 = 60_000;
 
 impl Run for RunCmd {
     fn run(self, ctx: &Ctx) -> Result<()> {
@@ -62,6 +62,7 @@ impl Run for RunCmd {
         match shard {
             // A shard's renewer: its part only; shard 0's process pings.
             Some(s) => {
+                crate::ops::renewers::follow_parent()?;
                 store.shard = Some(s);
                 if s.index > 0 {
                     alerts.ping_url = None;

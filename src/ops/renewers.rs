@@ -47,12 +47,14 @@ impl Renewers {
         match self {
             Renewers::Fixed(n) => Ok(n),
             Renewers::Auto => {
-                let load = store.renewal_load()?;
-                Ok(needed(
+                let load = store.renewal_load(crate::net::clock::now_ms())?;
+                let latency_ms = load.latency_ms.unwrap_or(DEFAULT_LATENCY_MS);
+                let steady = needed(
                     load.agents,
                     load.window_ms.map_or(DEFAULT_WINDOW_MS, |w| w as f64),
-                    load.latency_ms.unwrap_or(DEFAULT_LATENCY_MS),
-                ))
+                    latency_ms,
+                );
+                Ok(steady.max(for_backlog(load.due_now, latency_ms)))
             }
         }
     }
@@ -64,6 +66,33 @@ pub fn needed(agents: i64, window_ms: f64, latency_ms: f64) -> u32 {
     let per_second = agents.max(0) as f64 / (window_ms / 1000.0).max(1.0);
     let busy = per_second * (latency_ms.max(1.0) + 2.0) / 1000.0;
     ((busy * HEADROOM).ceil() as u32).clamp(1, MAX_RENEWERS)
+}
+
+/// A backlog (enrollments at once, agents due after an outage) is cleared within this.
+const BACKLOG_SECONDS: f64 = 60.0;
+
+/// Renewers that clear `due` agents within [`BACKLOG_SECONDS`] at `latency_ms` each.
+pub fn for_backlog(due: i64, latency_ms: f64) -> u32 {
+    let busy = due.max(0) as f64 * (latency_ms.max(1.0) + 2.0) / 1000.0 / BACKLOG_SECONDS;
+    (busy.ceil() as u32).clamp(1, MAX_RENEWERS)
+}
+
+/// Set on a child renewer: the pid of the `run` that started it.
+const PARENT_VAR: &str = "STREAM_AGENCY_RENEWER_OF";
+
+/// In a child renewer: it dies with the `run` that started it (a SIGKILL of the parent
+/// leaves no renewer behind holding its shard). `Err` when that `run` is gone already.
+pub fn follow_parent() -> Result<()> {
+    let Some(parent) = crate::environment::env(PARENT_VAR) else {
+        return Ok(());
+    };
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .map_err(|e| Error::runtime(format!("renewer: cannot follow its run: {e}")))?;
+    let alive = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().to_string());
+    if alive.as_deref() != Some(parent.as_str()) {
+        return Err(Error::runtime("renewer: the run that started it is gone"));
+    }
+    Ok(())
 }
 
 /// The child processes of one `run`: shards 1/N .. N-1/N.
@@ -108,6 +137,7 @@ impl Children {
             .args(&self.args)
             .arg("--shard")
             .arg(shard.to_string())
+            .env(PARENT_VAR, std::process::id().to_string())
             .spawn();
         match spawned {
             Ok(child) => Some(child),
@@ -165,6 +195,9 @@ mod tests {
         assert_eq!(needed(18_000, 1_800_000.0, 100.0), 4);
         assert_eq!(needed(100, 1_800_000.0, 100.0), 1);
         assert_eq!(needed(0, 1_800_000.0, 100.0), 1);
+        // 5,000 enrollments at once at 100 ms: 510 s of requests, cleared in a minute by 9.
+        assert_eq!(for_backlog(5_000, 100.0), 9);
+        assert_eq!(for_backlog(10, 100.0), 1);
         assert_eq!(Renewers::parse("auto").unwrap(), Renewers::Auto);
         assert_eq!(Renewers::parse("4").unwrap(), Renewers::Fixed(4));
         assert!(Renewers::parse("0").is_err() && Renewers::parse("17").is_err());

@@ -22,6 +22,8 @@ pub enum Enrolled {
 #[derive(Debug, Clone, Copy)]
 pub struct RenewalLoad {
     pub agents: i64,
+    /// Served agents due now (a backlog).
+    pub due_now: i64,
     pub window_ms: Option<i64>,
     pub latency_ms: Option<f64>,
 }
@@ -271,12 +273,22 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// What the renewers carry: served agents, their typical window length (the median of
-    /// the lengths learned), the service's latency (mean of the last 500 attempts).
-    pub fn renewal_load(&self) -> Result<RenewalLoad> {
+    /// What the renewers carry: served agents (and those due now), their typical window
+    /// length (the median of the lengths learned), the service's latency (mean of the last
+    /// 500 attempts).
+    pub fn renewal_load(&self, now: i64) -> Result<RenewalLoad> {
         let agents: i64 = self.conn.query_row(
             concat!("SELECT COUNT(*) FROM agents WHERE ", served!()),
             [],
+            |r| r.get(0),
+        )?;
+        let due_now: i64 = self.conn.query_row(
+            concat!(
+                "SELECT COUNT(*) FROM agents WHERE ",
+                served!(),
+                " AND next_attempt_ms <= ?1"
+            ),
+            [now],
             |r| r.get(0),
         )?;
         let window_ms: Option<i64> = self
@@ -297,6 +309,7 @@ impl Store {
         )?;
         Ok(RenewalLoad {
             agents,
+            due_now,
             window_ms,
             latency_ms,
         })

@@ -83,10 +83,10 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// `K/N`, 0 <= K < N <= 64.
+    /// `K/N` (or `K-N`, as a systemd instance name), 0 <= K < N <= 64.
     pub fn parse(text: &str) -> std::result::Result<Shard, String> {
         let (k, n) = text
-            .split_once('/')
+            .split_once(['/', '-'])
             .ok_or_else(|| format!("--shard {text}: give K/N, e.g. 0/4"))?;
         let (Ok(index), Ok(count)) = (k.trim().parse::<u32>(), n.trim().parse::<u32>()) else {
             return Err(format!("--shard {text}: K and N must be numbers, e.g. 0/4"));
@@ -347,6 +347,7 @@ mod tests {
         }
         assert!(Shard::parse("4/4").is_err() && Shard::parse("x").is_err());
         assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+        assert_eq!(Shard::parse("3-4"), Ok(Shard { index: 3, count: 4 }));
     }
 
     #[test]

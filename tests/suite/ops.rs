@@ -527,7 +527,7 @@ fn the_packaged_units_follow_the_units() {
         checked += 1;
     }
     assert_eq!(
-        checked, 13,
+        checked, 15,
         "the units of one host, and of a primary and its standby"
     );
     let cargo = std::fs::read_to_string(root.join("../Cargo.toml")).unwrap();

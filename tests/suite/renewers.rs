@@ -156,3 +156,22 @@ fn a_busy_services_retry_after_slows_every_renewer() {
     assert!(resumed, "{log}");
     assert_eq!(code, 0, "{log}");
 }
+
+#[test]
+fn renewers_die_with_their_run() {
+    let fake = FakeClaws::steady();
+    let sb = Sandbox::new();
+    sb.enroll_all();
+    let mut run = sb.spawn_run(&fake, &["--renewers", "3"]);
+    let lock = std::path::PathBuf::from(format!("{}.shard-2.lock", sb.db.display()));
+    assert!(wait_for(Duration::from_secs(20), || holder_pid(&lock).is_some()));
+    let child = holder_pid(&lock).unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // SAFETY: kill(2) with signal 0 only asks whether the pid still exists.
+    let gone = wait_for(
+        Duration::from_secs(20),
+        || unsafe { libc::kill(child, 0) } != 0,
+    );
+    assert!(gone, "the renewer of shard 2 outlived its run (SIGKILL)");
+}
