@@ -1089,7 +1089,11 @@ fn steady(n: usize, windows: usize) {
         },
         3_600_000,
     );
-    fake.state().stream_latency_ms = Some((2, 5));
+    // STREAM_AGENCY_BENCH_LATENCY_MS=100: a service on the internet (default: 2 to 5 ms).
+    let latency = std::env::var("STREAM_AGENCY_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    fake.state().stream_latency_ms = Some(latency.map_or((2, 5), |l| (l, l)));
     let sb = Sandbox::new();
     enroll(&sb, n);
     let mut args = vec![
@@ -1129,7 +1133,8 @@ fn steady(n: usize, windows: usize) {
     let renewals: usize = s.windows.values().map(Vec::len).sum();
     row(
         &format!(
-            "steady state, {n} agents, 120 s windows (15x), service 2-5 ms, {windows} windows each"
+            "steady state, {n} agents, 120 s windows (15x), service {} ms, {windows} windows each",
+            latency.map_or("2-5".to_string(), |l| l.to_string())
         ),
         format!(
             "{}; {lapses} lapses ({} agents, worst {worst} ms); {renewals} renewals in {:.0} s",

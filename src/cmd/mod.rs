@@ -105,6 +105,13 @@ impl Ctx {
     }
 }
 
+/// A `--shard K/N` argument, checked before the database is opened.
+pub fn shard_arg(text: Option<&str>) -> Result<Option<crate::store::Shard>> {
+    text.map(crate::store::Shard::parse)
+        .transpose()
+        .map_err(crate::error::Error::usage)
+}
+
 /// An `--address` argument, checked before the database is opened.
 pub fn parse_address(text: &str) -> Result<Address> {
     Address::parse(text).map_err(|e| Error::usage(format!("--address: {e}")))

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Ctx, Run};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::lock::{self, DbLock};
 use crate::ops::notify;
 use crate::ops::renewers::{Children, Renewers};
@@ -43,12 +43,7 @@ impl Run for RunCmd {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let args = self.runtime_args();
         let alerts = notify::AlertArgs::of(&args);
-        let shard = self
-            .shard
-            .as_deref()
-            .map(Shard::parse)
-            .transpose()
-            .map_err(Error::usage)?;
+        let shard = super::shard_arg(self.shard.as_deref())?;
         let renewers = match config::string_opt(self.renewers.clone(), "renewers") {
             Some(text) => Renewers::parse(&text)?,
             None => Renewers::Auto,

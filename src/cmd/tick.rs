@@ -29,12 +29,7 @@ impl Run for Tick {
     fn run(self, ctx: &Ctx) -> Result<()> {
         let args = self.runtime_args();
         let alerts = notify::AlertArgs::of(&args);
-        let shard = self
-            .shard
-            .as_deref()
-            .map(Shard::parse)
-            .transpose()
-            .map_err(Error::usage)?;
+        let shard = super::shard_arg(self.shard.as_deref())?;
         let cfg = crate::tick::shard_config(args.resolve()?, shard);
         let alerts = alerts.resolve()?;
         if config::switch(self.dry_run, "dry-run")? {

@@ -692,17 +692,10 @@ fn with_billing_enrollments_are_answered_at_once_and_confirmed_by_the_next_tick(
     assert_eq!(status, 409, "{body}");
 }
 
-#[test]
-fn a_socket_passed_by_systemd_is_used() {
-    use std::os::fd::AsRawFd;
+/// `serve` started as systemd starts it with a socket: the socket `fd` as descriptor 3,
+/// LISTEN_FDS=1 and LISTEN_PID the server's own pid (the shell's, which `exec` hands on).
+fn serve_on_passed_socket(sb: &Sandbox, fd: i32) -> std::process::Command {
     use std::os::unix::process::CommandExt;
-    let sb = Sandbox::new();
-    sb.ok(&["init-db"]);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fd = listener.as_raw_fd();
-    // As systemd does: the socket as descriptor 3, LISTEN_FDS=1 and LISTEN_PID the
-    // server's own pid (the shell's, which `exec` hands on).
     let inner = sb.command(&["serve", "--listen", "127.0.0.1:1"]);
     let mut line = String::from("LISTEN_PID=$$ LISTEN_FDS=1 exec");
     for word in std::iter::once(inner.get_program()).chain(inner.get_args()) {
@@ -721,6 +714,18 @@ fn a_socket_passed_by_systemd_is_used() {
             Ok(())
         });
     }
+    cmd
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_used() {
+    use std::os::fd::AsRawFd;
+    let sb = Sandbox::new();
+    sb.ok(&["init-db"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let mut cmd = serve_on_passed_socket(&sb, fd);
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1048,29 +1053,11 @@ fn an_operators_hold_is_lifted_only_by_the_operator() {
 #[test]
 fn a_passed_socket_off_loopback_needs_public() {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     sb.ok(&["init-db"]);
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let fd = listener.as_raw_fd();
-    let inner = sb.command(&["serve", "--listen", "127.0.0.1:1"]);
-    let mut line = String::from("LISTEN_PID=$$ LISTEN_FDS=1 exec");
-    for word in std::iter::once(inner.get_program()).chain(inner.get_args()) {
-        line.push_str(&format!(" '{}'", word.to_string_lossy()));
-    }
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(line).current_dir(sb.dir.path());
-    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl).
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = serve_on_passed_socket(&sb, fd);
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
