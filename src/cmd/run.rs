@@ -25,7 +25,7 @@ crate::runtime_command! {
         #[argh(option)]
         pub poll_seconds: Option<u64>,
         /// renewer processes over disjoint shards of the agents: auto (as many as the
-        /// agents, their windows and the service's measured latency need, at most 16) or a
+        /// agents, their windows and the service's measured latency need, at most 32) or a
         /// number; this process renews shard 0 and bills (default: auto)
         #[argh(option)]
         pub renewers: Option<String>,
@@ -36,8 +36,10 @@ crate::runtime_command! {
     }
 }
 
-/// How often `--renewers auto` weighs the load again.
+/// How often `--renewers auto` weighs the load again; the first time soon after the start,
+/// once the service's latency is measured.
 const RESIZE_EVERY_MS: i64 = 60_000;
+const FIRST_RESIZE_MS: i64 = 15_000;
 
 impl Run for RunCmd {
     fn run(self, ctx: &Ctx) -> Result<()> {
@@ -124,7 +126,7 @@ fn run(
     let poll_ms = poll_seconds as i64 * 1000;
     let mut attention: Vec<String> = Vec::new();
     let mut pinged_ms = i64::MIN;
-    let mut weighed_ms = now_ms();
+    let mut weighed_ms = now_ms() - RESIZE_EVERY_MS + FIRST_RESIZE_MS;
     while !agency.stop.load(Ordering::SeqCst) {
         children.keep_alive();
         if let Some(r) = renewers.filter(|_| now_ms() - weighed_ms >= RESIZE_EVERY_MS) {

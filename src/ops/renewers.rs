@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::{Shard, Store};
 
 /// At most this many renewers (`auto` and a number alike).
-pub const MAX_RENEWERS: u32 = 16;
+pub const MAX_RENEWERS: u32 = 32;
 /// Headroom over the steady rate: bursts (enrollments at once, a backlog after an outage).
 const HEADROOM: f64 = 3.0;
 /// Assumed before any renewal was timed.
@@ -190,8 +190,9 @@ mod tests {
 
     #[test]
     fn renewers_follow_the_load() {
-        // 100,000 agents on 30-minute windows at 100 ms: 56 a second, 5.7 busy, 3x: 16 (the bound).
-        assert_eq!(needed(100_000, 1_800_000.0, 100.0), 16);
+        // 100,000 agents on 30-minute windows at 100 ms: 56 a second, 5.7 busy, 3x: 17.
+        assert_eq!(needed(100_000, 1_800_000.0, 100.0), 17);
+        assert_eq!(needed(1_000_000, 1_800_000.0, 300.0), 32, "the bound");
         assert_eq!(needed(18_000, 1_800_000.0, 100.0), 4);
         assert_eq!(needed(100, 1_800_000.0, 100.0), 1);
         assert_eq!(needed(0, 1_800_000.0, 100.0), 1);
@@ -200,6 +201,6 @@ mod tests {
         assert_eq!(for_backlog(10, 100.0), 1);
         assert_eq!(Renewers::parse("auto").unwrap(), Renewers::Auto);
         assert_eq!(Renewers::parse("4").unwrap(), Renewers::Fixed(4));
-        assert!(Renewers::parse("0").is_err() && Renewers::parse("17").is_err());
+        assert!(Renewers::parse("0").is_err() && Renewers::parse("33").is_err());
     }
 }
