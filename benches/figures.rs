@@ -742,10 +742,10 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
 
 /// The intake: enrolls per second (each verified offline), `/healthz` per second, an
 /// enroll beside 20 dribbling clients, peak RSS with 64 connections open.
-fn serve_intake(n: usize) {
-    use std::io::Write;
+/// `serve` on a free loopback port of a fresh database, without a rate limit; returns it
+/// once it listens, and its address.
+fn start_serve(sb: &Sandbox, extra: &[&str]) -> (std::process::Child, String) {
     use std::net::TcpStream;
-    let sb = Sandbox::new();
     sb.command(&["init-db"]).output().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -753,33 +753,36 @@ fn serve_intake(n: usize) {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = sb
-        .command(&[
-            "serve",
-            "--listen",
-            &listen,
-            "--rate",
-            "0",
-            "--max-connections",
-            "100",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut args = vec!["serve", "--listen", &listen, "--rate", "0"];
+    args.extend_from_slice(extra);
+    let child = sb.command(&args).stderr(Stdio::null()).spawn().unwrap();
     assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
         &listen
     )
     .is_ok()));
-    let bodies: Vec<String> = (0..n)
+    (child, listen)
+}
+
+/// `/v1/enroll` bodies of `n` wallets from seed `first` on.
+fn enroll_bodies(first: usize, n: usize) -> Vec<String> {
+    (first..first + n)
         .map(|i| {
-            let w = wallet(1_000_000 + i);
+            let w = wallet(i);
             format!(
                 r#"{{"address":"{}","signature":"{}"}}"#,
                 w.address(),
                 hex::encode(w.sign_message(b"stream"))
             )
         })
-        .collect();
+        .collect()
+}
+
+fn serve_intake(n: usize) {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let sb = Sandbox::new();
+    let (mut child, listen) = start_serve(&sb, &["--max-connections", "100"]);
+    let bodies = enroll_bodies(1_000_000, n);
     let mut conn = TcpStream::connect(&listen).unwrap();
     conn.set_nodelay(true).unwrap();
     let started = Instant::now();
@@ -861,47 +864,17 @@ fn serve_intake(n: usize) {
 fn serve_beside_an_enrollment_flood(n: usize) {
     use std::net::TcpStream;
     let sb = Sandbox::new();
-    sb.command(&["init-db"]).output().unwrap();
     let mute_gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gateway = format!("http://{}", mute_gateway.local_addr().unwrap());
-    let listen = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
-    let mut child = sb
-        .command(&[
-            "serve",
-            "--listen",
-            &listen,
-            "--rate",
-            "0",
-            "--billing-enabled",
-            "--escrow-contract",
-            common::chain::CONTRACT,
-            "--billing-proxy",
-            &gateway,
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect(
-        &listen
-    )
-    .is_ok()));
-    let bodies: Vec<String> = (0..n)
-        .map(|i| {
-            let w = wallet(2_000_000 + i);
-            format!(
-                r#"{{"address":"{}","signature":"{}"}}"#,
-                w.address(),
-                hex::encode(w.sign_message(b"stream"))
-            )
-        })
-        .collect();
+    let billing = [
+        "--billing-enabled",
+        "--escrow-contract",
+        common::chain::CONTRACT,
+        "--billing-proxy",
+        &gateway,
+    ];
+    let (mut child, listen) = start_serve(&sb, &billing);
+    let bodies = enroll_bodies(2_000_000, n);
     let flood_listen = listen.clone();
     let flood = std::thread::spawn(move || {
         let mut conn = TcpStream::connect(&flood_listen).unwrap();

@@ -67,15 +67,15 @@ pub fn reconcile(
         mut found,
         mut corrections,
         done,
-        infos,
+        mut infos,
     } = walk.run(store, since, max_pairs)?;
     if done {
         let seen: Vec<(i64, i64)> = corrections.iter().map(|c| (c.0, c.1)).collect();
-        let (more, fixes) = walk.missing(store, infos, &seen, (since, max_pairs))?;
+        let (more, fixes) = walk.missing(store, &mut infos, &seen, (since, max_pairs))?;
         found.extend(more);
         corrections.extend(fixes);
     }
-    let learned = walk.learn_bills(store, &corrections)?;
+    let learned = walk.learn_bills(store, &corrections, &mut infos)?;
     corrections.extend(learned);
     if apply && !corrections.is_empty() {
         store.apply_corrections(&corrections, now_ms())?;
@@ -184,7 +184,7 @@ impl Walk<'_> {
     fn missing(
         &self,
         store: &Store,
-        mut infos: HashMap<i64, Option<AgentInfo>>,
+        infos: &mut HashMap<i64, Option<AgentInfo>>,
         seen: &[(i64, i64)],
         (since, budget): (i64, usize),
     ) -> Result<Found> {
@@ -192,11 +192,7 @@ impl Walk<'_> {
         for (agent_id, address) in store.agent_list()? {
             let agent = Address::parse(&address)
                 .map_err(|e| Error::runtime(format!("agent {address} in the database: {e}")))?;
-            let info = match infos.remove(&agent_id) {
-                Some(known) => known,
-                None => self.escrow.agent_info(&agent).map_err(gateway_error)?,
-            };
-            let Some(info) = info else {
+            let Some(info) = self.info_of(infos, agent_id, &agent)? else {
                 continue;
             };
             // After the last settled epoch: a restored ledger may have open rows (or none)
@@ -244,6 +240,7 @@ impl Walk<'_> {
         &self,
         store: &Store,
         corrections: &[(i64, i64, Correction)],
+        infos: &mut HashMap<i64, Option<AgentInfo>>,
     ) -> Result<Vec<(i64, i64, Correction)>> {
         let mut by_agent: std::collections::BTreeMap<i64, Vec<(i64, EpochState, Option<u128>)>> =
             Default::default();
@@ -267,7 +264,7 @@ impl Walk<'_> {
             let address = store.agent_address(agent_id)?;
             let agent = Address::parse(&address)
                 .map_err(|e| Error::runtime(format!("agent {address} in the database: {e}")))?;
-            let fee = match self.escrow.agent_info(&agent).map_err(gateway_error)? {
+            let fee = match self.info_of(infos, agent_id, &agent)? {
                 Some(info) => info.fee_bps,
                 None => continue,
             };
@@ -310,6 +307,21 @@ impl Walk<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// `getAgentInfo` of an agent, asked once per run.
+    fn info_of(
+        &self,
+        infos: &mut HashMap<i64, Option<AgentInfo>>,
+        agent_id: i64,
+        agent: &Address,
+    ) -> Result<Option<AgentInfo>> {
+        if let Some(known) = infos.get(&agent_id) {
+            return Ok(known.clone());
+        }
+        let info = self.escrow.agent_info(agent).map_err(gateway_error)?;
+        infos.insert(agent_id, info.clone());
+        Ok(info)
     }
 
     fn compare(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::net::clock::now_ms;
-use crate::store::standby::{read_copy, CopyView};
+use crate::store::standby::{read_copy, CopyStamp, CopyView};
 use crate::tick::{Agency, TickSummary};
 
 /// The standby between passes.
@@ -26,9 +26,8 @@ pub struct Standby {
     ends: HashMap<String, i64>,
     /// The copy could be read at the last pass (its failures are said when they change).
     copy_ok: Option<bool>,
-    /// The copy's file (modified, length) at the last good read: unchanged, it is not
-    /// read and mirrored again (the mirror of the same view changes nothing).
-    read_as: Option<(std::time::SystemTime, u64)>,
+    /// The copy's file at the last good read: unchanged, it is not read and mirrored again.
+    read_as: CopyStamp,
     /// While the primary is late: what was told ("the primary is late: N agents ...").
     late: Option<String>,
 }
@@ -47,7 +46,7 @@ impl Standby {
             lead_ms,
             ends: HashMap::new(),
             copy_ok: None,
-            read_as: None,
+            read_as: CopyStamp::default(),
             late: None,
         }
     }
@@ -73,14 +72,13 @@ impl Standby {
     /// The copy when it changed since the last good read, or `None` (unchanged, or
     /// unreadable: said once when it stops or starts being readable).
     fn read(&mut self) -> Option<CopyView> {
-        let stamp = std::fs::metadata(&self.copy)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        if stamp.is_some() && stamp == self.read_as {
-            return None;
-        }
+        let stamp = self.read_as.changed(&self.copy)?;
         let read = read_copy(&self.copy);
-        self.read_as = stamp.filter(|_| read.is_ok());
+        self.read_as = if read.is_ok() {
+            stamp
+        } else {
+            CopyStamp::default()
+        };
         let ok = read.is_ok();
         if self.copy_ok != Some(ok) {
             match &read {

@@ -47,6 +47,21 @@ pub struct CopyView {
     pub written_ms: Option<i64>,
 }
 
+/// A replicated copy's file as last read whole (modified time, length): unchanged, it need
+/// not be read again (reading and applying the same copy changes nothing).
+#[derive(Debug, Default)]
+pub struct CopyStamp(Option<(std::time::SystemTime, u64)>);
+
+impl CopyStamp {
+    /// The file's stamp now, or `None` when it is unchanged since the last good read.
+    pub fn changed(&self, path: &Path) -> Option<CopyStamp> {
+        let now = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        (now.is_none() || now != self.0).then_some(CopyStamp(now))
+    }
+}
+
 /// Reads the copy whole. An error (missing, torn, another schema) leaves the caller's last
 /// good view in place.
 pub fn read_copy(path: &Path) -> Result<CopyView> {

@@ -7,6 +7,15 @@ use super::{served, usage, Store};
 use crate::chain::ledger::EpochState;
 use crate::error::Result;
 
+/// The windows of a `usage_windows u` row kept alive that can no longer be billed: counted
+/// after its bill (late), or all of an epoch the escrow refused or that was lost. A literal,
+/// for `concat!` (`report` and `earnings` add it up alike).
+macro_rules! unbillable {
+    () => {
+        "u.late_windows + CASE WHEN u.kind IN ('refused', 'lost') THEN u.windows - u.late_windows ELSE 0 END"
+    };
+}
+
 /// One agent's row of `report`.
 #[derive(Debug)]
 pub struct AgentRow {
@@ -80,7 +89,7 @@ impl Store {
 
     /// Agents for `report`; removed ones too with `all`.
     pub fn agent_rows(&self, all: bool) -> Result<Vec<AgentRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(concat!(
             "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
                     (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id AND u.billed = 1),
@@ -91,12 +100,11 @@ impl Store {
                     (SELECT COALESCE(SUM(u.windows), 0) FROM usage_windows u
                        WHERE u.agent_id = a.id AND u.kind = 'held'),
                     a.removed_ms IS NOT NULL, a.escrow_status, a.serve_cancelled,
-                    (SELECT COALESCE(SUM(u.late_windows + CASE WHEN u.kind IN ('refused', 'lost')
-                                          THEN u.windows - u.late_windows ELSE 0 END), 0)
+                    (SELECT COALESCE(SUM(", unbillable!(), "), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id),
                     a.debt_hold_reason
-             FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address",
-        )?;
+             FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address"
+        ))?;
         let rows: Vec<(i64, AgentRow)> = stmt
             .query_map([all], |r| {
                 let removed: bool = r.get(13)?;
@@ -255,12 +263,13 @@ impl Store {
     /// Per agent, windows kept alive that can no longer be billed (see
     /// [`AgentRow::unbillable`]), of epochs from `since` on.
     pub fn unbillable_by_agent(&self, since: i64) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.address, SUM(u.late_windows + CASE WHEN u.kind IN ('refused', 'lost')
-                                    THEN u.windows - u.late_windows ELSE 0 END) AS n
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT a.address, SUM(",
+            unbillable!(),
+            ") AS n
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
-             WHERE u.epoch >= ?1 GROUP BY a.address HAVING n > 0",
-        )?;
+             WHERE u.epoch >= ?1 GROUP BY a.address HAVING n > 0"
+        ))?;
         let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -5,16 +5,15 @@
 //! standby's heartbeat) is kept, so billing knows which epochs it may bill already.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use crate::error::Result;
-use crate::store::standby::read_standby_copy;
+use crate::store::standby::{read_standby_copy, CopyStamp};
 use crate::store::Store;
 
 pub struct Homecoming {
     copy: PathBuf,
-    /// The copy's file (modified, length) at the last good read: unchanged, not read again.
-    read_as: Option<(SystemTime, u64)>,
+    /// The copy's file at the last good read: unchanged, not read again.
+    read_as: CopyStamp,
     /// Whether the copy could be read last time (said when it changes).
     readable: Option<bool>,
 }
@@ -23,19 +22,16 @@ impl Homecoming {
     pub fn new(copy: PathBuf) -> Homecoming {
         Homecoming {
             copy,
-            read_as: None,
+            read_as: CopyStamp::default(),
             readable: None,
         }
     }
 
     /// Absorbs the copy's windows when its file changed. Returns the windows added.
     pub fn absorb(&mut self, store: &mut Store) -> Result<usize> {
-        let stamp = std::fs::metadata(&self.copy)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        if stamp.is_some() && stamp == self.read_as {
+        let Some(stamp) = self.read_as.changed(&self.copy) else {
             return Ok(0);
-        }
+        };
         let read = read_standby_copy(&self.copy);
         if self.readable != Some(read.is_ok()) {
             match &read {

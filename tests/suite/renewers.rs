@@ -69,13 +69,7 @@ fn four_renewers_keep_every_agent_and_bill_once_and_a_killed_one_comes_back() {
     let report = b.sb.ok(&["report", "--format", "json"]);
     b.pause_all();
     let closed = b.current_epoch();
-    let settled = wait_for(Duration::from_secs(60), || {
-        b.sb.query_i64(&format!(
-            "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
-                  + (SELECT COUNT(*) FROM usage_windows WHERE kind IS NULL AND epoch < {closed})
-                  + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)"
-        )) == 0
-    });
+    let settled = b.wait_settled(closed);
     let (code, _, log) = terminate(run);
     assert!(all, "not every agent was renewed: {log}");
     assert_eq!(again.code, 3, "{}{}", again.stdout, again.stderr);
@@ -88,27 +82,8 @@ fn four_renewers_keep_every_agent_and_bill_once_and_a_killed_one_comes_back() {
     assert_eq!(rows.as_array().unwrap().len(), 40);
     // Every window granted counted once, in its epoch; every closed epoch billed once by
     // the one process that bills.
+    b.assert_counted_and_billed_once(closed);
     let s = b.fake.state();
-    let counted = b.sb.usage();
-    let mut lost = Vec::new();
-    for ((agent, epoch), n) in s.granted_per_epoch() {
-        let have = counted.get(&(agent.clone(), epoch)).copied();
-        if epoch < closed && have != Some(n) {
-            lost.push((agent, epoch, n, have));
-        }
-    }
-    assert!(lost.is_empty(), "{lost:?}");
-    let mut once = std::collections::HashSet::new();
-    assert!(
-        s.chain.executed.iter().all(|x| x.error.is_none()),
-        "{:?}",
-        s.chain.executed
-    );
-    assert!(s
-        .chain
-        .executed
-        .iter()
-        .all(|x| once.insert((x.agent.clone(), x.epoch))));
     let gap = s.max_gap_ms();
     println!(
         "4 renewers at 100 ms a request: 40 agents, {} windows, {} bills, worst gap {gap} ms; shard 2 killed and started again",

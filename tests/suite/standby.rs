@@ -124,41 +124,11 @@ fn granted_total(b: &common::bill::Bill) -> usize {
 /// counted == granted for every closed epoch, no failed transaction, each epoch billed once.
 fn settle_and_check(b: &common::bill::Bill, primary: std::process::Child) {
     let closed = b.current_epoch();
-    let settled = wait_for(Duration::from_secs(60), || {
-        b.sb.query_i64(&format!(
-            "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
-                  + (SELECT COUNT(*) FROM usage_windows WHERE kind IS NULL AND epoch < {closed})
-                  + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)"
-        )) == 0
-    });
+    let settled = b.wait_settled(closed);
     let (code, _, err) = terminate(primary);
     assert!(settled, "{err}");
     assert_eq!(code, 0, "{err}");
-    let granted = b.fake.state().granted_per_epoch();
-    let counted = b.sb.usage();
-    for ((agent, epoch), n) in &granted {
-        if *epoch < closed {
-            assert_eq!(
-                counted.get(&(agent.clone(), *epoch)),
-                Some(n),
-                "{agent} epoch {epoch}"
-            );
-        }
-    }
-    let s = b.fake.state();
-    assert!(
-        s.chain.executed.iter().all(|x| x.error.is_none()),
-        "{:?}",
-        s.chain.executed
-    );
-    let mut once = std::collections::HashSet::new();
-    assert!(
-        s.chain
-            .executed
-            .iter()
-            .all(|x| once.insert((x.agent.clone(), x.epoch))),
-        "billed once"
-    );
+    b.assert_counted_and_billed_once(closed);
 }
 
 fn windows_opened(sb: &Sandbox) -> i64 {

@@ -161,6 +161,46 @@ impl Bill {
         );
     }
 
+    /// Waits (up to a minute) until nothing is in flight, every window has its epoch and
+    /// every epoch before `closed` is settled.
+    pub fn wait_settled(&self, closed: i64) -> bool {
+        wait_for(Duration::from_secs(60), || {
+            self.sb.query_i64(&format!(
+                "SELECT (SELECT COUNT(*) FROM billing_attempts WHERE status = 'pending')
+                      + (SELECT COUNT(*) FROM usage_windows WHERE kind IS NULL AND epoch < {closed})
+                      + (SELECT COUNT(*) FROM stream_windows WHERE epoch IS NULL)"
+            )) == 0
+        })
+    }
+
+    /// Every window granted in an epoch before `closed` is counted once, in it; every
+    /// transaction executed without failure, each (agent, epoch) billed once.
+    pub fn assert_counted_and_billed_once(&self, closed: i64) {
+        let s = self.fake.state();
+        let counted = self.sb.usage();
+        let mut lost = Vec::new();
+        for ((agent, epoch), n) in s.granted_per_epoch() {
+            let have = counted.get(&(agent.clone(), epoch)).copied();
+            if epoch < closed && have != Some(n) {
+                lost.push((agent, epoch, n, have));
+            }
+        }
+        assert!(lost.is_empty(), "granted, counted: {lost:?}");
+        assert!(
+            s.chain.executed.iter().all(|x| x.error.is_none()),
+            "{:?}",
+            s.chain.executed
+        );
+        let mut once = std::collections::HashSet::new();
+        assert!(
+            s.chain
+                .executed
+                .iter()
+                .all(|x| once.insert((x.agent.clone(), x.epoch))),
+            "billed once"
+        );
+    }
+
     /// Every (agent, epoch) billed by us is billed on chain once, with the windows we sent.
     pub fn assert_billed_exactly_once(&self) {
         let s = self.fake.state();
