@@ -8,7 +8,8 @@
 //! | layer | what it is |
 //! | --- | --- |
 //! | `cli`, [`cmd`] | the global options, the command list; one file per command |
-//! | `serve` | the HTTP intake: agents enroll, pause, resume, remove themselves |
+//! | `serve` | the HTTP intake: agents enroll, pause, resume, remove themselves; the pages |
+//! | `web` | the pages `serve` renders: templates (askama), SVG charts, the figures shown |
 //! | `standby` | the standby host's loop: renews while the primary is late, never bills |
 //! | `tick` | the cycle: outline, epoch observation, renewals, backlog, idle tick, summary |
 //! | [`ops`] | what the operator sees and keeps: output, health, notify, backup, report rows, lock, disk, signals |
@@ -41,6 +42,7 @@ pub mod serve;
 pub(crate) mod standby;
 pub(crate) mod store;
 pub(crate) mod tick;
+pub(crate) mod web;
 
 #[cfg(test)]
 mod testdata;

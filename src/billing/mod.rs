@@ -20,9 +20,12 @@
 //!    bounded rate. [`lifecycle`]: each agent's status on the escrow (a cancelled one is
 //!    no longer renewed).
 //!
+//! Besides the pass: [`books`], the chain's figures the pages keep once an epoch.
+//!
 //! At most one transaction per agent is in flight, so epochs go out in increasing order,
 //! and an agent with a held epoch sends nothing until a human acts.
 
+mod books;
 pub(crate) mod breaker;
 mod cost;
 mod enforce;

@@ -153,6 +153,20 @@ impl Gateway {
         })
     }
 
+    /// The account's balance in atto-CLAW (`data.account.balance`, a decimal string).
+    pub fn account_balance(&self, address: &str) -> Result<u128, GatewayError> {
+        let data = self.call("GET", &format!("/address/{address}"), None)?;
+        let balance = data.get("account").and_then(|a| a.get("balance"));
+        balance
+            .and_then(|b| match b {
+                serde_json::Value::String(s) => s.parse().ok(),
+                other => other.as_u64().map(u128::from),
+            })
+            .ok_or_else(|| {
+                GatewayError::Malformed("gateway account answer lacks data.account.balance".into())
+            })
+    }
+
     pub fn send_transaction(&self, body: &str) -> Sent {
         match self.call("POST", "/transaction/send", Some(body)) {
             Ok(data) => match data.get("txHash").and_then(Value::as_str) {

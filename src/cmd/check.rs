@@ -48,6 +48,10 @@ pub struct Check {
     /// (default: 900; the primary writes at each epoch boundary and renewal)
     #[argh(option, default = "900")]
     pub max_copy_age_seconds: u32,
+    /// the operator's wallet (read once an epoch) paying fewer epochs of bills than this at
+    /// the last epoch's fees needs a human; 0: never (default: 3)
+    #[argh(option, default = "3")]
+    pub min_balance_epochs: u32,
 }
 
 impl Run for Check {
@@ -87,6 +91,19 @@ impl Run for Check {
             )?,
         };
         problems.extend(health::disk(&store, &ctx.db, now)?);
+        if self.standby_copy.is_none() {
+            problems.extend(health::wallet(&store, self.min_balance_epochs)?);
+            if let Some(r) = health::runway(&store)? {
+                let runway = r
+                    .epochs()
+                    .map_or("unknown".into(), |e| format!("{e:.1} epochs"));
+                println!(
+                    "note: the operator's wallet holds {} CLAW (read at epoch {}'s close); runway {runway}",
+                    crate::chain::fees::claw(r.balance),
+                    r.epoch
+                );
+            }
+        }
         for p in &problems {
             println!("{p}");
         }

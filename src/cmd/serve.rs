@@ -36,6 +36,10 @@ crate::runtime_command! {
         /// random hex digits, made once and kept in the database)
         #[argh(option)]
         pub intake_name: Option<String>,
+        /// this agency's address as clients reach it (e.g. https://agency.example), shown
+        /// in the enrollment instructions of / (default: from the request's Host)
+        #[argh(option)]
+        pub public_url: Option<String>,
         /// the fee of intake enrollments without billing, in bps (default: 500)
         #[argh(option, default = "crate::chain::escrow::DEFAULT_FEE_BPS")]
         pub intake_fee_bps: u32,
@@ -82,7 +86,15 @@ impl Run for Serve {
         log::info!(
             "serve: intake name '{name}' (signed actions must name it; --intake-name sets another)"
         );
+        let public_url = public_url(self.public_url)?;
+        let site = crate::web::Site {
+            name: name.clone(),
+            fee_bps,
+            billing,
+        };
         let mut intake = Intake {
+            site,
+            public_url,
             store,
             db: ctx.db.clone(),
             name,
@@ -105,6 +117,29 @@ impl Run for Serve {
         let listener = serve::listener(listen, self.public)?;
         serve::serve(&mut intake, &listener, &limits, &stop)
     }
+}
+
+/// `--public-url` checked: http(s)://, no path, query or whitespace; without a trailing /.
+fn public_url(flag: Option<String>) -> Result<Option<String>> {
+    let Some(url) = flag else {
+        return Ok(None);
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| {
+        let host = host.trim_end_matches('/');
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    });
+    if !ok {
+        return Err(Error::usage(format!(
+            "--public-url {url}: give the agency's address as clients reach it, e.g. https://agency.example"
+        )));
+    }
+    Ok(Some(url.trim_end_matches('/').to_string()))
 }
 
 /// `--intake-name` checked: no ':' (it separates the message's fields). `None`: not given.

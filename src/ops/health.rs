@@ -174,6 +174,59 @@ pub fn check(store: &Store, now: i64, limits: Thresholds) -> Result<Vec<String>>
     Ok(out)
 }
 
+/// The operator's wallet as last read (once an epoch) and the epochs of bills it still
+/// pays at the last epoch's fees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runway {
+    /// The epoch whose close read the balance.
+    pub epoch: i64,
+    pub balance: u128,
+    /// The fees of the newest epoch that paid any; else a bill's expected fee for every
+    /// agent served (`None`: nothing to weigh yet).
+    pub fees_per_epoch: Option<u128>,
+}
+
+impl Runway {
+    pub fn epochs(&self) -> Option<f64> {
+        self.fees_per_epoch
+            .filter(|&f| f > 0)
+            .map(|f| self.balance as f64 / f as f64)
+    }
+}
+
+pub fn runway(store: &Store) -> Result<Option<Runway>> {
+    let (Some(epoch), books) = store.latest_books()? else {
+        return Ok(None);
+    };
+    let Some(balance) = books.operator_balance else {
+        return Ok(None);
+    };
+    let fees_per_epoch = match store.last_epoch_fees()? {
+        Some(fees) => Some(fees),
+        None => {
+            let served = store.served_count()?.max(0) as u128;
+            store.expected_bill_fee()?.map(|fee| fee * served)
+        }
+    };
+    Ok(Some(Runway {
+        epoch,
+        balance,
+        fees_per_epoch,
+    }))
+}
+
+/// `check --min-balance-epochs N`: the problem (worded without the moving figures, so it
+/// is told once) when the wallet pays fewer than N epochs of bills.
+pub fn wallet(store: &Store, min_epochs: u32) -> Result<Option<String>> {
+    if min_epochs == 0 {
+        return Ok(None);
+    }
+    let low = runway(store)?
+        .and_then(|r| r.epochs())
+        .is_some_and(|e| e < f64::from(min_epochs));
+    Ok(low.then(|| format!("the operator's wallet pays fewer than {min_epochs} epochs of bills at the last epoch's fees: top it up before bills fail (its balance and runway: /operator, or the Prometheus textfile)")))
+}
+
 /// Free space that would not last this long at the measured growth needs a human.
 pub const FREE_SPACE_DAYS: f64 = 7.0;
 
@@ -317,6 +370,20 @@ fn money(m: &mut Metrics, store: &Store) -> Result<()> {
             ("{state=\"slashed\"}", as_claw(money.slashed)),
         ],
     );
+    if let Some(r) = runway(store)? {
+        m.add(
+            "operator_balance_milliclaw",
+            "The operator's wallet as last read (once an epoch), in thousandths of a CLAW: it pays every bill's fee.",
+            &[("", as_claw(r.balance))],
+        );
+        if let Some(epochs) = r.epochs() {
+            m.add(
+                "operator_runway_epochs",
+                "Epochs of bills the operator's wallet still pays at the last epoch's fees.",
+                &[("", epochs.floor().min(i64::MAX as f64) as i64)],
+            );
+        }
+    }
     let fees: u128 = store.fees_by_agent(0)?.iter().map(|(_, _, f)| f).sum();
     m.add(
         "earnings_milliclaw",

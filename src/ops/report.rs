@@ -31,11 +31,25 @@ pub const REPORT_FIELDS: [&str; 21] = [
 
 /// The rows of `report` (also `GET /v1/report` of `serve`); removed agents too with `all`.
 pub fn report_rows(store: &crate::store::Store, all: bool) -> Result<Rows> {
+    rows_of(store, all, None)
+}
+
+/// One agent's row of `report --all` (its page shows the same figures).
+pub fn report_row(store: &crate::store::Store, address: &str) -> Result<Rows> {
+    rows_of(store, true, Some(address))
+}
+
+fn rows_of(store: &crate::store::Store, all: bool, address: Option<&str>) -> Result<Rows> {
     let window_reward = store.meta_window_reward()?;
     let bill_fee = store.expected_bill_fee()?;
     let mut rows = Rows::new(REPORT_FIELDS.to_vec());
-    let charges = store.charges(false, None)?;
-    for a in store.agent_rows(all)? {
+    let agents = store.agent_rows(all, address)?;
+    let charges = match (address, agents.first()) {
+        (Some(_), Some(a)) => store.charges(false, Some(a.id))?,
+        (Some(_), None) => Vec::new(),
+        (None, _) => store.charges(false, None)?,
+    };
+    for a in agents {
         let money = Money::of(charges.iter().filter(|c| c.agent_id == a.id));
         let due = window_reward.map(|reward| {
             claw(crate::chain::escrow::due_atto(

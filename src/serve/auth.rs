@@ -52,12 +52,7 @@ pub fn operator(req: &Request, store: &Store) -> Result<std::result::Result<(), 
             "an operator token is required: Authorization: Bearer <token> (see `stream-agency token new`)".into(),
         )));
     };
-    let offered = sha256_hex(token.as_bytes());
-    let mut matched = subtle::Choice::from(0);
-    for known in store.live_token_hashes()? {
-        matched |= known.as_bytes().ct_eq(offered.as_bytes());
-    }
-    if bool::from(matched) {
+    if token_name(store, token)?.is_some() {
         Ok(Ok(()))
     } else {
         Ok(Err(Refusal(
@@ -65,6 +60,18 @@ pub fn operator(req: &Request, store: &Store) -> Result<std::result::Result<(), 
             "the token is not valid (revoked, or never issued): give a live one (see `stream-agency token list`)".into(),
         )))
     }
+}
+
+/// The name of the live token `token` is, compared in constant time with every one.
+pub fn token_name(store: &Store, token: &str) -> Result<Option<String>> {
+    let offered = sha256_hex(token.as_bytes());
+    let mut found = None;
+    for (name, known) in store.live_tokens()? {
+        if bool::from(known.as_bytes().ct_eq(offered.as_bytes())) {
+            found = Some(name);
+        }
+    }
+    Ok(found)
 }
 
 /// An address from the path or a body: bech32 with HRP `claw`; all upper case is the same

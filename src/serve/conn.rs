@@ -316,6 +316,7 @@ pub fn response(status: u16, content_type: &str, body: &str, extra: &[(&str, Str
     let reason = match status {
         200 => "OK",
         201 => "Created",
+        303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -6,12 +6,15 @@
 //! - [`conn`]: one connection: framing, size and time limits, the answer's bytes;
 //! - [`limits`]: the token bucket per client address, `X-Forwarded-For`;
 //! - [`auth`]: operator tokens, the agents' signed action messages;
-//! - [`routes`]: what each route does;
+//! - [`routes`]: what each route does; [`pages`] the pages' routes (`crate::web` renders
+//!   them), `operator` the operator's page behind its token or a session;
 //! - [`reply`]: the reply and refusal types `auth` and `routes` share.
 
 pub(crate) mod auth;
 pub mod conn;
 pub(crate) mod limits;
+mod operator;
+pub(crate) mod pages;
 pub(crate) mod reply;
 pub(crate) mod routes;
 

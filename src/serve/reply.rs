@@ -25,6 +25,35 @@ impl Reply {
         }
     }
 
+    /// A page: HTML with the pages' security headers (nothing loaded from elsewhere, no
+    /// framing, no sniffing, no referrer).
+    pub fn html(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "text/html; charset=utf-8",
+            body,
+            headers: vec![
+                (
+                    "Content-Security-Policy",
+                    crate::web::content_security_policy().to_string(),
+                ),
+                ("X-Content-Type-Options", "nosniff".into()),
+                ("X-Frame-Options", "DENY".into()),
+                ("Referrer-Policy", "no-referrer".into()),
+            ],
+        }
+    }
+
+    /// 303 See Other to `location` (a path on this origin).
+    pub fn redirect(location: &str) -> Reply {
+        Reply {
+            status: 303,
+            content_type: "text/plain; charset=utf-8",
+            body: String::new(),
+            headers: vec![("Location", location.to_string())],
+        }
+    }
+
     pub fn error(Refusal(status, why): Refusal) -> Reply {
         let mut reply = Reply::json(status, json!({ "error": why }));
         if status == 401 {

@@ -30,6 +30,10 @@ pub struct Intake {
     pub max_tick_age_ms: i64,
     /// What `/healthz` pages about, as `serve` was started (`--warn-seconds`, ...).
     pub thresholds: health::Thresholds,
+    /// What the pages show of the agency (its name, fee, whether it bills).
+    pub site: crate::web::Site,
+    /// `--public-url`: this agency's address for the enrollment instructions.
+    pub public_url: Option<String>,
 }
 
 type Routed = std::result::Result<Reply, Refusal>;
@@ -46,6 +50,14 @@ impl Intake {
         let m = req.method.as_str();
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         match (m, segments.as_slice()) {
+            ("GET", [""]) => Ok(Ok(self.home(req)?)),
+            ("GET", ["agents"]) => Ok(Ok(self.lookup(req)?)),
+            ("GET", ["agents", address]) => Ok(Ok(self.agent(req, address)?)),
+            ("GET", ["v1", "agents", address, "windows"]) => self.proof(req, address),
+            ("GET", ["operator"]) => Ok(Ok(self.operator_page(req)?)),
+            ("GET", ["operator", "sign-in"]) => Ok(Ok(self.sign_in_form(req)?)),
+            ("POST", ["operator", "sign-in"]) => Ok(Ok(self.sign_in(req)?)),
+            ("POST", ["operator", "sign-out"]) => Ok(Ok(self.sign_out(req)?)),
             ("POST", ["v1", "enroll"] | ["enroll"]) => self.enroll(req),
             ("GET", ["v1", "agents", address]) => Ok(self.view(address)),
             ("POST", ["v1", "agents", address, action]) => self.act(req, address, action),
@@ -302,7 +314,11 @@ impl Intake {
 fn known_path(segments: &[&str]) -> bool {
     matches!(
         segments,
-        ["v1", "enroll" | "report"]
+        [""] | ["agents"]
+            | ["agents", _]
+            | ["operator"]
+            | ["operator", "sign-in" | "sign-out"]
+            | ["v1", "enroll" | "report"]
             | ["v1", "agents", _]
             | ["v1", "agents", _, _]
             | ["enroll"

@@ -47,6 +47,15 @@ pub fn alert_key(problem: &str) -> String {
 }
 
 impl Store {
+    /// The problems open now, as last said, with since when (for the operator's page).
+    pub fn open_alerts(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT text, raised_ms FROM alerts WHERE resolved_ms IS NULL ORDER BY raised_ms",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Problems needing a human (key, text as said, whether it was said), as kept.
     fn active_alerts(&self) -> Result<Vec<(String, String, bool)>> {
         let mut stmt = self

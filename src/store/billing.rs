@@ -355,7 +355,26 @@ impl Store {
         self.meta_set(
             "escrow_max_backbill_epochs",
             &config.max_backbill_epochs.to_string(),
+        )?;
+        // The terms `/` shows (read by the tick, never by `serve`).
+        self.meta_set("escrow_setup_fee", &config.setup_fee.to_string())?;
+        self.meta_set("escrow_min_bond", &config.min_bond.to_string())?;
+        self.meta_set(
+            "escrow_promo_free_slots",
+            &config.promo_free_slots.to_string(),
         )
+    }
+
+    /// The escrow's terms as last read: (setup fee, min bond, promo free slots).
+    pub fn meta_escrow_terms(&self) -> Result<(Option<u128>, Option<u128>, Option<u64>)> {
+        let number = |key: &str| -> Result<Option<u128>> {
+            Ok(self.meta_get(key)?.and_then(|v| v.parse().ok()))
+        };
+        Ok((
+            number("escrow_setup_fee")?,
+            number("escrow_min_bond")?,
+            number("escrow_promo_free_slots")?.map(|n| n as u64),
+        ))
     }
 
     /// The escrow's grace period as last seen.

@@ -49,6 +49,11 @@ impl Store {
             "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
             params![name, now],
         )?;
+        // Its sessions end with it (the page checks the token too).
+        self.conn.execute(
+            "DELETE FROM operator_sessions WHERE token_name = ?1",
+            [name],
+        )?;
         Ok(revoked == 1)
     }
 
@@ -66,13 +71,52 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The SHA-256 (hex) of every token not revoked, for a constant-time comparison.
-    pub fn live_token_hashes(&self) -> Result<Vec<String>> {
+    /// The name and SHA-256 (hex) of every token not revoked, for a constant-time
+    /// comparison.
+    pub fn live_tokens(&self) -> Result<Vec<(String, String)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT sha256 FROM api_tokens WHERE revoked_ms IS NULL")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
+            .prepare_cached("SELECT name, sha256 FROM api_tokens WHERE revoked_ms IS NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A session of the operator's page, for the token `token_name`, until `expires_ms`.
+    pub fn add_session(
+        &self,
+        sha256_hex: &str,
+        token_name: &str,
+        now: i64,
+        expires_ms: i64,
+    ) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM operator_sessions WHERE expires_ms < ?1", [now])?;
+        self.conn.execute(
+            "INSERT INTO operator_sessions (sha256, token_name, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![sha256_hex, token_name, now, expires_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the session is live: not expired, its token not revoked.
+    pub fn session_live(&self, sha256_hex: &str, now: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM operator_sessions s JOIN api_tokens t ON t.name = s.token_name
+                 WHERE s.sha256 = ?1 AND s.expires_ms > ?2 AND t.revoked_ms IS NULL",
+            )?
+            .query_row(params![sha256_hex, now], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn end_session(&self, sha256_hex: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM operator_sessions WHERE sha256 = ?1",
+            [sha256_hex],
+        )?;
+        Ok(())
     }
 
     /// Enrollment through the intake: a new agent is added active; a known one gets its

@@ -8,6 +8,7 @@
 //! - `escrow`: the escrow's statuses, settlements, enforcements;
 //! - `fees`: what transactions cost, bills held as unprofitable;
 //! - `standby`: the primary's copy read, mirrored into a standby's database, absorbed;
+//! - `history`: the pages' history, a row per epoch (recorded at its close, its bills kept true);
 //! - `views`: read-only queries of the reports and checks;
 //! - `intake`: the HTTP intake's tokens and used action messages;
 //! - `alerts`: problems told, the notification outbox;
@@ -21,6 +22,7 @@ pub(crate) mod alerts;
 pub(crate) mod billing;
 pub(crate) mod escrow;
 pub(crate) mod fees;
+pub(crate) mod history;
 pub(crate) mod intake;
 pub(crate) mod mvp;
 pub(crate) mod recognize;
@@ -60,11 +62,12 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../sql/0007_typed_outcomes.sql")),
         M::up(include_str!("../../sql/0008_fees.sql")),
         M::up(include_str!("../../sql/0009_unusual_days.sql")),
+        M::up(include_str!("../../sql/0010_pages.sql")),
     ])
 }
 
 /// The schema version this binary writes.
-const SCHEMA_VERSION: usize = 9;
+const SCHEMA_VERSION: usize = 10;
 
 pub struct Store {
     conn: Connection,

@@ -76,7 +76,48 @@ pub struct BillingRow {
     pub fee_atto: Option<String>,
 }
 
+/// One window behind an epoch's count: the proof of service an owner checks against the
+/// stream service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProofWindow {
+    /// When the renewal that opened it was answered (Unix ms).
+    pub opened_ms: i64,
+    /// The window's end, as the stream service said (`end_stream`, Unix ms).
+    pub end_ms: i64,
+    /// Found already open (counted by `--count-observed-windows`), not opened by us.
+    pub observed: bool,
+}
+
 impl Store {
+    /// The windows counted into one agent's epoch, in order (pruned once the epoch is
+    /// settled and older than `prune`'s cutoff).
+    pub fn proof_windows(&self, agent_id: i64, epoch: i64) -> Result<Vec<ProofWindow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT opened_ms, end_stream_ms, observed FROM stream_windows
+             WHERE agent_id = ?1 AND epoch = ?2 ORDER BY end_stream_ms",
+        )?;
+        let rows = stmt.query_map(params![agent_id, epoch], |r| {
+            Ok(ProofWindow {
+                opened_ms: r.get(0)?,
+                end_ms: r.get(1)?,
+                observed: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One agent's counted windows per epoch, the newest `limit` epochs, oldest first.
+    pub fn windows_per_epoch(&self, agent_id: i64, limit: usize) -> Result<Vec<(i64, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM (SELECT epoch, windows FROM usage_windows WHERE agent_id = ?1
+                            ORDER BY epoch DESC LIMIT ?2) ORDER BY epoch",
+        )?;
+        let rows = stmt.query_map(params![agent_id, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn strings(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
@@ -87,8 +128,8 @@ impl Store {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
     }
 
-    /// Agents for `report`; removed ones too with `all`.
-    pub fn agent_rows(&self, all: bool) -> Result<Vec<AgentRow>> {
+    /// Agents for `report`; removed ones too with `all`; only `address` when given.
+    pub fn agent_rows(&self, all: bool, address: Option<&str>) -> Result<Vec<AgentRow>> {
         let mut stmt = self.conn.prepare(concat!(
             "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
                     (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
@@ -103,10 +144,11 @@ impl Store {
                     (SELECT COALESCE(SUM(", unbillable!(), "), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id),
                     a.debt_hold_reason
-             FROM agents a WHERE ?1 OR a.removed_ms IS NULL ORDER BY a.address"
+             FROM agents a WHERE (?1 OR a.removed_ms IS NULL) AND (?2 IS NULL OR a.address = ?2)
+             ORDER BY a.address"
         ))?;
         let rows: Vec<(i64, AgentRow)> = stmt
-            .query_map([all], |r| {
+            .query_map(params![all, address], |r| {
                 let removed: bool = r.get(13)?;
                 let escrow: Option<String> = r.get(14)?;
                 let serve_cancelled: bool = r.get(15)?;
@@ -448,6 +490,16 @@ impl Store {
     /// unknown), oldest first; only those still open with `open`; only one agent's with
     /// `agent`.
     pub fn charges(&self, open: bool, agent: Option<i64>) -> Result<Vec<Charge>> {
+        self.charges_of(open, agent, None)
+    }
+
+    /// The charges of one agent, of one epoch, or all (`None`).
+    pub fn charges_of(
+        &self,
+        open: bool,
+        agent: Option<i64>,
+        epoch: Option<i64>,
+    ) -> Result<Vec<Charge>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
                     u.settlement, u.due_atto, u.paid_at_cancel, u.billed_ms,
@@ -456,10 +508,10 @@ impl Store {
                     u.late_windows
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
-               AND (?1 IS NULL OR u.agent_id = ?1)
+               AND (?1 IS NULL OR u.agent_id = ?1) AND (?2 IS NULL OR u.epoch = ?2)
              ORDER BY u.epoch, a.address",
         )?;
-        let rows = stmt.query_map([agent], |r| {
+        let rows = stmt.query_map([agent, epoch], |r| {
             let atto: String = r.get(4)?;
             let state: Option<String> = r.get(5)?;
             let due: Option<String> = r.get(6)?;

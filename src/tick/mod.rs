@@ -6,6 +6,7 @@
 //! - `homecoming`: step 0b, the standby's windows absorbed from its copy (`--standby-copy`);
 //! - `epoch`: steps 1 and 4, the epoch observed;
 //! - `chain_config`: the chain's configuration (`/network/config`) as cached;
+//! - `history`: step 6a, the pages' history, a row per epoch;
 //! - `renew`: step 3, one agent renewed and its outcome recorded;
 //! - `backlog`: outcomes that wait in memory while the disk refuses them;
 //! - `idle`: the tick that asks nobody when nothing can be due;
@@ -14,6 +15,7 @@
 mod backlog;
 mod chain_config;
 mod epoch;
+mod history;
 mod homecoming;
 pub(crate) mod idle;
 mod renew;
@@ -357,6 +359,8 @@ impl Agency {
         // Agents that asked the intake to be removed go once their windows are billed.
         let removed = self.store.finish_requested_removals(now);
         tolerate(removed, &mut summary)?;
+        let kept = self.keep_history(summary.epoch);
+        tolerate(kept, &mut summary)?;
         summary
             .attention
             .extend(health::tick_attention(&self.store, now)?);

@@ -89,13 +89,20 @@ pub fn decode_config(items: &[Vec<u8>]) -> Result<EscrowConfig, String> {
             items.len()
         ));
     }
-    let operator: [u8; 32] = items[1]
-        .as_slice()
-        .try_into()
-        .map_err(|_| "escrow getConfig: operator is not a 32-byte address".to_string())?;
+    let address = |i: usize, what: &str| -> Result<Address, String> {
+        let bytes: [u8; 32] = items[i]
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("escrow getConfig: {what} is not a 32-byte address"))?;
+        Ok(Address::from_bytes(bytes))
+    };
     Ok(EscrowConfig {
-        operator: Address::from_bytes(operator),
+        owner: address(0, "owner")?,
+        operator: address(1, "operator")?,
         window_reward: big_uint(&items[2]),
+        setup_fee: big_uint(&items[3]),
+        min_bond: big_uint(&items[4]),
+        promo_free_slots: small_uint(&items[5], "promo_free_slots")?,
         grace_epochs: small_uint(&items[6], "grace_epochs")?,
         max_backbill_epochs: small_uint(&items[7], "max_backbill_epochs")?,
         hard_max_windows_per_epoch: small_uint(&items[8], "hard_max_windows_per_epoch")?,

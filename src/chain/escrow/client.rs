@@ -87,6 +87,19 @@ impl<'a> Escrow<'a> {
         }
     }
 
+    /// A view of no argument whose item `index` is one number (`getClaimableOwner`, ...).
+    pub fn number(&self, function: &str, index: usize) -> Result<u128, GatewayError> {
+        let items = self.gateway.query(&self.contract, function, &[])?;
+        match items.get(index) {
+            None if index == 0 && items.is_empty() => Ok(0),
+            Some(n) if n.len() <= 32 => Ok(big_uint(n)),
+            _ => Err(GatewayError::Malformed(format!(
+                "escrow view {function}: no number at item {index} of {}",
+                items.len()
+            ))),
+        }
+    }
+
     /// `getAgentFinancials`: (bond balance, outstanding total).
     pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), GatewayError> {
         let items = self

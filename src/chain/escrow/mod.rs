@@ -11,12 +11,31 @@ use crate::crypto::keys::Address;
 /// From `getConfig()`.
 #[derive(Debug, Clone)]
 pub struct EscrowConfig {
+    /// Who may call the owner-only endpoints (`withdrawOwner`).
+    pub owner: Address,
     pub operator: Address,
     pub window_reward: u128,
+    /// What `register` costs besides the bond while no free promo slot is left.
+    pub setup_fee: u128,
+    pub min_bond: u128,
+    pub promo_free_slots: u64,
     /// A bill is due by `epoch + grace_epochs`; after it anyone may `enforceEpoch`.
     pub grace_epochs: u64,
     pub max_backbill_epochs: u64,
     pub hard_max_windows_per_epoch: u64,
+}
+
+/// The chain's figures the pages keep once an epoch (`None`: not read). Atto-CLAW.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Books {
+    /// The operator's wallet (`GET /address/<operator>`): what pays every bill's fee.
+    pub operator_balance: Option<u128>,
+    /// `getClaimableOwner`: what the escrow's owner may withdraw.
+    pub claimable_owner: Option<u128>,
+    /// `getServiceStats`' last item: the value the escrow protects.
+    pub protected: Option<u128>,
+    /// `getPromoUsage`: free enrollments used.
+    pub promo_used: Option<u64>,
 }
 
 /// The cap on an agent's windows per epoch while in probation, should the owner ever
@@ -291,8 +310,12 @@ mod tests {
 
     fn config(reward: u128, hard: u64) -> EscrowConfig {
         EscrowConfig {
+            owner: Address::from_bytes([1; 32]),
             operator: Address::from_bytes([0; 32]),
             window_reward: reward,
+            setup_fee: 0,
+            min_bond: 0,
+            promo_free_slots: 0,
             grace_epochs: 2,
             max_backbill_epochs: 10,
             hard_max_windows_per_epoch: hard,
