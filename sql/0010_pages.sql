@@ -33,21 +33,27 @@ CREATE TABLE epoch_history (
 CREATE TABLE epoch_history_stale (
     epoch INTEGER PRIMARY KEY
 );
+-- (Not INSERT OR IGNORE: an outer statement's conflict clause, an upsert's, overrides a
+-- trigger's.)
 CREATE TRIGGER usage_windows_history_insert AFTER INSERT ON usage_windows
 BEGIN
-    INSERT OR IGNORE INTO epoch_history_stale (epoch) VALUES (NEW.epoch);
+    INSERT INTO epoch_history_stale (epoch) SELECT NEW.epoch
+    WHERE NOT EXISTS (SELECT 1 FROM epoch_history_stale WHERE epoch = NEW.epoch);
 END;
 CREATE TRIGGER usage_windows_history_update AFTER UPDATE ON usage_windows
 BEGIN
-    INSERT OR IGNORE INTO epoch_history_stale (epoch) VALUES (NEW.epoch);
+    INSERT INTO epoch_history_stale (epoch) SELECT NEW.epoch
+    WHERE NOT EXISTS (SELECT 1 FROM epoch_history_stale WHERE epoch = NEW.epoch);
 END;
 CREATE TRIGGER billing_fee_history AFTER UPDATE OF fee_atto ON billing_attempts
 BEGIN
-    INSERT OR IGNORE INTO epoch_history_stale (epoch) VALUES (NEW.epoch);
+    INSERT INTO epoch_history_stale (epoch) SELECT NEW.epoch
+    WHERE NOT EXISTS (SELECT 1 FROM epoch_history_stale WHERE epoch = NEW.epoch);
 END;
 CREATE TRIGGER enforcement_fee_history AFTER UPDATE OF fee_atto ON enforcements
 BEGIN
-    INSERT OR IGNORE INTO epoch_history_stale (epoch) VALUES (NEW.epoch);
+    INSERT INTO epoch_history_stale (epoch) SELECT NEW.epoch
+    WHERE NOT EXISTS (SELECT 1 FROM epoch_history_stale WHERE epoch = NEW.epoch);
 END;
 -- The epochs billed before this version get their rows at the first tick.
 INSERT OR IGNORE INTO epoch_history_stale (epoch) SELECT DISTINCT epoch FROM usage_windows;

@@ -331,7 +331,7 @@ pub fn response(status: u16, content_type: &str, body: &str, extra: &[(&str, Str
         _ => "Error",
     };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
         body.len()
     );
     for (name, value) in extra {

@@ -26,7 +26,7 @@ impl Reply {
     }
 
     /// A page: HTML with the pages' security headers (nothing loaded from elsewhere, no
-    /// framing, no sniffing, no referrer).
+    /// framing, no referrer; every answer says nosniff).
     pub fn html(status: u16, body: String) -> Reply {
         Reply {
             status,
@@ -37,7 +37,6 @@ impl Reply {
                     "Content-Security-Policy",
                     crate::web::content_security_policy().to_string(),
                 ),
-                ("X-Content-Type-Options", "nosniff".into()),
                 ("X-Frame-Options", "DENY".into()),
                 ("Referrer-Policy", "no-referrer".into()),
             ],

@@ -72,9 +72,9 @@ impl Intake {
             ))),
             (_, path) if known_path(path) => Ok(Err(Refusal(
                 405,
-                format!("{m} is not allowed on {}", req.path),
+                format!("{m} is not allowed on {}", printable(&req.path)),
             ))),
-            _ => Ok(Err(Refusal(404, format!("no route {}: see the README's intake section", req.path)))),
+            _ => Ok(Err(Refusal(404, format!("no route {}: see the README's intake section", printable(&req.path))))),
         }
     }
 
@@ -374,6 +374,20 @@ impl<'de> Visitor<'de> for UniqueKeys {
         }
         Ok(map)
     }
+}
+
+/// A path as an answer may repeat it: anything but letters, digits and `/._~:-`
+/// percent-encoded, so no markup ever comes back (whatever reads the answer).
+fn printable(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes().take(200) {
+        if b.is_ascii_alphanumeric() || b"/._~:-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// One value of a query string (`a=1&b=2`), percent-decoding not needed for addresses.

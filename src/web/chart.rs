@@ -59,8 +59,11 @@ fn top_of(max: f64) -> f64 {
 fn label(v: f64) -> String {
     if v >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
-    } else {
+    } else if v >= 1.0 {
         format!("{v:.2}")
+    } else {
+        let shown = format!("{v:.8}");
+        shown.trim_end_matches('0').to_string()
     }
 }
 
@@ -156,6 +159,7 @@ mod tests {
         assert_eq!(top_of(7.0), 10.0);
         assert_eq!(top_of(48.0), 50.0);
         assert_eq!(top_of(120.0), 200.0);
+        assert_eq!(label(top_of(0.0004)), "0.0005");
         let c = lines(
             "t",
             &[10, 11, 12],

@@ -20,6 +20,7 @@ mod layers;
 mod ledger;
 mod network;
 mod ops;
+mod pages;
 mod parsers;
 mod renewers;
 mod serve;

@@ -5,6 +5,7 @@
 //! in), so tests compare the tool's database against the service's truth.
 
 pub mod bill;
+pub mod browser;
 pub mod chain;
 pub mod http;
 pub mod mvp;
