@@ -77,6 +77,7 @@ CREATE TABLE owner_withdrawals (
     amount_atto TEXT    NOT NULL,
     to_address  TEXT,
     nonce       INTEGER NOT NULL,
+    signed_tx   TEXT    NOT NULL,                 -- sent again, byte for byte, after a crash
     tx_hash     TEXT,
     status      TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'success', 'fail')),
     reason      TEXT,

@@ -79,6 +79,7 @@ commands! {
     Earnings(cmd::earnings::Earnings),
     Billing(cmd::billing::Billing),
     Reconcile(cmd::reconcile::Reconcile),
+    Withdraw(cmd::withdraw::Withdraw),
     Check(cmd::check::Check),
     Prune(cmd::prune::Prune),
     Backup(cmd::backup::Backup),

@@ -515,6 +515,25 @@ pub struct ViewConfig {
     pub timeout: Duration,
 }
 
+/// `withdraw`'s transaction settings: the view options and the owner's key (a private
+/// file), on the chain `--billing-chain` (or its variable, or `C`) names, gas sized by the
+/// tool. The owner's wallet signs where the operator's would.
+pub fn owner_config(view: ViewConfig, owner_pem: &std::path::Path) -> Result<BillingConfig> {
+    check_private_file(owner_pem, "owner PEM")?;
+    Ok(BillingConfig {
+        escrow: view.escrow,
+        operator: Wallet::from_pem_file(owner_pem)?,
+        proxy: view.proxy,
+        chain: chain_id(None)?,
+        gas_limit: Gas::Auto,
+        gas_price: Gas::Auto,
+        bill_at_a_loss: false,
+        enforce_after_grace: false,
+        standby_wait_epochs: None,
+        max_delinquent_epochs: 0,
+    })
+}
+
 /// The view options of `reconcile`, resolved like those of `tick` (flag, variable, default).
 pub fn view_config(
     escrow: Option<String>,

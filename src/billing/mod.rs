@@ -20,7 +20,8 @@
 //!    bounded rate. [`lifecycle`]: each agent's status on the escrow (a cancelled one is
 //!    no longer renewed).
 //!
-//! Besides the pass: [`books`], the chain's figures the pages keep once an epoch.
+//! Besides the pass: [`books`], the chain's figures the pages keep once an epoch;
+//! [`withdraw`], the owner's cash-out from the escrow (its own command).
 //!
 //! At most one transaction per agent is in flight, so epochs go out in increasing order,
 //! and an agent with a held epoch sends nothing until a human acts.
@@ -38,5 +39,6 @@ mod refusal;
 mod send;
 mod settle;
 mod standby_wait;
+pub(crate) mod withdraw;
 
 pub use pass::{candidates, has_work, Biller, BillingSummary};

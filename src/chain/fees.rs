@@ -95,6 +95,31 @@ pub fn claw(atto: u128) -> String {
     format!("{}.{:04}", atto / unit, (atto % unit) / 100_000_000_000_000)
 }
 
+/// An amount of CLAW as typed (`12`, `0.5`, up to 18 decimals) in atto-CLAW.
+pub fn parse_claw(text: &str) -> Result<u128, String> {
+    let bad = || format!("{text} is not an amount of CLAW (e.g. 12.5, at most 18 decimals)");
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    if whole.is_empty() && fraction.is_empty()
+        || fraction.len() > 18
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let fraction: u128 = format!("{fraction:0<18}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000_000_000_000_000)
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(bad)
+}
+
 /// The fee in basis points at which a bill of `windows` windows pays for its `fee`:
 /// `window_reward * windows * bps / 10000 >= fee`. `None`: no fee up to 10,000 bps does.
 pub fn break_even_bps(fee: u128, window_reward: u128, windows: u64) -> Option<u64> {
@@ -113,6 +138,24 @@ pub fn break_even_bps(fee: u128, window_reward: u128, windows: u64) -> Option<u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claw_amounts_are_read_exactly() {
+        assert_eq!(parse_claw("12.5"), Ok(12_500_000_000_000_000_000));
+        assert_eq!(parse_claw("0.000000000000000001"), Ok(1));
+        assert_eq!(parse_claw(".5"), Ok(500_000_000_000_000_000));
+        for bad in [
+            "",
+            ".",
+            "1.2.3",
+            "-1",
+            "1e3",
+            "0.0000000000000000001",
+            "abc",
+        ] {
+            assert!(parse_claw(bad).is_err(), "{bad}");
+        }
+    }
 
     /// MultiversX mainnet's numbers, as the spec gives them.
     fn mainnet() -> FeeRule {

@@ -26,6 +26,21 @@ pub fn bill_epoch_data(agent: &Address, epoch: u64, windows: u64) -> String {
     )
 }
 
+/// `withdrawOwner@<amount hex>[@<to hex>]`: the escrow's owner takes `amount` atto-CLAW of
+/// its claimable, to itself or to `to`. (The spec names the endpoint, not its arguments:
+/// every withdrawal is simulated first, so a contract that takes others refuses it
+/// before anything is sent.)
+pub fn withdraw_owner_data(amount: u128, to: Option<&Address>) -> String {
+    let bytes = amount.to_be_bytes();
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    let mut data = format!("withdrawOwner@{}", hex::encode(&bytes[first..]));
+    if let Some(to) = to {
+        data.push('@');
+        data.push_str(&to.to_hex());
+    }
+    data
+}
+
 /// `enforceEpoch@<agent hex>@<epoch hex>`: collects an unpaid bill from the agent's bond.
 pub fn enforce_epoch_data(agent: &Address, epoch: u64) -> String {
     format!("enforceEpoch@{}@{}", agent.to_hex(), u64_arg(epoch))

@@ -23,6 +23,7 @@ pub(crate) mod standby;
 pub(crate) mod status;
 pub(crate) mod tick;
 pub(crate) mod token;
+pub(crate) mod withdraw;
 
 use std::path::PathBuf;
 

@@ -9,6 +9,7 @@
 //! - `fees`: what transactions cost, bills held as unprofitable;
 //! - `standby`: the primary's copy read, mirrored into a standby's database, absorbed;
 //! - `history`: the pages' history, a row per epoch (recorded at its close, its bills kept true);
+//! - `withdrawals`: the owner's withdrawals from the escrow, written ahead like bills;
 //! - `views`: read-only queries of the reports and checks;
 //! - `intake`: the HTTP intake's tokens and used action messages;
 //! - `alerts`: problems told, the notification outbox;
@@ -29,6 +30,7 @@ pub(crate) mod recognize;
 pub(crate) mod standby;
 pub(crate) mod usage;
 pub(crate) mod views;
+pub(crate) mod withdrawals;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;

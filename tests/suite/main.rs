@@ -26,3 +26,4 @@ mod renewers;
 mod serve;
 mod standby;
 mod tick;
+mod wallet;

@@ -184,6 +184,8 @@ pub struct Chain {
     pub cost_route: CostRoute,
     /// The operator's balance, debited by every fee paid.
     pub operator_balance: u128,
+    /// `withdrawOwner` calls executed: (paid to, amount).
+    pub owner_withdrawals: Vec<(String, u128)>,
     /// Every fee the chain charged, in order.
     pub fees_paid: Vec<u128>,
     /// A contract that refuses an agent's bills with a message the spec does not know
@@ -245,6 +247,7 @@ impl Default for Chain {
             modifier_den: 100,
             cost_route: CostRoute::Served,
             operator_balance: 1_000_000_000_000_000_000_000,
+            owner_withdrawals: Vec::new(),
             fees_paid: Vec::new(),
             new_refusals: HashMap::new(),
             enforced_max_windows: None,
@@ -339,6 +342,7 @@ impl Chain {
             }
             match parts[0] {
                 "billEpoch" => self.bill_call(&tx.sender, &parts, current),
+                "withdrawOwner" => self.withdraw_call(&tx.sender, &parts),
                 _ => self.enforce_call(&parts, current),
             }
         });
@@ -358,10 +362,10 @@ impl Chain {
             nonce: tx.nonce,
             error: result.clone().err(),
         };
-        if parts[0] == "enforceEpoch" {
-            self.enforce_calls.push(record);
-        } else {
-            self.executed.push(record);
+        match parts[0] {
+            "enforceEpoch" => self.enforce_calls.push(record),
+            "withdrawOwner" => {}
+            _ => self.executed.push(record),
         }
         result
     }
@@ -371,10 +375,22 @@ impl Chain {
         let arity = match parts[0] {
             "billEpoch" => 3,
             "enforceEpoch" => 2,
+            // withdrawOwner(amount: BigUint, to: OptionalValue<ManagedAddress>)
+            "withdrawOwner" => parts.len().clamp(2, 3) - 1,
             _ => return Err("invalid function (not found)".into()),
         };
         if !tx.value.is_empty() && tx.value != "0" {
             return Err("function does not accept EGLD payment".into());
+        }
+        if parts[0] == "withdrawOwner" {
+            if parts.len() != arity + 1 {
+                return Err("wrong number of arguments".into());
+            }
+            hex::decode(parts[1]).map_err(|_| "argument decode error (amount): not hex")?;
+            if let Some(to) = parts.get(2) {
+                arg_address(to)?;
+            }
+            return Ok(());
         }
         if parts.len() != arity + 1 {
             return Err("wrong number of arguments".into());
@@ -383,6 +399,28 @@ impl Chain {
         for (i, p) in parts[2..].iter().enumerate() {
             arg_u64(p, if i == 0 { "epoch" } else { "windows" })?;
         }
+        Ok(())
+    }
+
+    /// `withdrawOwner`: only the owner, at most the claimable.
+    fn withdraw_call(&mut self, sender: &str, parts: &[&str]) -> Result<(), String> {
+        if sender != self.owner {
+            return Err("Only owner".into());
+        }
+        let bytes = hex::decode(parts[1]).map_err(|_| "argument decode error (amount)")?;
+        if bytes.len() > 16 {
+            return Err("Not enough claimable".into());
+        }
+        let amount = bytes.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b));
+        if amount == 0 || amount > self.claimable_owner {
+            return Err("Not enough claimable".into());
+        }
+        self.claimable_owner -= amount;
+        let to = match parts.get(2) {
+            Some(to) => arg_address(to)?,
+            None => sender.to_string(),
+        };
+        self.owner_withdrawals.push((to, amount));
         Ok(())
     }
 
@@ -840,6 +878,8 @@ impl Chain {
             enforced_max_windows: self.enforced_max_windows,
             enforced_guards: self.enforced_guards.clone(),
             probation_fixed: self.probation_fixed,
+            owner: self.owner.clone(),
+            claimable_owner: self.claimable_owner,
             ..Chain::default()
         }
     }
