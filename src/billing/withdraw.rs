@@ -35,6 +35,12 @@ pub struct Withdrawn {
     pub earlier: bool,
 }
 
+fn unavailable(e: crate::chain::gateway::GatewayError) -> Error {
+    Error::runtime(format!(
+        "the gateway did not answer ({e}): nothing was sent, run withdraw again"
+    ))
+}
+
 /// How long the outcome of a sent withdrawal is waited for.
 const CONFIRM_WAIT: Duration = Duration::from_secs(120);
 
@@ -60,38 +66,7 @@ impl Biller {
             Some(Preflight::Ready(_)) => {}
             None => {}
         }
-        let unavailable = |e| {
-            Error::runtime(format!(
-                "the gateway did not answer ({e}): nothing was sent, run withdraw again"
-            ))
-        };
-        let config = self.escrow().config().map_err(unavailable)?;
-        if config.owner != owner {
-            return Err(Error::usage(format!(
-                "--owner-pem holds {owner}, which is not the escrow's owner ({}): give the owner's key",
-                config.owner
-            )));
-        }
-        let before = self
-            .escrow()
-            .number("getClaimableOwner", 0)
-            .map_err(unavailable)?;
-        let amount = match amount {
-            Amount::All => before,
-            Amount::Atto(a) if a > before => {
-                return Err(Error::usage(format!(
-                    "--amount {} CLAW is more than the owner's claimable, {} CLAW: ask for less, or --all",
-                    claw(a),
-                    claw(before)
-                )))
-            }
-            Amount::Atto(a) => a,
-        };
-        if amount == 0 {
-            return Err(Error::usage(
-                "nothing to withdraw: the owner's claimable is 0",
-            ));
-        }
+        let (before, amount) = self.checked_amount(amount)?;
         let data = withdraw_owner_data(amount, to.as_ref());
         let nonce = self
             .gateway
@@ -127,6 +102,40 @@ impl Biller {
         Ok(done)
     }
 
+    /// The key is the escrow's owner, and the amount within its claimable: (claimable,
+    /// amount).
+    fn checked_amount(&self, amount: Amount) -> Result<(u128, u128)> {
+        let owner = self.cfg.operator.address();
+        let config = self.escrow().config().map_err(unavailable)?;
+        if config.owner != owner {
+            return Err(Error::usage(format!(
+                "--owner-pem holds {owner}, which is not the escrow's owner ({}): give the owner's key",
+                config.owner
+            )));
+        }
+        let before = self
+            .escrow()
+            .number("getClaimableOwner", 0)
+            .map_err(unavailable)?;
+        let amount = match amount {
+            Amount::All => before,
+            Amount::Atto(a) if a > before => {
+                return Err(Error::usage(format!(
+                    "--amount {} CLAW is more than the owner's claimable, {} CLAW: ask for less, or --all",
+                    claw(a),
+                    claw(before)
+                )))
+            }
+            Amount::Atto(a) => a,
+        };
+        if amount == 0 {
+            return Err(Error::usage(
+                "nothing to withdraw: the owner's claimable is 0",
+            ));
+        }
+        Ok((before, amount))
+    }
+
     /// An earlier run's withdrawal: sent again byte for byte if it has no hash yet (the
     /// chain takes a transaction once), then confirmed.
     fn resolve_earlier(
@@ -138,7 +147,7 @@ impl Biller {
         say(format!(
             "a withdrawal of {} CLAW written at {} is not resolved yet: resolving it first (nothing new is sent in this run)",
             claw(pending.amount),
-            crate::ops::output::rfc3339(pending.created_ms)
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(pending.created_ms.max(0) as u64))
         ));
         let mut done = self.send_and_confirm(store, pending)?;
         done.earlier = true;

@@ -92,17 +92,7 @@ impl Run for Check {
         };
         problems.extend(health::disk(&store, &ctx.db, now)?);
         if self.standby_copy.is_none() {
-            problems.extend(health::wallet(&store, self.min_balance_epochs)?);
-            if let Some(r) = health::runway(&store)? {
-                let runway = r
-                    .epochs()
-                    .map_or("unknown".into(), |e| format!("{e:.1} epochs"));
-                println!(
-                    "note: the operator's wallet holds {} CLAW (read at epoch {}'s close); runway {runway}",
-                    crate::chain::fees::claw(r.balance),
-                    r.epoch
-                );
-            }
+            problems.extend(wallet(&store, self.min_balance_epochs)?);
         }
         for p in &problems {
             println!("{p}");
@@ -142,4 +132,19 @@ impl Run for Check {
         }
         Ok(())
     }
+}
+
+/// The operator's wallet: a problem below `--min-balance-epochs`, and a note of it.
+fn wallet(store: &crate::store::Store, min_epochs: u32) -> Result<Vec<String>> {
+    if let Some(r) = health::runway(store)? {
+        let runway = r
+            .epochs()
+            .map_or("unknown".into(), |e| format!("{e:.1} epochs"));
+        println!(
+            "note: the operator's wallet holds {} CLAW (read at epoch {}'s close); runway {runway}",
+            crate::chain::fees::claw(r.balance),
+            r.epoch
+        );
+    }
+    Ok(health::wallet(store, min_epochs)?.into_iter().collect())
 }

@@ -6,7 +6,7 @@ use askama::Template;
 use serde_json::Value;
 
 use super::chart::{self, Chart};
-use super::{claw, render, when, Layout, Site};
+use super::frame::{claw, render, when, Layout, Site};
 use crate::crypto::keys::Address;
 use crate::error::Result;
 use crate::store::views::ProofWindow;

@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{claw, percent, render, Layout, Site};
+use super::frame::{claw, percent, render, Layout, Site};
 use crate::error::Result;
 use crate::store::Store;
 

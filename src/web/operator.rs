@@ -7,7 +7,7 @@ use std::path::Path;
 use askama::Template;
 
 use super::chart::{self, Chart};
-use super::{claw, percent, render, when, Layout, Site};
+use super::frame::{claw, percent, render, when, Layout, Site};
 use crate::error::Result;
 use crate::ops::health;
 use crate::store::history::EpochRow;
