@@ -1208,6 +1208,144 @@ fn renewers() {
     }
 }
 
+/// The pages with 10,000 agents and 1,000 epochs of history: each page's size, and the
+/// time to render `/`, `/operator` and an agent's page (p50, p99) while a tick renews the
+/// 10,000 agents and writes beside them.
+fn pages(agents: usize, epochs: i64) {
+    let fake = FakeClaws::start(
+        3_600_000,
+        RenewalPolicy::Early {
+            accept_before_ms: 3_600_000,
+        },
+        600_000,
+    );
+    let sb = Sandbox::new();
+    enroll(&sb, agents);
+    {
+        let conn = sb.conn();
+        conn.execute_batch("BEGIN").unwrap();
+        let reward = 1_000_000_000_000_000_000u128;
+        for e in 0..epochs {
+            let counted = (agents as i64) * 48;
+            let charged = reward / 20 * counted as u128;
+            conn.execute(
+                "INSERT INTO epoch_history (epoch, recorded_ms, active_agents, windows_due, windows_in_time,
+                     counted_windows, billed_windows, paid_windows, enforced_windows, charged_atto,
+                     collected_atto, outstanding_atto, fees_atto, operator_balance_atto,
+                     claimable_owner_atto, protected_atto, promo_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?4, ?6, ?7, ?8, ?9, '0', ?10, ?11, ?12, ?13, 100)",
+                rusqlite::params![
+                    e,
+                    now_ms() - (epochs - e) * 86_400_000,
+                    agents as i64 - e % 7,
+                    counted,
+                    counted - e % 5,
+                    counted - 48,
+                    48,
+                    charged.to_string(),
+                    (charged - reward).to_string(),
+                    (reward / 1000 * agents as u128).to_string(),
+                    (reward * 5_000 - e as u128 * reward).to_string(),
+                    (reward * e as u128).to_string(),
+                    (reward * 1_000 * agents as u128).to_string(),
+                ],
+            )
+            .unwrap();
+            // One agent's own history, for its page.
+            conn.execute(
+                "INSERT INTO usage_windows (agent_id, epoch, windows) VALUES (1, ?1, 48)",
+                [e],
+            )
+            .unwrap();
+        }
+        conn.execute("DELETE FROM epoch_history_stale", []).unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let token_out = sb.ok(&["token", "new", "--name", "bench"]);
+    let token = token_out
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .unwrap()
+        .to_string();
+    let (mut serve, listen) = start_serve(&sb, &[]);
+    let address = wallet(0).address().to_string();
+    let asked = |beside: &str| {
+        for (name, path, auth) in [
+            ("/", "/".to_string(), false),
+            ("/operator", "/operator".to_string(), true),
+            ("an agent's page", format!("/agents/{address}"), false),
+        ] {
+            let mut conn = std::net::TcpStream::connect(&listen).unwrap();
+            conn.set_nodelay(true).unwrap();
+            let mut lat = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..200 {
+                let (status, t, size) = get_page(&mut conn, &path, auth.then_some(token.as_str()));
+                assert_eq!(status, 200, "{path}");
+                lat.push(t);
+                bytes = size;
+            }
+            lat.sort();
+            row(
+                &format!("pages: {name}, {agents} agents, {epochs} epochs of history, {beside}"),
+                format!(
+                    "{bytes} bytes; render and answer p50 {:.2} ms, p99 {:.2} ms ({} requests, one connection)",
+                    percentile(&lat, 50),
+                    percentile(&lat, 99),
+                    lat.len()
+                ),
+            );
+        }
+    };
+    asked("nothing else running");
+    // A run renewing every agent, writing as it goes, while the pages are asked for.
+    let writer = sb.spawn_run(&fake, &["--lead-seconds", "60", "--jitter-seconds", "0"]);
+    assert!(wait_for(Duration::from_secs(60), || sb
+        .query_i64("SELECT COUNT(*) FROM stream_windows")
+        > 100));
+    asked("while `run` renews them all (and the fake service answers it on the same 2 cores)");
+    let renewed = sb.query_i64("SELECT COUNT(*) FROM stream_windows");
+    terminate(writer);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    row(
+        "pages: windows the run beside them recorded meanwhile",
+        renewed.to_string(),
+    );
+}
+
+/// One GET on a keep-alive connection: status, latency, body bytes.
+fn get_page(
+    s: &mut std::net::TcpStream,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Duration, usize) {
+    use std::io::Write;
+    let started = Instant::now();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + len {
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            return (status, started.elapsed(), len);
+        }
+    }
+}
+
 fn main() {
     // cargo passes --bench; a name filters (e.g. `cargo bench -- idle`).
     let filter: Vec<String> = std::env::args()
@@ -1245,6 +1383,9 @@ fn main() {
     }
     if wants("renewers") {
         renewers();
+    }
+    if wants("pages") {
+        pages(10_000, 1_000);
     }
     if wants("reconcile") {
         reconcile(10_000, 10);

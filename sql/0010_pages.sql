@@ -60,6 +60,12 @@ INSERT OR IGNORE INTO epoch_history_stale (epoch) SELECT DISTINCT epoch FROM usa
 -- An epoch's rows, for the history's refresh and `/`'s windows this epoch.
 CREATE INDEX usage_windows_epoch ON usage_windows (epoch);
 
+-- The agents served now, counted by the pages at every request without reading the
+-- agents' rows (the condition is `served!` in src/store/mod.rs, and not removed).
+CREATE INDEX agents_served ON agents (id)
+    WHERE removed_ms IS NULL AND status = 'active' AND (escrow_status IS NOT 'cancelled' OR serve_cancelled = 1)
+      AND debt_hold_ms IS NULL AND intake_confirm_ms IS NULL;
+
 -- Sessions of the operator's page (`POST /operator/sign-in` with a live token): only the
 -- SHA-256 of the cookie is kept. A session ends when its token is revoked, or at expiry.
 CREATE TABLE operator_sessions (

@@ -130,7 +130,7 @@ impl Store {
 
     /// Agents for `report`; removed ones too with `all`; only `address` when given.
     pub fn agent_rows(&self, all: bool, address: Option<&str>) -> Result<Vec<AgentRow>> {
-        let mut stmt = self.conn.prepare(concat!(
+        let select = concat!(
             "SELECT a.id, a.address, a.status, a.fee_bps, a.success_count, a.failure_count,
                     (SELECT COALESCE(SUM(COALESCE(u.billed_windows, u.windows)), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id AND u.billed = 1),
@@ -144,9 +144,14 @@ impl Store {
                     (SELECT COALESCE(SUM(", unbillable!(), "), 0)
                        FROM usage_windows u WHERE u.agent_id = a.id),
                     a.debt_hold_reason
-             FROM agents a WHERE (?1 OR a.removed_ms IS NULL) AND (?2 IS NULL OR a.address = ?2)
-             ORDER BY a.address"
-        ))?;
+             FROM agents a WHERE "
+        );
+        // One agent by its unique address (an index lookup: its page), else the list.
+        let filter = match address {
+            Some(_) => "a.address = ?2 AND (?1 OR TRUE)",
+            None => "(?1 OR a.removed_ms IS NULL) AND ?2 IS NULL ORDER BY a.address",
+        };
+        let mut stmt = self.conn.prepare(&format!("{select}{filter}"))?;
         let rows: Vec<(i64, AgentRow)> = stmt
             .query_map(params![all, address], |r| {
                 let removed: bool = r.get(13)?;

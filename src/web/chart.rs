@@ -6,6 +6,9 @@ pub const WIDTH: f64 = 600.0;
 pub const HEIGHT: f64 = 150.0;
 /// Room for the axis labels at the left.
 const LEFT: f64 = 4.0;
+/// Points a line has at most: more epochs are averaged in buckets (a 600-unit-wide
+/// drawing shows no more, and a page over 1,000 epochs stays tens of KiB).
+pub const MAX_POINTS: usize = 150;
 
 /// One line of a chart.
 #[derive(Debug, Clone)]
@@ -41,6 +44,32 @@ pub struct Chart {
 
 fn fmt(v: f64) -> String {
     format!("{v:.1}")
+}
+
+/// A coordinate of a line's point, to the unit (the drawing is 600 units wide).
+fn coordinate(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// `(x, value)` pairs averaged into at most `MAX_POINTS` buckets of consecutive epochs
+/// (gaps left out).
+fn thinned(xs: &[i64], values: &[Option<f64>]) -> Vec<(f64, f64)> {
+    let points: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(values)
+        .filter_map(|(&e, v)| v.map(|v| (e as f64, v)))
+        .collect();
+    let per = points.len().div_ceil(MAX_POINTS).max(1);
+    points
+        .chunks(per)
+        .map(|c| {
+            let n = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / n,
+                c.iter().map(|p| p.1).sum::<f64>() / n,
+            )
+        })
+        .collect()
 }
 
 /// A nice top for a scale of values up to `max`.
@@ -87,17 +116,16 @@ pub fn lines(
         };
     };
     let span = (last - first).max(1) as f64;
-    let x = |e: i64| LEFT + (e - first) as f64 / span * (WIDTH - LEFT - 2.0);
+    let x = |e: f64| LEFT + (e - first as f64) / span * (WIDTH - LEFT - 2.0);
     let y = |v: f64| HEIGHT - 2.0 - v / top * (HEIGHT - 4.0);
     let drawn = series
         .iter()
         .map(|(name, color, values)| Series {
             name,
             color,
-            points: xs
-                .iter()
-                .zip(values)
-                .filter_map(|(&e, v)| v.map(|v| format!("{},{}", fmt(x(e)), fmt(y(v)))))
+            points: thinned(xs, values)
+                .into_iter()
+                .map(|(e, v)| format!("{},{}", coordinate(x(e)), coordinate(y(v))))
                 .collect::<Vec<_>>()
                 .join(" "),
         })
@@ -166,10 +194,15 @@ mod tests {
             &[("a", "#000", vec![Some(0.0), None, Some(48.0)])],
         );
         assert_eq!(c.max_label, "50");
-        assert_eq!(c.series[0].points, "4.0,148.0 598.0,6.6");
+        assert_eq!(c.series[0].points, "4,148 598,8");
+        // A thousand epochs: at most MAX_POINTS points, the mean of each bucket.
+        let xs: Vec<i64> = (0..1000).collect();
+        let ones = vec![Some(1.0); 1000];
+        let long = lines("t", &xs, &[("a", "#000", ones)]);
+        assert_eq!(long.series[0].points.split(' ').count(), 143);
         let b = bars("w", &[(3, 48), (5, 24)]);
         assert_eq!(b.bars.len(), 2);
-        assert_eq!(b.bars[0].h, "140.8");
+        assert_eq!(b.bars[0].h, "140.2");
         assert!(lines("t", &[], &[]).empty);
     }
 }
