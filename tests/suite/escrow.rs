@@ -494,6 +494,16 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
         let conn = b.sb.conn();
         conn.execute_batch(
             "UPDATE usage_windows SET settlement = 'SettledOnTime', settlement_checked_epoch = 1;
+             DROP INDEX agents_served;
+             DROP INDEX usage_windows_epoch;
+             DROP TRIGGER usage_windows_history_insert;
+             DROP TRIGGER usage_windows_history_update;
+             DROP TRIGGER billing_fee_history;
+             DROP TRIGGER enforcement_fee_history;
+             DROP TABLE epoch_history;
+             DROP TABLE epoch_history_stale;
+             DROP TABLE operator_sessions;
+             DROP TABLE owner_withdrawals;
              ALTER TABLE usage_windows DROP COLUMN due_atto;
              ALTER TABLE usage_windows DROP COLUMN paid_at_cancel;
              ALTER TABLE agents DROP COLUMN escrow_status;
@@ -525,7 +535,7 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
     }
     let before = b.sb.ok(&["receivables", "--format", "json"]);
     assert!(before.contains("\"unknown\""), "{before}");
-    assert_eq!(b.sb.query_i64("PRAGMA user_version"), 9);
+    assert_eq!(b.sb.query_i64("PRAGMA user_version"), 10);
     let after = receivables(&b);
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["state"], "Billed");

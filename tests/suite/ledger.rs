@@ -461,7 +461,7 @@ fn the_migration_gives_every_existing_outcome_its_kind() {
         sb.query_i64("SELECT COUNT(*) FROM billing_attempts WHERE kind = 'retry'"),
         1
     );
-    assert_eq!(sb.query_i64("PRAGMA user_version"), 9);
+    assert_eq!(sb.query_i64("PRAGMA user_version"), 10);
     println!("migration 0002 on a v1 database: {kinds:?}");
 }
 
