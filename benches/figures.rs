@@ -158,8 +158,9 @@ fn idle_tick() {
     );
 }
 
-/// All `n` agents due at once against a zero-latency service; then the database per renewal.
-fn burst(n: usize) -> (Sandbox, FakeClaws) {
+/// A fresh sandbox and a zero-latency service of hour-long windows (renewed at any time)
+/// and 10-minute epochs.
+fn hour_windows() -> (Sandbox, FakeClaws) {
     let fake = FakeClaws::start(
         3_600_000,
         RenewalPolicy::Early {
@@ -168,6 +169,12 @@ fn burst(n: usize) -> (Sandbox, FakeClaws) {
         600_000,
     );
     let sb = Sandbox::new();
+    (sb, fake)
+}
+
+/// All `n` agents due at once against a zero-latency service; then the database per renewal.
+fn burst(n: usize) -> (Sandbox, FakeClaws) {
+    let (sb, fake) = hour_windows();
     let enrolled = enroll(&sb, n);
     row(
         &format!("enroll --from-file, {n} lines"),
@@ -715,8 +722,14 @@ fn keep_alive(
         body.len()
     );
     s.write_all(text.as_bytes()).unwrap();
+    let (status, _) = read_answer(s);
+    (status, started.elapsed())
+}
+
+/// One answer from a keep-alive connection: its status and body length.
+fn read_answer(s: &mut std::net::TcpStream) -> (u16, usize) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; 65536];
     loop {
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "closed");
@@ -730,8 +743,7 @@ fn keep_alive(
             .find_map(|l| l.strip_prefix("content-length:"))
             .map_or(0, |v| v.trim().parse().unwrap());
         if buf.len() >= end + 4 + len {
-            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-            return (status, started.elapsed());
+            return (head.split(' ').nth(1).unwrap().parse().unwrap(), len);
         }
     }
 }
@@ -1212,14 +1224,7 @@ fn renewers() {
 /// time to render `/`, `/operator` and an agent's page (p50, p99) while a tick renews the
 /// 10,000 agents and writes beside them.
 fn pages(agents: usize, epochs: i64) {
-    let fake = FakeClaws::start(
-        3_600_000,
-        RenewalPolicy::Early {
-            accept_before_ms: 3_600_000,
-        },
-        600_000,
-    );
-    let sb = Sandbox::new();
+    let (sb, fake) = hour_windows();
     enroll(&sb, agents);
     {
         let conn = sb.conn();
@@ -1325,25 +1330,8 @@ fn get_page(
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes())
         .unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed");
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        if buf.len() >= end + 4 + len {
-            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-            return (status, started.elapsed(), len);
-        }
-    }
+    let (status, len) = read_answer(s);
+    (status, started.elapsed(), len)
 }
 
 fn main() {

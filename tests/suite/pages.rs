@@ -96,6 +96,13 @@ fn business() -> Bill {
     b
 }
 
+/// A new operator token named `ops`, as `token new` prints it.
+fn new_token(b: &Bill) -> String {
+    let printed = b.sb.ok(&["token", "new", "--name", "ops"]);
+    let token = printed.split_whitespace().find(|w| w.len() == 64);
+    token.unwrap().to_string()
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
@@ -151,12 +158,7 @@ fn assert_clean(
 fn the_pages_show_what_report_and_earnings_say_in_a_real_browser() {
     let b = business();
     let s = serve(&b);
-    let token = b.sb.ok(&["token", "new", "--name", "ops"]);
-    let token = token
-        .split_whitespace()
-        .find(|w| w.len() == 64)
-        .unwrap()
-        .to_string();
+    let token = new_token(&b);
     for width in [360, 1280] {
         let mut browser = Browser::start(width);
         // The start page: one request; the scoreboard as the ledger.
@@ -369,12 +371,7 @@ fn hostile_input_is_escaped_or_refused_and_a_revoked_tokens_session_ends() {
         Value::from("/operator/sign-in")
     );
     // A session ends when its token is revoked.
-    let token = b.sb.ok(&["token", "new", "--name", "ops"]);
-    let token = token
-        .split_whitespace()
-        .find(|w| w.len() == 64)
-        .unwrap()
-        .to_string();
+    let token = new_token(&b);
     browser.submit("form[action='/operator/sign-in']", &[("token", &token)]);
     assert_eq!(browser.eval("location.pathname"), Value::from("/operator"));
     let cookie = browser.call("Network.getCookies", serde_json::json!({}));
