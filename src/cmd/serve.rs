@@ -176,3 +176,30 @@ fn unique_intake_name(store: &crate::store::Store) -> Result<String> {
     store.meta_set(KEY, &name)?;
     Ok(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_is_a_bare_origin() {
+        assert_eq!(
+            public_url(Some("https://agency.example/".into())).unwrap(),
+            Some("https://agency.example".into())
+        );
+        assert_eq!(
+            public_url(Some("http://[::1]:8787".into())).unwrap(),
+            Some("http://[::1]:8787".into())
+        );
+        for bad in [
+            "agency.example",
+            "ftp://agency.example",
+            "https://",
+            "https://agency.example/path",
+            "https://a\"><script>",
+            "https://agency.example?x=1",
+        ] {
+            assert!(public_url(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
+}

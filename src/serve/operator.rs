@@ -127,3 +127,34 @@ impl Intake {
         Ok(reply)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cookie(value: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/operator".into(),
+            query: String::new(),
+            headers: vec![("cookie".into(), value.into())],
+            body: Vec::new(),
+            close: false,
+        }
+    }
+
+    #[test]
+    fn only_a_well_formed_session_cookie_is_taken() {
+        let good = "ab".repeat(32);
+        let req = with_cookie(&format!("theme=dark; {SESSION_COOKIE}={good}; x=1"));
+        assert_eq!(session_of(&req), Some(good.clone()));
+        for bad in [
+            format!("{SESSION_COOKIE}=\"><script>alert(1)</script>"),
+            format!("{SESSION_COOKIE}={}", &good[..63]),
+            format!("other_{SESSION_COOKIE}={good}"),
+            String::new(),
+        ] {
+            assert_eq!(session_of(&with_cookie(&bad)), None, "{bad}");
+        }
+    }
+}
