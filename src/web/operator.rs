@@ -246,7 +246,13 @@ pub fn operator_page(store: &Store, site: &Site, db: &Path, now: i64) -> Result<
             .as_ref()
             .map(|r| r.epoch.to_string())
             .unwrap_or_default(),
-        runway: epochs.map_or("–".into(), |e| format!("{e:.1}")),
+        runway: epochs.map_or("–".into(), |e| {
+            if e >= 100.0 {
+                format!("{e:.0}")
+            } else {
+                format!("{e:.1}")
+            }
+        }),
         runway_low: epochs.is_some_and(|e| e < 3.0),
         claimable: claw(books.claimable_owner),
         standby_age: store
