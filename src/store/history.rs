@@ -121,14 +121,15 @@ impl Store {
         Ok(())
     }
 
-    /// Computes again, from `usage_windows`, the rows of up to `limit` epochs whose bills
-    /// changed; returns how many.
-    pub fn refresh_history(&self, limit: usize) -> Result<usize> {
+    /// Computes again, from `usage_windows`, the rows of up to `limit` closed epochs (below
+    /// `current`) whose bills changed; returns how many. The open epoch changes with every
+    /// renewal and has no bill: it waits until it has closed.
+    pub fn refresh_history(&self, limit: usize, current: i64) -> Result<usize> {
         let stale: Vec<i64> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT epoch FROM epoch_history_stale ORDER BY epoch LIMIT ?1")?;
-            let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+            let mut stmt = self.conn.prepare(
+                "SELECT epoch FROM epoch_history_stale WHERE epoch < ?2 ORDER BY epoch LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64, current], |r| r.get(0))?;
             rows.collect::<std::result::Result<_, _>>()?
         };
         for &epoch in &stale {
@@ -139,7 +140,7 @@ impl Store {
 
     fn refresh_epoch(&self, epoch: i64) -> Result<()> {
         let counted: i64 = self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch = ?1",
+            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch + 0 = ?1",
             [epoch],
             |r| r.get(0),
         )?;
@@ -201,7 +202,7 @@ impl Store {
     /// The fees paid for the bills and enforcements of one epoch.
     fn fees_of_epoch(&self, epoch: i64) -> Result<u128> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT fee_atto FROM billing_attempts WHERE fee_atto IS NOT NULL AND epoch = ?1
+            "SELECT fee_atto FROM billing_attempts WHERE fee_atto IS NOT NULL AND epoch + 0 = ?1
              UNION ALL
              SELECT fee_atto FROM enforcements WHERE fee_atto IS NOT NULL AND epoch = ?1",
         )?;
@@ -310,7 +311,7 @@ impl Store {
     /// Windows counted in `epoch` (the scoreboard's "this epoch").
     pub fn counted_in_epoch(&self, epoch: i64) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch = ?1",
+            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch + 0 = ?1",
             [epoch],
             |r| r.get(0),
         )?)

@@ -505,7 +505,14 @@ impl Store {
         agent: Option<i64>,
         epoch: Option<i64>,
     ) -> Result<Vec<Charge>> {
-        let mut stmt = self.conn.prepare_cached(
+        // Each case by its index: the agent's rows (primary key), an epoch's (`epoch + 0`,
+        // sql/0010), or all.
+        let filter = match (agent, epoch) {
+            (Some(_), _) => "u.agent_id = ?1 AND (?2 IS NULL OR u.epoch = ?2)",
+            (None, Some(_)) => "?1 IS NULL AND u.epoch + 0 = ?2",
+            (None, None) => "?1 IS NULL AND ?2 IS NULL",
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT u.agent_id, a.address, u.epoch, COALESCE(u.billed_windows, u.windows), u.charged_atto,
                     u.settlement, u.due_atto, u.paid_at_cancel, u.billed_ms,
                     (SELECT e.status || COALESCE(': ' || e.outcome, '') FROM enforcements e
@@ -513,9 +520,9 @@ impl Store {
                     u.late_windows
              FROM usage_windows u JOIN agents a ON a.id = u.agent_id
              WHERE u.kind IN ('billed', 'billed-found-on-chain') AND u.charged_atto IS NOT NULL
-               AND (?1 IS NULL OR u.agent_id = ?1) AND (?2 IS NULL OR u.epoch = ?2)
-             ORDER BY u.epoch, a.address",
-        )?;
+               AND {filter}
+             ORDER BY u.epoch, a.address"
+        ))?;
         let rows = stmt.query_map([agent, epoch], |r| {
             let atto: String = r.get(4)?;
             let state: Option<String> = r.get(5)?;

@@ -33,7 +33,9 @@ impl Agency {
                 }
             }
         }
-        self.store.refresh_history(REFRESH_PER_TICK)?;
+        if let Some(current) = current {
+            self.store.refresh_history(REFRESH_PER_TICK, current)?;
+        }
         Ok(())
     }
 }
