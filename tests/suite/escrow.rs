@@ -496,6 +496,7 @@ fn settlements_recorded_one_index_off_are_forgotten_and_read_again() {
             "UPDATE usage_windows SET settlement = 'SettledOnTime', settlement_checked_epoch = 1;
              DROP INDEX agents_served;
              DROP INDEX usage_windows_epoch;
+             DROP INDEX billing_attempts_epoch;
              DROP TRIGGER usage_windows_history_insert;
              DROP TRIGGER usage_windows_history_update;
              DROP TRIGGER billing_fee_history;
