@@ -19,7 +19,7 @@ impl Biller {
                 "the operator's balance",
                 self.gateway.account_balance(&operator),
             ),
-            claimable_owner: kept("getClaimableOwner", escrow.number("getClaimableOwner", 0)),
+            claimable_owner: kept("getClaimableOwner", escrow.claimable_owner()),
             protected: kept("getServiceStats", escrow.number("getServiceStats", 6)),
             promo_used: kept("getPromoUsage", escrow.number("getPromoUsage", 0))
                 .map(|n| n.min(u128::from(u64::MAX)) as u64),

@@ -35,7 +35,7 @@ pub struct Withdrawn {
     pub earlier: bool,
 }
 
-fn unavailable(e: crate::chain::gateway::GatewayError) -> Error {
+fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::runtime(format!(
         "the gateway did not answer ({e}): nothing was sent, run withdraw again"
     ))
@@ -58,13 +58,8 @@ impl Biller {
         }
         match self.check_network() {
             Some(Preflight::Blocked(why)) => return Err(Error::usage(why)),
-            Some(Preflight::Unavailable(why)) => {
-                return Err(Error::runtime(format!(
-                    "the gateway did not answer ({why}): nothing was sent, run withdraw again"
-                )))
-            }
-            Some(Preflight::Ready(_)) => {}
-            None => {}
+            Some(Preflight::Unavailable(why)) => return Err(unavailable(why)),
+            Some(Preflight::Ready(_)) | None => {}
         }
         let (before, amount) = self.checked_amount(amount)?;
         let data = withdraw_owner_data(amount, to.as_ref());
@@ -79,10 +74,17 @@ impl Biller {
                 "the escrow would refuse this withdrawal ({why}): nothing was sent"
             )));
         }
-        say(match sizing.expected_fee {
-            Some(fee) => format!("withdrawing {} CLAW of {} CLAW claimable; fee about {} CLAW (gas limit {} at price {})", claw(amount), claw(before), claw(fee), sizing.gas_limit, sizing.gas_price),
-            None => format!("withdrawing {} CLAW of {} CLAW claimable; gas limit {} at price {} (the gateway gives no fee rule)", claw(amount), claw(before), sizing.gas_limit, sizing.gas_price),
-        });
+        let fee = match sizing.expected_fee {
+            Some(fee) => format!("fee about {} CLAW (", claw(fee)),
+            None => "(the gateway gives no fee rule; ".into(),
+        };
+        say(format!(
+            "withdrawing {} CLAW of {} CLAW claimable; {fee}gas limit {} at price {})",
+            claw(amount),
+            claw(before),
+            sizing.gas_limit,
+            sizing.gas_price
+        ));
         let to_text = to.map(|t| t.to_bech32());
         let id = store.record_withdrawal(
             &owner.to_bech32(),
@@ -113,10 +115,7 @@ impl Biller {
                 config.owner
             )));
         }
-        let before = self
-            .escrow()
-            .number("getClaimableOwner", 0)
-            .map_err(unavailable)?;
+        let before = self.escrow().claimable_owner().map_err(unavailable)?;
         let amount = match amount {
             Amount::All => before,
             Amount::Atto(a) if a > before => {
@@ -214,7 +213,7 @@ impl Biller {
                 "the withdrawal {hash} failed on chain: {why}"
             )));
         }
-        let after = self.escrow().number("getClaimableOwner", 0).map_err(|e| {
+        let after = self.escrow().claimable_owner().map_err(|e| {
             Error::runtime(format!(
                 "withdrawal {hash} succeeded; the claimable could not be read to confirm it ({e})"
             ))

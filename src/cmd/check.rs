@@ -50,7 +50,7 @@ pub struct Check {
     pub max_copy_age_seconds: u32,
     /// the operator's wallet (read once an epoch) paying fewer epochs of bills than this at
     /// the last epoch's fees needs a human; 0: never (default: 3)
-    #[argh(option, default = "3")]
+    #[argh(option, default = "health::DEFAULT_MIN_BALANCE_EPOCHS")]
     pub min_balance_epochs: u32,
 }
 
@@ -136,15 +136,18 @@ impl Run for Check {
 
 /// The operator's wallet: a problem below `--min-balance-epochs`, and a note of it.
 fn wallet(store: &crate::store::Store, min_epochs: u32) -> Result<Vec<String>> {
-    if let Some(r) = health::runway(store)? {
-        let runway = r
+    let runway = health::runway(store)?;
+    if let Some(r) = &runway {
+        let shown = r
             .epochs()
             .map_or("unknown".into(), |e| format!("{e:.1} epochs"));
         println!(
-            "note: the operator's wallet holds {} CLAW (read at epoch {}'s close); runway {runway}",
+            "note: the operator's wallet holds {} CLAW (read at epoch {}'s close); runway {shown}",
             crate::chain::fees::claw(r.balance),
             r.epoch
         );
     }
-    Ok(health::wallet(store, min_epochs)?.into_iter().collect())
+    Ok(health::wallet(runway.as_ref(), min_epochs)
+        .into_iter()
+        .collect())
 }

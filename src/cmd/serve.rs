@@ -127,13 +127,7 @@ fn public_url(flag: Option<String>) -> Result<Option<String>> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
-    let ok = rest.is_some_and(|host| {
-        let host = host.trim_end_matches('/');
-        !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    });
+    let ok = rest.is_some_and(|host| crate::net::url::is_host_port(host.trim_end_matches('/')));
     if !ok {
         return Err(Error::usage(format!(
             "--public-url {url}: give the agency's address as clients reach it, e.g. https://agency.example"

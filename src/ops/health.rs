@@ -194,11 +194,21 @@ impl Runway {
     }
 }
 
+/// `check --min-balance-epochs`'s default, and where the operator's page marks the
+/// runway red.
+pub const DEFAULT_MIN_BALANCE_EPOCHS: u32 = 3;
+
 pub fn runway(store: &Store) -> Result<Option<Runway>> {
-    let (Some(epoch), books) = store.latest_books()? else {
-        return Ok(None);
-    };
-    let Some(balance) = books.operator_balance else {
+    runway_of(store, store.latest_books()?)
+}
+
+/// The runway of the chain's figures as `Store::latest_books` gave them (for a caller
+/// that shows them too).
+pub fn runway_of(
+    store: &Store,
+    (epoch, books): (Option<i64>, crate::chain::escrow::Books),
+) -> Result<Option<Runway>> {
+    let (Some(epoch), Some(balance)) = (epoch, books.operator_balance) else {
         return Ok(None);
     };
     let fees_per_epoch = match store.last_epoch_fees()? {
@@ -217,14 +227,12 @@ pub fn runway(store: &Store) -> Result<Option<Runway>> {
 
 /// `check --min-balance-epochs N`: the problem (worded without the moving figures, so it
 /// is told once) when the wallet pays fewer than N epochs of bills.
-pub fn wallet(store: &Store, min_epochs: u32) -> Result<Option<String>> {
-    if min_epochs == 0 {
-        return Ok(None);
-    }
-    let low = runway(store)?
-        .and_then(|r| r.epochs())
-        .is_some_and(|e| e < f64::from(min_epochs));
-    Ok(low.then(|| format!("the operator's wallet pays fewer than {min_epochs} epochs of bills at the last epoch's fees: top it up before bills fail (its balance and runway: /operator, or the Prometheus textfile)")))
+pub fn wallet(runway: Option<&Runway>, min_epochs: u32) -> Option<String> {
+    let low = min_epochs > 0
+        && runway
+            .and_then(Runway::epochs)
+            .is_some_and(|e| e < f64::from(min_epochs));
+    low.then(|| format!("the operator's wallet pays fewer than {min_epochs} epochs of bills at the last epoch's fees: top it up before bills fail (its balance and runway: /operator, or the Prometheus textfile)"))
 }
 
 /// Free space that would not last this long at the measured growth needs a human.

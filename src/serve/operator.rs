@@ -3,16 +3,14 @@
 //! `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS, of which only the SHA-256 is kept.
 //! A session ends at sign-out, after 12 hours, or when its token is revoked.
 
-use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::OsRng;
-
 use super::auth;
 use super::conn::Request;
-use super::pages::{form_value, SESSION_COOKIE, SESSION_MS};
+use super::pages::{SESSION_COOKIE, SESSION_MS};
 use super::reply::Reply;
 use super::routes::Intake;
 use crate::error::Result;
 use crate::net::clock::now_ms;
+use crate::net::url::form_value;
 use crate::web;
 
 /// The session cookie a request carries (64 hex digits), if any.
@@ -89,9 +87,8 @@ impl Intake {
             let page = web::sign_in_page(&self.site, "That token is not valid (revoked, or never issued): give a live one (stream-agency token list).")?;
             return Ok(Reply::html(401, page));
         };
-        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut *bytes);
-        let session = hex::encode(*bytes);
+        // A session is as unguessable as a token: 256 random bits.
+        let session = auth::new_token();
         let now = now_ms();
         self.store.add_session(
             &auth::sha256_hex(session.as_bytes()),

@@ -10,19 +10,12 @@ use super::reply::{Refusal, Reply};
 use super::routes::Intake;
 use crate::error::Result;
 use crate::net::clock::now_ms;
+use crate::net::url::form_value;
 use crate::web;
 
 /// The session cookie's name, and how long a session lasts.
 pub const SESSION_COOKIE: &str = "stream_agency_session";
 pub const SESSION_MS: i64 = 12 * 3_600_000;
-
-/// One value of a query string or form, percent-decoded (the last one given wins nothing:
-/// the first is taken).
-pub fn form_value(encoded: &[u8], key: &str) -> Option<String> {
-    form_urlencoded::parse(encoded)
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
 
 impl Intake {
     fn page(&self, status: u16, heading: &str, text: &str) -> Result<Reply> {
@@ -40,11 +33,7 @@ impl Intake {
         }
         let host = req
             .header("host")
-            .filter(|h| {
-                h.len() <= 255
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
+            .filter(|h| crate::net::url::is_host_port(h))
             .unwrap_or("localhost");
         let scheme = match req.header("x-forwarded-proto") {
             Some("https") => "https",
@@ -137,7 +126,7 @@ impl Intake {
             ));
             return Ok(Ok(reply));
         }
-        let count = self.store.agent_epoch_count(id, epoch)?;
+        let count = self.store.windows_counted(Some(id), Some(epoch))?;
         Ok(Ok(Reply::json(
             200,
             json!({"address": agent.to_bech32(), "epoch": epoch, "counted": count,

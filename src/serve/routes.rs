@@ -390,14 +390,9 @@ fn printable(path: &str) -> String {
     out
 }
 
-/// One value of a query string (`a=1&b=2`), percent-decoding not needed for addresses.
+/// One value of a query string, percent-decoded; empty when absent.
 fn query_value(query: &str, key: &str) -> String {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default()
+    crate::net::url::form_value(query.as_bytes(), key).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ pub struct Unprofitable {
     pub epoch: i64,
     pub charge_atto: u128,
     pub fee_atto: u128,
-    /// The agent's fee on the escrow as last read (else as enrolled).
-    pub fee_bps: i64,
+    /// The windows the held bill is for.
+    pub windows: i64,
 }
 
 impl Store {
@@ -133,7 +133,8 @@ impl Store {
     /// Every bill held as unprofitable, by agent and epoch.
     pub fn unprofitable(&self) -> Result<Vec<Unprofitable>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT a.address, u.epoch, u.charge_atto, u.fee_atto, a.fee_bps
+            "SELECT a.address, u.epoch, u.charge_atto, u.fee_atto,
+                    (SELECT w.windows FROM usage_windows w WHERE w.agent_id = u.agent_id AND w.epoch = u.epoch)
                FROM unprofitable u JOIN agents a ON a.id = u.agent_id
               WHERE u.kind = 'bill'
               ORDER BY a.address, u.epoch",
@@ -147,7 +148,7 @@ impl Store {
                 epoch: r.get(1)?,
                 charge_atto: amount(2)?,
                 fee_atto: amount(3)?,
-                fee_bps: r.get(4)?,
+                windows: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -14,6 +14,9 @@ use crate::error::Result;
 /// tolerance as the standby's gap check: an answer at the window's end is in time).
 pub const IN_TIME_MS: i64 = 2_000;
 
+/// `history`'s limit for every row.
+pub const ALL_EPOCHS: usize = i64::MAX as usize;
+
 /// One epoch's row. Money in atto-CLAW.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EpochRow {
@@ -139,11 +142,7 @@ impl Store {
     }
 
     fn refresh_epoch(&self, epoch: i64) -> Result<()> {
-        let counted: i64 = self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch + 0 = ?1",
-            [epoch],
-            |r| r.get(0),
-        )?;
+        let counted = self.windows_counted(None, Some(epoch))?;
         let charges = self.charges_of(false, None, Some(epoch))?;
         let money = Money::of(charges.iter());
         let windows = |pick: fn(&Charge) -> bool| -> i64 {
@@ -290,31 +289,17 @@ impl Store {
         Ok(atto(fees))
     }
 
-    /// One agent's windows counted in all epochs.
-    pub fn windows_kept(&self, agent_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1",
-            [agent_id],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// One agent's windows counted in one epoch.
-    pub fn agent_epoch_count(&self, agent_id: i64, epoch: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
-            params![agent_id, epoch],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Windows counted in `epoch` (the scoreboard's "this epoch").
-    pub fn counted_in_epoch(&self, epoch: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE epoch + 0 = ?1",
-            [epoch],
-            |r| r.get(0),
-        )?)
+    /// Windows counted: one agent's (in one epoch, or in all), or one epoch's (every
+    /// agent's). Each case by its index: the primary key, or `epoch + 0` (sql/0010).
+    pub fn windows_counted(&self, agent: Option<i64>, epoch: Option<i64>) -> Result<i64> {
+        let filter = match (agent, epoch) {
+            (Some(_), Some(_)) => "agent_id = ?1 AND epoch = ?2",
+            (Some(_), None) => "agent_id = ?1 AND ?2 IS NULL",
+            (None, _) => "?1 IS NULL AND epoch + 0 = ?2",
+        };
+        let sql = format!("SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE {filter}");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(stmt.query_row(params![agent, epoch], |r| r.get(0))?)
     }
 
     /// Agents renewed now (served and not removed): the scoreboard's "protected now".

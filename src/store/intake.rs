@@ -251,13 +251,9 @@ impl Store {
         let Some((id, status, removed, cancelled, next, end, hold, waiting)) = row else {
             return Ok(None);
         };
-        let windows = |e: Option<i64>| -> Result<i64> {
-            Ok(self
-                .conn
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(windows), 0) FROM usage_windows WHERE agent_id = ?1 AND epoch = ?2",
-                )?
-                .query_row(params![id, e], |r| r.get(0))?)
+        let windows = |e: Option<i64>| match e {
+            Some(e) => self.windows_counted(Some(id), Some(e)),
+            None => Ok(0),
         };
         let status = match (removed, cancelled, &hold) {
             (true, _, _) => "removed".to_string(),

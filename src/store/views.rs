@@ -148,10 +148,12 @@ impl Store {
         );
         // One agent by its unique address (an index lookup: its page), else the list.
         let filter = match address {
-            Some(_) => "a.address = ?2 AND (?1 OR TRUE)",
-            None => "(?1 OR a.removed_ms IS NULL) AND ?2 IS NULL ORDER BY a.address",
+            Some(_) => "a.address = ?2 AND ?1 IS NOT NULL",
+            None => "(?1 OR a.removed_ms IS NULL) AND ?2 IS NULL",
         };
-        let mut stmt = self.conn.prepare(&format!("{select}{filter}"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{select}{filter} ORDER BY a.address"))?;
         let rows: Vec<(i64, AgentRow)> = stmt
             .query_map(params![all, address], |r| {
                 let removed: bool = r.get(13)?;

@@ -13,29 +13,35 @@ const REFRESH_PER_TICK: usize = 50;
 
 impl Agency {
     pub(super) fn keep_history(&mut self, current: Option<i64>) -> Result<()> {
+        let Some(current) = current else {
+            return Ok(());
+        };
         if self.store.shard.is_some_and(|s| s.index > 0) {
             return Ok(());
         }
-        if let Some(closed) = current.map(|c| c - 1) {
-            if !self.store.history_recorded(closed)? {
-                let bounds = (
-                    self.store.epoch_start(closed)?,
-                    self.store.epoch_end(closed)?,
-                );
-                if let (Some(start), Some(end)) = bounds {
-                    let books = self
-                        .biller
-                        .as_ref()
-                        .map(|b| b.read_books())
-                        .unwrap_or_default();
-                    self.store
-                        .record_epoch_close(closed, (start, end), &books, now_ms())?;
-                }
-            }
-        }
-        if let Some(current) = current {
-            self.store.refresh_history(REFRESH_PER_TICK, current)?;
-        }
+        self.record_closed(current - 1)?;
+        self.store.refresh_history(REFRESH_PER_TICK, current)?;
         Ok(())
+    }
+
+    /// The closed epoch's row, once, when both its ends are known.
+    fn record_closed(&mut self, closed: i64) -> Result<()> {
+        if self.store.history_recorded(closed)? {
+            return Ok(());
+        }
+        let bounds = (
+            self.store.epoch_start(closed)?,
+            self.store.epoch_end(closed)?,
+        );
+        let (Some(start), Some(end)) = bounds else {
+            return Ok(());
+        };
+        let books = self
+            .biller
+            .as_ref()
+            .map(|b| b.read_books())
+            .unwrap_or_default();
+        self.store
+            .record_epoch_close(closed, (start, end), &books, now_ms())
     }
 }

@@ -75,11 +75,14 @@ pub fn agent_page(
     };
     let view = store.public_view(address)?;
     let per_epoch = store.windows_per_epoch(id, CHART_EPOCHS)?;
-    let windows_kept = store.windows_kept(id)?;
+    let windows_kept = store.windows_counted(Some(id), None)?;
     let reward = store.meta_window_reward()?;
     let proof_epoch = epoch.or(per_epoch.last().map(|&(e, _)| e));
     let (proof_count, proof) = match proof_epoch {
-        Some(e) => (store.agent_epoch_count(id, e)?, store.proof_windows(id, e)?),
+        Some(e) => (
+            store.windows_counted(Some(id), Some(e))?,
+            store.proof_windows(id, e)?,
+        ),
         None => (0, Vec::new()),
     };
     let page = AgentPage {

@@ -4,6 +4,7 @@ use askama::Template;
 
 use super::frame::{claw, percent, render, Layout, Site};
 use crate::error::Result;
+use crate::store::history::ALL_EPOCHS;
 use crate::store::Store;
 
 /// The scoreboard's continuity covers the epochs recorded within this long.
@@ -37,7 +38,7 @@ pub fn home_page(store: &Store, site: &Site, base_url: &str, now: i64) -> Result
     let epoch = store.max_epoch_seen()?;
     let (setup_fee, min_bond, promo_slots) = store.meta_escrow_terms()?;
     let (books_epoch, books) = store.latest_books()?;
-    let history = store.history(usize::MAX >> 1)?;
+    let history = store.history(ALL_EPOCHS)?;
     let recent = history
         .iter()
         .filter(|r| r.recorded_ms.is_some_and(|t| now - t <= CONTINUITY_SPAN_MS));
@@ -47,7 +48,7 @@ pub fn home_page(store: &Store, site: &Site, base_url: &str, now: i64) -> Result
         in_time += r.windows_in_time.unwrap_or(0);
     }
     let this_epoch = match epoch {
-        Some(e) => store.counted_in_epoch(e)?,
+        Some(e) => store.windows_counted(None, Some(e))?,
         None => 0,
     };
     let closed: i64 = history

@@ -8,9 +8,10 @@ use askama::Template;
 
 use super::chart::{self, Chart};
 use super::frame::{claw, percent, render, when, Layout, Site};
+use crate::chain::fees::break_even_bps;
 use crate::error::Result;
 use crate::ops::health;
-use crate::store::history::EpochRow;
+use crate::store::history::{EpochRow, ALL_EPOCHS};
 use crate::store::Store;
 
 /// Epochs the table lists; the charts cover up to `CHART_EPOCHS`.
@@ -202,12 +203,13 @@ fn charts(history: &[EpochRow]) -> Vec<Chart> {
 }
 
 fn held(store: &Store) -> Result<Vec<Held>> {
+    let reward = store.meta_window_reward()?;
     let mut out: Vec<Held> = store
         .unprofitable()?
         .into_iter()
         .map(|u| {
-            let bps = (u.charge_atto > 0)
-                .then(|| (u.fee_atto * u.fee_bps.max(0) as u128).div_ceil(u.charge_atto));
+            let windows = u.windows.max(1) as u64;
+            let bps = reward.and_then(|r| break_even_bps(u.fee_atto, r, windows));
             Held {
                 address: u.address,
                 epoch: u.epoch,
@@ -233,10 +235,11 @@ fn held(store: &Store) -> Result<Vec<Held>> {
 
 /// `/operator`, for a signed-in operator.
 pub fn operator_page(store: &Store, site: &Site, db: &Path, now: i64) -> Result<String> {
-    let history = store.history(usize::MAX >> 1)?;
-    let runway = health::runway(store)?;
+    let history = store.history(ALL_EPOCHS)?;
+    let latest = store.latest_books()?;
+    let claimable = latest.1.claimable_owner;
+    let runway = health::runway_of(store, latest)?;
     let epochs = runway.as_ref().and_then(|r| r.epochs());
-    let (_, books) = store.latest_books()?;
     let page = OperatorPage {
         layout: Layout::of(site, store.max_epoch_seen()?),
         last_tick: when(crate::ops::lock::last_tick_ms(db)),
@@ -253,8 +256,8 @@ pub fn operator_page(store: &Store, site: &Site, db: &Path, now: i64) -> Result<
                 format!("{e:.1}")
             }
         }),
-        runway_low: epochs.is_some_and(|e| e < 3.0),
-        claimable: claw(books.claimable_owner),
+        runway_low: epochs.is_some_and(|e| e < f64::from(health::DEFAULT_MIN_BALANCE_EPOCHS)),
+        claimable: claw(claimable),
         standby_age: store
             .standby_fresh_ms()?
             .map_or("no standby copy".into(), |t| {

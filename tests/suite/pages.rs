@@ -275,7 +275,7 @@ fn the_pages_show_what_report_and_earnings_say_in_a_real_browser() {
     let counted = b.sb.query_i64(&format!(
         "SELECT u.windows FROM usage_windows u JOIN agents a ON a.id = u.agent_id WHERE a.address = '{ALICE}' AND u.epoch = {epoch}"
     ));
-    let (status, body) = get(
+    let (status, _, body) = get(
         s.addr,
         &format!("/v1/agents/{ALICE}/windows?epoch={epoch}"),
         &[],
@@ -284,7 +284,7 @@ fn the_pages_show_what_report_and_earnings_say_in_a_real_browser() {
     let proof = json_of(&body);
     assert_eq!(proof["counted"], Value::from(counted));
     assert_eq!(proof["windows"].as_array().unwrap().len() as i64, counted);
-    let (status, csv) = get(
+    let (status, _, csv) = get(
         s.addr,
         &format!("/v1/agents/{ALICE}/windows?epoch={epoch}&format=csv"),
         &[],
@@ -294,8 +294,8 @@ fn the_pages_show_what_report_and_earnings_say_in_a_real_browser() {
     assert!(!body.contains("signature") && !csv.contains("signature"));
 }
 
-/// One GET: (status, headers and body).
-fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
+/// One GET: (status, head, body).
+fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -313,14 +313,8 @@ fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    if headers.is_empty() {
-        (status, body)
-    } else {
-        (status, out)
-    }
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 #[test]
@@ -344,7 +338,7 @@ fn hostile_input_is_escaped_or_refused_and_a_revoked_tokens_session_ends() {
         );
         let injected = browser.eval("document.querySelectorAll('script, img, main svg[onload], [onerror], [onload]').length");
         assert_eq!(injected, Value::from(0), "{path}");
-        let (status, body) = get(s.addr, &path, &[]);
+        let (status, _, body) = get(s.addr, &path, &[]);
         assert!(status == 400 || status == 404, "{path}: {status}");
         assert!(
             !body.contains("<script") && !body.contains("<img") && !body.contains("<svg onload"),
@@ -352,16 +346,17 @@ fn hostile_input_is_escaped_or_refused_and_a_revoked_tokens_session_ends() {
         );
     }
     // A raw '<' in the path never comes back as markup either.
-    let (status, body) = get(s.addr, "/agents/<script>alert(1)</script>", &[]);
+    let (status, _, body) = get(s.addr, "/agents/<script>alert(1)</script>", &[]);
     assert!(status == 400 || status == 404, "{status}");
     assert!(!body.contains("<script>alert"), "{body}");
     // A cookie made to inject: no session, to the sign-in; nothing echoed.
-    let (status, answer) = get(
+    let (status, head, body) = get(
         s.addr,
         "/operator",
         &["Cookie: stream_agency_session=\"><script>alert(1)</script>"],
     );
-    assert_eq!(status, 303, "{answer}");
+    assert_eq!(status, 303, "{head}{body}");
+    let answer = format!("{head}\r\n\r\n{body}");
     assert!(answer.contains("Location: /operator/sign-in") && !answer.contains("<script"));
     // A wrong token signs nobody in.
     browser.open(&format!("{}/operator/sign-in", s.origin));
@@ -385,7 +380,7 @@ fn hostile_input_is_escaped_or_refused_and_a_revoked_tokens_session_ends() {
         Value::from("/operator/sign-in")
     );
     // Scripts with the token as a bearer still read it; a revoked one gets 401.
-    let (status, _) = get(
+    let (status, _, _) = get(
         s.addr,
         "/operator",
         &[&format!("Authorization: Bearer {token}")],

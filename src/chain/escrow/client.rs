@@ -100,6 +100,11 @@ impl<'a> Escrow<'a> {
         }
     }
 
+    /// `getClaimableOwner`: what the escrow's owner may withdraw.
+    pub fn claimable_owner(&self) -> Result<u128, GatewayError> {
+        self.number("getClaimableOwner", 0)
+    }
+
     /// `getAgentFinancials`: (bond balance, outstanding total).
     pub fn agent_financials(&self, agent: &Address) -> Result<(u128, u128), GatewayError> {
         let items = self
